@@ -1,0 +1,63 @@
+//! Exit statuses and the one place where errors become them.
+//!
+//! | code | meaning |
+//! |------|---------|
+//! | 0    | success (stress: PASS) |
+//! | 1    | stress: FAIL |
+//! | 2    | usage, configuration, or an unhealthy target (ERROR) |
+//! | 3    | stress: PARTIAL |
+//! | 130  | interrupted (Ctrl-C; stress: ABORTED) |
+//!
+//! Subcommands that add codes list them here and in the README.
+
+use std::process::ExitCode;
+
+/// Success.
+pub const SUCCESS: u8 = 0;
+/// A check failed (stress verdict FAIL).
+pub const FAILURE: u8 = 1;
+/// Bad usage or configuration, or a target that is not healthy.
+pub const USAGE: u8 = 2;
+/// Stress verdict PARTIAL: errors, but no crash and no failed check.
+pub const PARTIAL: u8 = 3;
+/// The run was interrupted (SIGINT); reports were still written.
+pub const INTERRUPTED: u8 = 130;
+
+/// An error that ends a subcommand. Each variant has exactly one exit status.
+#[derive(Debug)]
+pub enum CliError {
+    /// Bad flags or a bad configuration file; the message names the flag, file, line or key.
+    Usage(anyhow::Error),
+    /// Anything else that stopped the command before it could produce its result.
+    Other(anyhow::Error),
+}
+
+impl CliError {
+    /// The process exit status for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Usage(_) => USAGE,
+            CliError::Other(_) => USAGE,
+        }
+    }
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CliError::Usage(e) | CliError::Other(e) => write!(f, "{e:#}"),
+        }
+    }
+}
+
+/// Turn a subcommand's result (its own exit status, or an error) into the process status,
+/// printing the error once.
+pub fn finish(result: Result<u8, CliError>) -> ExitCode {
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("racegate: error: {err}");
+            ExitCode::from(err.exit_code())
+        }
+    }
+}

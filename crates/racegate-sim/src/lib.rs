@@ -1,0 +1,1 @@
+//! racegate-sim: a simulated GPU.

@@ -1,0 +1,2 @@
+//! racegate: one gate that all GPU work passes through.
+#![deny(missing_docs)]
