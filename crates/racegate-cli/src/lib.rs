@@ -5,7 +5,13 @@
 //! mapped to an exit status in one place, [`exit`].
 
 pub mod cli;
+pub mod compare;
+pub mod crash;
+pub mod demo;
 pub mod exit;
+pub mod gate_cmd;
+pub mod hunt;
+pub mod stress;
 
 use std::ffi::OsString;
 use std::process::ExitCode;

@@ -5,6 +5,13 @@ use std::ffi::OsString;
 
 use clap::{Parser, Subcommand};
 
+pub mod compare;
+pub mod demo;
+pub mod hunt;
+pub mod run;
+pub mod status;
+pub mod stress;
+
 use crate::exit::CliError;
 
 /// racegate: serialize GPU work, stress-test services for dispatch races, and hunt racing tests.
@@ -18,7 +25,20 @@ pub struct Cli {
 
 /// Every `racegate` subcommand.
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Hammer a service's pipelines concurrently, watch for crashes, check answers, and return a verdict.
+    Stress(stress::StressArgs),
+    /// Run two builds of a server through one identical stress test and name the winner.
+    Compare(compare::CompareArgs),
+    /// Show the whole story on the simulated GPU: the race, the wrong fix, the right fix and its cost.
+    Demo(demo::DemoArgs),
+    /// Find which tests crash or hang when run together, and write the serialization for them.
+    Hunt(hunt::HuntArgs),
+    /// Run a command while holding a machine-wide gate.
+    Run(run::RunArgs),
+    /// Show holders, waiters and recent history of machine-wide gates.
+    Status(status::StatusArgs),
+}
 
 /// Parse `args` and run the chosen subcommand, returning its exit status.
 pub fn parse_and_run<I, T>(args: I) -> Result<u8, CliError>
@@ -35,5 +55,12 @@ where
             return Ok(e.exit_code() as u8);
         }
     };
-    match cli.command {}
+    match cli.command {
+        Command::Stress(args) => crate::stress::stress(args),
+        Command::Compare(args) => crate::compare::compare(args),
+        Command::Demo(args) => crate::demo::demo(args),
+        Command::Hunt(args) => crate::hunt::hunt(args),
+        Command::Run(args) => crate::gate_cmd::run(args),
+        Command::Status(args) => crate::gate_cmd::status(args),
+    }
 }

@@ -1,0 +1,5 @@
+//! Arguments of `racegate run`.
+
+/// Run a command while holding a machine-wide gate.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {}

@@ -1,0 +1,1 @@
+//! Crash signatures: `.ips` reports, stderr lines, exit signals, core dumps.
