@@ -1,1 +1,0 @@
-//! Crash signatures: `.ips` reports, stderr lines, exit signals, core dumps.
