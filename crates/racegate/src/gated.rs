@@ -1,0 +1,265 @@
+//! [`Gated<T>`]: a resource that can only be reached through a gate.
+
+use std::cell::UnsafeCell;
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::errors::{AcquireTimeoutError, TryAcquireError};
+use crate::gate::{Gate, GateGuard, OwnedGateGuard, Request};
+use crate::stats::Label;
+
+/// A resource (a GPU stream, a device or command-queue handle) that can only be reached while
+/// holding a gate: "operations on the shared stream require external synchronization", enforced
+/// by the type system.
+///
+/// Locking takes *all* permits of the gate, so a `Gated<T>` may share a gate of any capacity with
+/// other code (e.g. [`global("gpu")`](crate::global)): while its guard lives, nobody else holds the
+/// gate, and the guard derefs to `&mut T`. The gate's FIFO order, timeouts, labels, stats and
+/// panic handling all apply.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// struct Stream { submitted: u32 }
+/// let stream = racegate::Gated::new("gpu", Stream { submitted: 0 });
+/// stream.lock().await.submitted += 1;
+/// assert_eq!(stream.lock().await.submitted, 1);
+/// # }
+/// ```
+pub struct Gated<T: ?Sized> {
+    gate: Gate,
+    value: UnsafeCell<T>,
+}
+
+// SAFETY: the value is only reached through a guard holding every permit of the gate, i.e. by
+// one holder at a time, exactly like `Mutex<T>`.
+unsafe impl<T: ?Sized + Send> Send for Gated<T> {}
+// SAFETY: as above; sharing `&Gated<T>` only lets threads queue for exclusive access.
+unsafe impl<T: ?Sized + Send> Sync for Gated<T> {}
+
+impl<T> Gated<T> {
+    /// Puts `value` behind a new single-holder gate named `name`.
+    pub fn new(name: impl Into<String>, value: T) -> Self {
+        Gated::with_gate(Gate::new(name), value)
+    }
+
+    /// Puts `value` behind an existing gate (for example a [`global`](crate::global) one).
+    pub fn with_gate(gate: Gate, value: T) -> Self {
+        Gated {
+            gate,
+            value: UnsafeCell::new(value),
+        }
+    }
+
+    /// Takes the value back out.
+    pub fn into_inner(self) -> T {
+        self.value.into_inner()
+    }
+}
+
+impl<T: ?Sized> Gated<T> {
+    /// The gate that guards the value.
+    pub fn gate(&self) -> &Gate {
+        &self.gate
+    }
+
+    /// Mutable access without locking: `&mut self` proves nobody else can reach the value.
+    pub fn get_mut(&mut self) -> &mut T {
+        self.value.get_mut()
+    }
+
+    fn req(&self, label: Option<Label>) -> Request {
+        Request {
+            label,
+            weight: self.gate.capacity(),
+        }
+    }
+
+    /// Waits for the whole gate and returns a guard that derefs to the value.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`Gate::acquire`].
+    pub async fn lock(&self) -> GatedGuard<'_, T> {
+        let guard = self.gate.acquire_req(self.req(None)).await;
+        GatedGuard::new(guard, self)
+    }
+
+    /// [`Gated::lock`] with a label for stats and errors.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`Gate::acquire`].
+    pub async fn lock_labeled(&self, label: impl Into<Label>) -> GatedGuard<'_, T> {
+        let guard = self.gate.acquire_req(self.req(Some(label.into()))).await;
+        GatedGuard::new(guard, self)
+    }
+
+    /// Waits at most `timeout` for the whole gate.
+    ///
+    /// # Errors
+    ///
+    /// [`AcquireTimeoutError`] naming the holders.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`Gate::acquire`].
+    ///
+    /// # Panics
+    ///
+    /// As [`Gate::acquire_timeout`].
+    pub async fn lock_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<GatedGuard<'_, T>, AcquireTimeoutError> {
+        let guard = self
+            .gate
+            .acquire_timeout_req(self.req(None), timeout)
+            .await?;
+        Ok(GatedGuard::new(guard, self))
+    }
+
+    /// Locks without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`TryAcquireError::WouldBlock`] when the gate is held or has waiters.
+    pub fn try_lock(&self) -> Result<GatedGuard<'_, T>, TryAcquireError> {
+        let guard = self.gate.try_acquire_req(self.req(None))?;
+        Ok(GatedGuard::new(guard, self))
+    }
+
+    /// Blocks the current thread until the whole gate is granted.
+    ///
+    /// # Panics
+    ///
+    /// As [`Gate::acquire_blocking`]: in an async context.
+    pub fn lock_blocking(&self) -> GatedGuard<'_, T> {
+        let guard = self.gate.acquire_blocking_req(self.req(None));
+        GatedGuard::new(guard, self)
+    }
+
+    /// Blocks the current thread at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`AcquireTimeoutError`] naming the holders.
+    ///
+    /// # Panics
+    ///
+    /// As [`Gate::acquire_blocking`].
+    pub fn lock_blocking_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<GatedGuard<'_, T>, AcquireTimeoutError> {
+        let guard = self
+            .gate
+            .acquire_blocking_timeout_req(self.req(None), timeout)?;
+        Ok(GatedGuard::new(guard, self))
+    }
+
+    /// Waits for the whole gate and returns a guard that owns an `Arc` of this `Gated`, so it can
+    /// move into a spawned task (e.g. a streaming response).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::sync::Arc;
+    /// let queue = Arc::new(racegate::Gated::new("gpu", Vec::<u32>::new()));
+    /// let mut guard = Arc::clone(&queue).lock_owned().await;
+    /// tokio::spawn(async move { guard.push(7) }).await.unwrap();
+    /// assert_eq!(*queue.lock().await, [7]);
+    /// # }
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`Gate::acquire`].
+    pub async fn lock_owned(self: Arc<Self>) -> OwnedGatedGuard<T> {
+        let guard = self.gate.acquire_owned_req(self.req(None)).await;
+        OwnedGatedGuard {
+            _guard: guard,
+            gated: self,
+            _not_sync_unless_t_is: PhantomData,
+        }
+    }
+}
+
+impl<T: ?Sized + fmt::Debug> fmt::Debug for Gated<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Gated")
+            .field("gate", &self.gate)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Exclusive access to the value of a [`Gated`]; releases the gate when dropped.
+#[must_use = "the gate is released as soon as the guard is dropped"]
+pub struct GatedGuard<'a, T: ?Sized> {
+    _guard: GateGuard<'a>,
+    gated: &'a Gated<T>,
+    // `&Gated<T>` is Sync for any `T: Send`; the guard hands out `&T`, so it must also need `T: Sync`.
+    _not_sync_unless_t_is: PhantomData<&'a mut T>,
+}
+
+impl<'a, T: ?Sized> GatedGuard<'a, T> {
+    fn new(guard: GateGuard<'a>, gated: &'a Gated<T>) -> Self {
+        GatedGuard {
+            _guard: guard,
+            gated,
+            _not_sync_unless_t_is: PhantomData,
+        }
+    }
+}
+
+impl<T: ?Sized> Deref for GatedGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: this guard holds every permit of the gate: no other guard exists.
+        unsafe { &*self.gated.value.get() }
+    }
+}
+
+impl<T: ?Sized> DerefMut for GatedGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in `deref`, and `&mut self` makes this the only live reference.
+        unsafe { &mut *self.gated.value.get() }
+    }
+}
+
+impl<T: ?Sized + fmt::Debug> fmt::Debug for GatedGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+/// Owned exclusive access to the value of an `Arc<Gated<T>>`: `Send + 'static` when `T: Send`.
+#[must_use = "the gate is released as soon as the guard is dropped"]
+pub struct OwnedGatedGuard<T: ?Sized> {
+    // Field order: the gate is released before the `Arc` (and possibly the value) is dropped.
+    _guard: OwnedGateGuard,
+    gated: Arc<Gated<T>>,
+    _not_sync_unless_t_is: PhantomData<T>,
+}
+
+impl<T: ?Sized> Deref for OwnedGatedGuard<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: this guard holds every permit of the gate: no other guard exists.
+        unsafe { &*self.gated.value.get() }
+    }
+}
+
+impl<T: ?Sized> DerefMut for OwnedGatedGuard<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in `deref`, and `&mut self` makes this the only live reference.
+        unsafe { &mut *self.gated.value.get() }
+    }
+}
+
+impl<T: ?Sized + fmt::Debug> fmt::Debug for OwnedGatedGuard<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}

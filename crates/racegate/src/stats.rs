@@ -1,0 +1,330 @@
+//! Wait and hold histograms, per-label figures, current holders, and the [`GateStats`] snapshot.
+//!
+//! All bookkeeping for one gate sits behind one short `std::sync::Mutex`, taken once when a guard
+//! is granted and once when it is dropped. Holders are few (at most the gate's capacity), so the
+//! lock is almost never contended; the benchmark in `benches/gate.rs` measures its cost.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use crate::errors::{fmt_duration, HolderInfo};
+
+/// What an acquisition is for (`"vision"`, `"text"`, a test name): shown in stats and errors.
+///
+/// Built from a `&'static str` without allocating, or from a `String`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Label(Cow<'static, str>);
+
+impl Label {
+    /// The label's text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Pointer comparison first: labels are usually the same `&'static str` literal.
+    fn same(&self, other: &Label) -> bool {
+        let (a, b) = (self.as_str(), other.as_str());
+        (a.as_ptr() == b.as_ptr() && a.len() == b.len()) || a == b
+    }
+}
+
+impl From<&'static str> for Label {
+    fn from(s: &'static str) -> Self {
+        Label(Cow::Borrowed(s))
+    }
+}
+
+impl From<String> for Label {
+    fn from(s: String) -> Self {
+        Label(Cow::Owned(s))
+    }
+}
+
+impl fmt::Display for Label {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Percentiles of one histogram.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Percentiles {
+    /// Number of samples.
+    pub count: u64,
+    /// Median.
+    pub p50: Duration,
+    /// 90th percentile.
+    pub p90: Duration,
+    /// 99th percentile.
+    pub p99: Duration,
+    /// Largest sample.
+    pub max: Duration,
+}
+
+impl Percentiles {
+    fn of(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Self::default();
+        }
+        let d = |ns: u64| Duration::from_nanos(ns);
+        Percentiles {
+            count: h.len(),
+            p50: d(h.value_at_quantile(0.50)),
+            p90: d(h.value_at_quantile(0.90)),
+            p99: d(h.value_at_quantile(0.99)),
+            max: d(h.max()),
+        }
+    }
+}
+
+impl fmt::Display for Percentiles {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "n={} p50={} p90={} p99={} max={}",
+            self.count,
+            fmt_duration(self.p50),
+            fmt_duration(self.p90),
+            fmt_duration(self.p99),
+            fmt_duration(self.max)
+        )
+    }
+}
+
+/// Figures for one label.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LabelStats {
+    /// The label.
+    pub label: String,
+    /// Grants with this label.
+    pub acquisitions: u64,
+    /// Timed-out acquisitions with this label.
+    pub timeouts: u64,
+    /// Time from asking to being granted.
+    pub wait: Percentiles,
+    /// Time from being granted to releasing (completed holds only).
+    pub hold: Percentiles,
+}
+
+/// A snapshot of one gate's figures, from [`Gate::stats`](crate::Gate::stats).
+///
+/// Durations come from HDR histograms (2 significant digits, 1 ns to 1 hour; longer samples are
+/// clamped to 1 hour). Wait times include the machine-wide backend's wait, if the gate has one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GateStats {
+    /// The gate's name.
+    pub name: String,
+    /// Total permits.
+    pub capacity: u32,
+    /// Permits free at the moment of the snapshot.
+    pub available: u32,
+    /// Whether bookkeeping is on. When off, only `timeouts`, `panics_while_held`, `waiters` and
+    /// `available` are maintained.
+    pub enabled: bool,
+    /// Grants so far.
+    pub acquisitions: u64,
+    /// Timed-out acquisitions so far.
+    pub timeouts: u64,
+    /// Guards dropped while their thread was panicking (the gate was released, never poisoned).
+    pub panics_while_held: u64,
+    /// Callers queued right now.
+    pub waiters: usize,
+    /// Who holds the gate right now, longest-held first.
+    pub holders: Vec<HolderInfo>,
+    /// Wait time, all acquisitions.
+    pub wait: Percentiles,
+    /// Hold time, all completed holds.
+    pub hold: Percentiles,
+    /// Per-label figures, in order of first appearance.
+    pub labels: Vec<LabelStats>,
+}
+
+impl fmt::Display for GateStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "gate `{}`: capacity {}, available {}, acquisitions {}, timeouts {}, panics while held {}, waiters {}",
+            self.name,
+            self.capacity,
+            self.available,
+            self.acquisitions,
+            self.timeouts,
+            self.panics_while_held,
+            self.waiters
+        )?;
+        if !self.enabled {
+            writeln!(f, "  (stats are off: no histograms or holders)")?;
+        }
+        for h in &self.holders {
+            writeln!(f, "  holder: {h}")?;
+        }
+        writeln!(f, "  wait: {}", self.wait)?;
+        writeln!(f, "  hold: {}", self.hold)?;
+        for l in &self.labels {
+            writeln!(
+                f,
+                "  `{}`: acquisitions {}, timeouts {}\n    wait: {}\n    hold: {}",
+                l.label, l.acquisitions, l.timeouts, l.wait, l.hold
+            )?;
+        }
+        Ok(())
+    }
+}
+
+const MAX_NS: u64 = 3_600_000_000_000;
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_NS, 2).expect("static histogram bounds are valid")
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).min(MAX_NS)
+}
+
+struct PerLabel {
+    label: Label,
+    acquisitions: u64,
+    timeouts: u64,
+    wait: Histogram<u64>,
+    hold: Histogram<u64>,
+}
+
+struct Holder {
+    label: Option<Label>,
+    label_idx: Option<usize>,
+    weight: u32,
+    since: Instant,
+}
+
+/// The mutable bookkeeping of one gate (behind the gate's stats mutex).
+pub(crate) struct StatsState {
+    acquisitions: u64,
+    wait: Histogram<u64>,
+    hold: Histogram<u64>,
+    labels: Vec<PerLabel>,
+    /// A slab: a guard keeps its slot index; freed slots are reused.
+    holders: Vec<Option<Holder>>,
+    free: Vec<u32>,
+}
+
+impl StatsState {
+    pub(crate) fn new() -> Self {
+        StatsState {
+            acquisitions: 0,
+            wait: histogram(),
+            hold: histogram(),
+            labels: Vec::new(),
+            holders: Vec::new(),
+            free: Vec::new(),
+        }
+    }
+
+    fn label_idx(&mut self, label: &Label) -> usize {
+        if let Some(i) = self.labels.iter().position(|l| l.label.same(label)) {
+            return i;
+        }
+        self.labels.push(PerLabel {
+            label: label.clone(),
+            acquisitions: 0,
+            timeouts: 0,
+            wait: histogram(),
+            hold: histogram(),
+        });
+        self.labels.len() - 1
+    }
+
+    /// Records a grant and registers the holder; returns its slot.
+    pub(crate) fn granted(
+        &mut self,
+        label: Option<Label>,
+        weight: u32,
+        waited: Duration,
+        now: Instant,
+    ) -> u32 {
+        let ns = nanos(waited);
+        self.acquisitions += 1;
+        self.wait.saturating_record(ns);
+        let label_idx = label.as_ref().map(|l| {
+            let i = self.label_idx(l);
+            let pl = &mut self.labels[i];
+            pl.acquisitions += 1;
+            pl.wait.saturating_record(ns);
+            i
+        });
+        let holder = Holder {
+            label,
+            label_idx,
+            weight,
+            since: now,
+        };
+        match self.free.pop() {
+            Some(slot) => {
+                self.holders[slot as usize] = Some(holder);
+                slot
+            }
+            None => {
+                self.holders.push(Some(holder));
+                (self.holders.len() - 1) as u32
+            }
+        }
+    }
+
+    /// Records a release; returns the holder's label and hold time for the hold warning.
+    pub(crate) fn released(&mut self, slot: u32, now: Instant) -> (Option<Label>, Duration) {
+        let Some(holder) = self.holders.get_mut(slot as usize).and_then(Option::take) else {
+            return (None, Duration::ZERO);
+        };
+        self.free.push(slot);
+        let held = now.saturating_duration_since(holder.since);
+        let ns = nanos(held);
+        self.hold.saturating_record(ns);
+        if let Some(i) = holder.label_idx {
+            self.labels[i].hold.saturating_record(ns);
+        }
+        (holder.label, held)
+    }
+
+    pub(crate) fn timed_out(&mut self, label: Option<&Label>) {
+        if let Some(l) = label {
+            let i = self.label_idx(l);
+            self.labels[i].timeouts += 1;
+        }
+    }
+
+    pub(crate) fn holders(&self, now: Instant) -> Vec<HolderInfo> {
+        let mut v: Vec<HolderInfo> = self
+            .holders
+            .iter()
+            .flatten()
+            .map(|h| HolderInfo {
+                label: h.label.as_ref().map(|l| l.as_str().to_owned()),
+                weight: h.weight,
+                held_for: now.saturating_duration_since(h.since),
+            })
+            .collect();
+        v.sort_by_key(|h| std::cmp::Reverse(h.held_for));
+        v
+    }
+
+    /// Fills the histogram-backed parts of a snapshot.
+    pub(crate) fn fill(&self, s: &mut GateStats, now: Instant) {
+        s.acquisitions = self.acquisitions;
+        s.holders = self.holders(now);
+        s.wait = Percentiles::of(&self.wait);
+        s.hold = Percentiles::of(&self.hold);
+        s.labels = self
+            .labels
+            .iter()
+            .map(|l| LabelStats {
+                label: l.label.as_str().to_owned(),
+                acquisitions: l.acquisitions,
+                timeouts: l.timeouts,
+                wait: Percentiles::of(&l.wait),
+                hold: Percentiles::of(&l.hold),
+            })
+            .collect();
+    }
+}
