@@ -1,0 +1,327 @@
+//! Holder and waiter records: who holds or waits for a machine-wide gate, for `racegate status`
+//! and for timeout messages.
+//!
+//! Records are for visibility only. The kernel's lock on the lane or ticket file decides
+//! ownership; a record is believed only while that lock is held *and* the process it names is
+//! alive with the same start time (a recycled PID has a different one). Anything else — a
+//! missing `end` line, bad UTF-8, an unknown version, a dead or recycled PID — is ignored.
+//!
+//! The format is line-oriented text so that a person can `cat` it:
+//!
+//! ```text
+//! racegate-record 1
+//! pid=4242
+//! start=123456789
+//! seq=17
+//! lane=0
+//! since_ms=1732280000000
+//! label=vision
+//! arg=python
+//! arg=bench.py
+//! end
+//! ```
+//!
+//! Values escape `\`, newline and carriage return as `\\`, `\n`, `\r`. `start` is the process
+//! start time in the OS's own unit (clock ticks since boot on Linux, microseconds since the
+//! epoch on macOS), `0` when unknown.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The first line of every record.
+const MAGIC: &str = "racegate-record 1";
+/// Records longer than this are malformed: a command line is not megabytes long.
+pub(crate) const MAX_RECORD_LEN: usize = 64 * 1024;
+
+/// One process's claim to hold or wait for a gate, as written in its record file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// Process id.
+    pub pid: u32,
+    /// Process start time in the OS's unit, `0` when unknown; tells a recycled PID apart.
+    pub start: u64,
+    /// Queue ticket number (0 for a holder that never queued).
+    pub seq: u64,
+    /// Lane held (holders) or `None` (waiters).
+    pub lane: Option<u32>,
+    /// When the process started holding or waiting, in milliseconds since the Unix epoch.
+    pub since_ms: u64,
+    /// The label it acquired with, if any.
+    pub label: Option<String>,
+    /// Its command line (for `racegate run`, the command run under the gate).
+    pub command: Vec<String>,
+}
+
+impl Record {
+    /// A record for the current process, starting now.
+    pub(crate) fn for_self(seq: u64, lane: Option<u32>, label: Option<&str>, command: &[String]) -> Record {
+        Record {
+            pid: std::process::id(),
+            start: self_start_time(),
+            seq,
+            lane,
+            since_ms: now_ms(),
+            label: label.map(str::to_owned),
+            command: command.to_vec(),
+        }
+    }
+
+    /// When the holder or waiter started, as a [`SystemTime`].
+    pub fn since(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(self.since_ms)
+    }
+
+    /// The command line as one string, words with spaces or quotes quoted like a shell would.
+    pub fn command_line(&self) -> String {
+        shell_join(&self.command)
+    }
+
+    /// Serialize to the text format above.
+    pub(crate) fn encode(&self) -> String {
+        let mut out = String::with_capacity(128);
+        out.push_str(MAGIC);
+        out.push('\n');
+        out.push_str(&format!("pid={}\nstart={}\nseq={}\n", self.pid, self.start, self.seq));
+        if let Some(lane) = self.lane {
+            out.push_str(&format!("lane={lane}\n"));
+        }
+        out.push_str(&format!("since_ms={}\n", self.since_ms));
+        if let Some(label) = &self.label {
+            out.push_str("label=");
+            escape_into(label, &mut out);
+            out.push('\n');
+        }
+        for arg in &self.command {
+            out.push_str("arg=");
+            escape_into(arg, &mut out);
+            out.push('\n');
+        }
+        out.push_str("end\n");
+        out
+    }
+
+    /// Parse a record; `None` for anything malformed (never panics, whatever the bytes).
+    pub fn parse(bytes: &[u8]) -> Option<Record> {
+        if bytes.len() > MAX_RECORD_LEN {
+            return None;
+        }
+        let text = std::str::from_utf8(bytes).ok()?;
+        let mut lines = text.split('\n');
+        if lines.next()? != MAGIC {
+            return None;
+        }
+        let (mut pid, mut start, mut seq, mut since_ms) = (None, None, None, None);
+        let mut lane = None;
+        let mut label = None;
+        let mut command = Vec::new();
+        let mut ended = false;
+        for line in lines.by_ref() {
+            if line == "end" {
+                ended = true;
+                break;
+            }
+            let (key, value) = line.split_once('=')?;
+            match key {
+                "pid" => pid = Some(value.parse::<u32>().ok().filter(|p| *p > 0 && *p <= i32::MAX as u32)?),
+                "start" => start = Some(value.parse::<u64>().ok()?),
+                "seq" => seq = Some(value.parse::<u64>().ok()?),
+                "lane" => lane = Some(value.parse::<u32>().ok()?),
+                "since_ms" => since_ms = Some(value.parse::<u64>().ok()?),
+                "label" => label = Some(unescape(value)?),
+                "arg" => command.push(unescape(value)?),
+                // Newer writers may add keys; older readers skip them.
+                _ => {}
+            }
+        }
+        // Only an empty remainder may follow `end`: anything else means two writers mixed.
+        if !ended || lines.any(|l| !l.is_empty()) {
+            return None;
+        }
+        Some(Record { pid: pid?, start: start?, seq: seq?, lane, since_ms: since_ms?, label, command })
+    }
+
+    /// Whether the process this record names is still the one that wrote it: alive, and (where
+    /// the start time can be read) started at the same moment. A recycled PID fails this.
+    pub fn is_current(&self) -> bool {
+        if !pid_alive(self.pid) {
+            return false;
+        }
+        match (self.start, process_start_time(self.pid)) {
+            (0, _) | (_, None) => true,
+            (recorded, Some(now)) => recorded == now,
+        }
+    }
+}
+
+fn escape_into(s: &str, out: &mut String) {
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+}
+
+fn unescape(s: &str) -> Option<String> {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.next()? {
+                '\\' => out.push('\\'),
+                'n' => out.push('\n'),
+                'r' => out.push('\r'),
+                _ => return None,
+            }
+        } else if c == '\r' {
+            return None;
+        } else {
+            out.push(c);
+        }
+    }
+    Some(out)
+}
+
+/// Join words for display, quoting those a shell would split or interpret.
+pub(crate) fn shell_join(words: &[String]) -> String {
+    let mut out = String::new();
+    for (i, w) in words.iter().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        let plain = !w.is_empty()
+            && w.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+        if plain {
+            out.push_str(w);
+        } else {
+            out.push('\'');
+            out.push_str(&w.replace('\'', "'\\''"));
+            out.push('\'');
+        }
+    }
+    out
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Whether a process with this PID exists (a zombie counts as alive until it is reaped, but its
+/// locks are already released, and the lock check comes first).
+pub(crate) fn pid_alive(pid: u32) -> bool {
+    let Some(pid) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw) else {
+        return false;
+    };
+    match rustix::process::test_kill_process(pid) {
+        Ok(()) => true,
+        // It exists but belongs to someone else.
+        Err(e) => e == rustix::io::Errno::PERM,
+    }
+}
+
+fn self_start_time() -> u64 {
+    use std::sync::OnceLock;
+    static START: OnceLock<u64> = OnceLock::new();
+    *START.get_or_init(|| process_start_time(std::process::id()).unwrap_or(0))
+}
+
+/// Start time of a process in the OS's unit, `None` when it cannot be read.
+#[cfg(target_os = "linux")]
+pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    parse_proc_stat_start(&stat)
+}
+
+/// Field 22 (`starttime`) of `/proc/<pid>/stat`. The command name (field 2) is in parentheses and
+/// may itself contain spaces and parentheses, so fields are counted from the *last* `)`.
+#[cfg(any(target_os = "linux", test))]
+pub(crate) fn parse_proc_stat_start(stat: &[u8]) -> Option<u64> {
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    let rest = std::str::from_utf8(&stat[close + 1..]).ok()?;
+    // After `)` come field 3 (state) onwards; starttime is field 22, so the 20th of these.
+    rest.split_ascii_whitespace().nth(19)?.parse().ok()
+}
+
+/// Start time of a process in microseconds since the epoch, from `proc_pidinfo`.
+#[cfg(target_os = "macos")]
+pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
+    let mut info: libc::proc_bsdinfo = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::proc_bsdinfo>() as libc::c_int;
+    // SAFETY: `info` is a writable buffer of exactly `size` bytes for PROC_PIDTBSDINFO.
+    let n = unsafe {
+        libc::proc_pidinfo(
+            pid as libc::c_int,
+            libc::PROC_PIDTBSDINFO,
+            0,
+            (&mut info as *mut libc::proc_bsdinfo).cast(),
+            size,
+        )
+    };
+    if n != size {
+        return None;
+    }
+    Some(info.pbi_start_tvsec * 1_000_000 + info.pbi_start_tvusec)
+}
+
+/// Elsewhere the start time is unknown and only liveness is checked.
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+pub(crate) fn process_start_time(_pid: u32) -> Option<u64> {
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Record {
+        Record {
+            pid: 42,
+            start: 7,
+            seq: 3,
+            lane: Some(1),
+            since_ms: 1_700_000_000_000,
+            label: Some("vi\\sion\nx".into()),
+            command: vec!["python".into(), "a b".into(), String::new()],
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        let r = sample();
+        assert_eq!(Record::parse(r.encode().as_bytes()), Some(r));
+    }
+
+    #[test]
+    fn truncated_records_are_rejected() {
+        let text = sample().encode();
+        for cut in 0..text.len() - 1 {
+            // Every strict prefix lacks the final `end` line (or its newline), so none parses
+            // except the one that stops right after `end`.
+            let parsed = Record::parse(&text.as_bytes()[..cut]);
+            assert!(parsed.is_none() || text[..cut].ends_with("end"), "prefix {cut} parsed");
+        }
+    }
+
+    #[test]
+    fn proc_stat_start_skips_odd_command_names() {
+        let stat = b"123 (a) b (c) R 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 99887766 20 21\n";
+        assert_eq!(parse_proc_stat_start(stat), Some(99_887_766));
+        assert_eq!(parse_proc_stat_start(b"garbage"), None);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn own_record_is_current_and_a_wrong_start_time_is_not() {
+        let mut r = Record::for_self(1, None, None, &[]);
+        assert!(r.is_current());
+        r.start += 1;
+        assert!(!r.is_current(), "a recycled PID (other start time) must not look current");
+    }
+
+    #[test]
+    fn shell_join_quotes_what_a_shell_would_split() {
+        let words = ["ls".to_string(), "a b".to_string(), "it's".to_string()];
+        assert_eq!(shell_join(&words), "ls 'a b' 'it'\\''s'");
+    }
+}

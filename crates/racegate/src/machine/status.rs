@@ -1,0 +1,145 @@
+//! What `racegate status` shows: the holders, waiters and recent history of a gate, read from
+//! its directory without joining its queue.
+//!
+//! Reading is safe at any moment: records are believed only while the lane or ticket they
+//! describe is locked and their process is still the one that wrote them; records that fail
+//! this are deleted (while the lane lock is held by us, so a fresh record cannot be lost).
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use super::history::read_history;
+use super::lock::{believed_holder, lane_path, live_tickets, open_ro, read_header, rec_path, try_flock, MAX_SLOTS};
+use super::record::Record;
+
+/// Version of the `racegate status --json` document (and of this structure). Bumped when a field
+/// changes meaning or disappears; new fields may appear without a bump.
+pub const STATUS_SCHEMA_VERSION: u32 = 1;
+
+/// A process holding a lane.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Holder {
+    /// The lane held.
+    pub lane: u32,
+    /// Its record, when one can be believed (`None`: the lane is locked but its record is
+    /// missing or stale, e.g. a plain `flock` user of the file or a record being written).
+    pub record: Option<Record>,
+}
+
+/// A process queued for the gate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Waiter {
+    /// Its ticket number (queue order).
+    pub seq: u64,
+    /// Its record, when one can be believed.
+    pub record: Option<Record>,
+}
+
+/// Percentiles over the gate's history log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HistorySummary {
+    /// Acquisitions in the log.
+    pub count: u64,
+    /// Wait percentiles: p50, p90, p99, max.
+    pub wait: [Duration; 4],
+    /// Hold percentiles: p50, p90, p99, max.
+    pub hold: [Duration; 4],
+    /// Oldest and newest release times in the log (ms since the epoch), 0 when empty.
+    pub first_ms: u64,
+    /// Newest release time in the log.
+    pub last_ms: u64,
+}
+
+/// A gate's state across all processes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GateStatus {
+    /// The gate's name.
+    pub name: String,
+    /// Lanes machine-wide (from the queue header; 1 if unknown).
+    pub slots: u32,
+    /// Current holders.
+    pub holders: Vec<Holder>,
+    /// Current waiters in queue order.
+    pub waiters: Vec<Waiter>,
+    /// Recent history.
+    pub history: HistorySummary,
+}
+
+impl Holder {
+    /// How long it has held the gate, if known.
+    pub fn held_for(&self, now: SystemTime) -> Option<Duration> {
+        self.record.as_ref().map(|r| now.duration_since(r.since()).unwrap_or_default())
+    }
+}
+
+/// Read the status of the gate whose directory is `dir`.
+pub fn gate_status(dir: &Path, name: &str) -> GateStatus {
+    let slots = open_ro(&dir.join(super::lock::QUEUE_FILE))
+        .ok()
+        .and_then(|f| read_header(&f))
+        .map_or(1, |(_, s)| s);
+    let mut holders = Vec::new();
+    // Lanes beyond the slot count may exist from an earlier configuration: look at them too.
+    for lane in 0..MAX_SLOTS {
+        let path = lane_path(dir, lane);
+        let Ok(lock) = open_ro(&path) else {
+            if lane >= slots {
+                break;
+            }
+            continue;
+        };
+        match try_flock(&lock, true) {
+            Ok(true) => {
+                // Free, and we hold it: any record left is stale and nobody can write a new one.
+                let _ = std::fs::remove_file(rec_path(dir, lane));
+            }
+            Ok(false) => {
+                drop(lock);
+                holders.push(Holder { lane, record: believed_holder(dir, lane) });
+            }
+            Err(_) => {}
+        }
+    }
+    let waiters = live_tickets(dir).into_iter().map(|(seq, record)| Waiter { seq, record }).collect();
+    GateStatus { name: name.to_owned(), slots, holders, waiters, history: summarize(dir) }
+}
+
+fn summarize(dir: &Path) -> HistorySummary {
+    let entries = read_history(dir);
+    if entries.is_empty() {
+        return HistorySummary::default();
+    }
+    let mut waits: Vec<Duration> = entries.iter().map(|e| e.wait).collect();
+    let mut holds: Vec<Duration> = entries.iter().map(|e| e.hold).collect();
+    HistorySummary {
+        count: entries.len() as u64,
+        wait: percentiles(&mut waits),
+        hold: percentiles(&mut holds),
+        first_ms: entries.iter().map(|e| e.released_ms).min().unwrap_or(0),
+        last_ms: entries.iter().map(|e| e.released_ms).max().unwrap_or(0),
+    }
+}
+
+/// Nearest-rank p50, p90, p99 and max.
+fn percentiles(v: &mut [Duration]) -> [Duration; 4] {
+    v.sort_unstable();
+    let at = |q: f64| {
+        let rank = (q * v.len() as f64).ceil() as usize;
+        v[rank.clamp(1, v.len()) - 1]
+    };
+    [at(0.50), at(0.90), at(0.99), v[v.len() - 1]]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let mut v: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        let p = percentiles(&mut v);
+        assert_eq!(p.map(|d| d.as_millis()), [50, 90, 99, 100]);
+        let mut one = vec![Duration::from_millis(7)];
+        assert_eq!(percentiles(&mut one), [Duration::from_millis(7); 4]);
+    }
+}
