@@ -64,6 +64,7 @@ mod errors;
 mod gate;
 mod gated;
 mod global;
+pub mod machine;
 mod stats;
 
 pub use errors::{
@@ -73,4 +74,5 @@ pub use errors::{
 pub use gate::{Gate, GateConfig, GateGuard, Labeled, OwnedGateGuard};
 pub use gated::{Gated, GatedGuard, OwnedGatedGuard};
 pub use global::{configure, global};
+pub use machine::{MachineGate, MachineGateBuilder, MachineGateError};
 pub use stats::{GateStats, Label, LabelStats, Percentiles};
