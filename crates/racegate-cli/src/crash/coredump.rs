@@ -144,6 +144,14 @@ impl ApportReport {
     }
 }
 
+/// First keys of a macOS plain-text crash report, which shares the `.crash` extension.
+const MACOS_TEXT_STARTS: [&str; 4] = [
+    "Process:",
+    "Incident Identifier:",
+    "-----",
+    "Translated Report",
+];
+
 /// Values longer than this are not kept (only `CoreDump` and friends get there).
 const MAX_VALUE_LEN: usize = 64 * 1024;
 /// Lines longer than this are cut (base64 core lines are short; anything longer is not apport).
@@ -218,6 +226,12 @@ pub fn parse_apport<R: BufRead>(mut reader: R, origin: &str) -> Result<ApportRep
         }
         if let Some((key, value, at)) = current.take() {
             apply(&mut report, &key, &value, at, origin)?;
+        }
+        if !any_key && MACOS_TEXT_STARTS.iter().any(|m| line.starts_with(m)) {
+            return Err(CrashError::LegacyText {
+                origin: origin.to_string(),
+                start: line.chars().take(40).collect(),
+            });
         }
         let Some((key, value)) = line.split_once(':') else {
             return Err(err(

@@ -179,6 +179,11 @@ pub fn parse_file(path: &Path) -> Result<CrashReport, CrashError> {
 }
 
 #[cfg(test)]
+mod fixture_tests;
+#[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
