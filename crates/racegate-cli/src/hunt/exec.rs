@@ -1,0 +1,282 @@
+//! Running one test command with bounds: the child process sits behind [`Executor`] so the
+//! scheduler and the bisection can be driven by a scripted mock in tests.
+//!
+//! The real executor puts the runner in its own process group, watches its output for progress
+//! (a line that reports a finished test), and when nothing progresses for the idle timeout it
+//! captures every thread's stack of every process in the tree *before* killing the tree, so a
+//! hang leaves evidence and no orphans.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::model::ProcessStack;
+
+/// A command to run: program, arguments, extra environment, working directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandSpec {
+    /// The program.
+    pub program: OsString,
+    /// Its arguments.
+    pub args: Vec<OsString>,
+    /// Extra environment variables.
+    pub env: Vec<(OsString, OsString)>,
+    /// Working directory (the current one when `None`).
+    pub cwd: Option<PathBuf>,
+}
+
+impl CommandSpec {
+    /// The command as one shell-like line, for reports.
+    pub fn display(&self) -> String {
+        let mut s = self.program.to_string_lossy().into_owned();
+        for a in &self.args {
+            let a = a.to_string_lossy();
+            s.push(' ');
+            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || "'\"|&;()$".contains(c)) {
+                s.push('\'');
+                s.push_str(&a.replace('\'', r"'\''"));
+                s.push('\'');
+            } else {
+                s.push_str(&a);
+            }
+        }
+        s
+    }
+}
+
+/// Time bounds of one execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// A hang: no progress line for this long.
+    pub idle: Duration,
+    /// The whole execution, whatever its progress.
+    pub total: Duration,
+}
+
+/// How an execution ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Termination {
+    /// The process exited with this code.
+    Exited(i32),
+    /// The process was killed by this signal (number).
+    Signaled(i32),
+    /// No progress for `idle`: stacks were captured, then the tree was killed.
+    Hung {
+        /// How long it had been idle.
+        idle: Duration,
+    },
+    /// The total limit ran out while it was still progressing.
+    OutOfTime,
+}
+
+/// What one execution produced.
+#[derive(Debug, Clone)]
+pub struct Execution {
+    /// How it ended.
+    pub termination: Termination,
+    /// Everything it wrote to stdout.
+    pub stdout: String,
+    /// Everything it wrote to stderr.
+    pub stderr: String,
+    /// Thread dumps captured before a hung tree was killed.
+    pub stacks: Vec<ProcessStack>,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+/// Runs commands. The scheduler only talks to this trait.
+pub trait Executor {
+    /// Run `spec` to completion within `limits`. `is_progress` tells which output lines (from
+    /// either stream) count as progress. Errors only when the command cannot be started.
+    fn execute(
+        &mut self,
+        spec: &CommandSpec,
+        limits: Limits,
+        is_progress: &dyn Fn(&str) -> bool,
+    ) -> std::io::Result<Execution>;
+}
+
+/// The executor that runs real processes.
+#[derive(Debug, Default)]
+pub struct ProcessExecutor {
+    /// Capture stacks of hung processes (on by default in the CLI).
+    pub capture_stacks: bool,
+}
+
+#[cfg(unix)]
+mod unix {
+    use super::*;
+    use std::io::{BufRead, BufReader, Read};
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    use std::process::{Command, Stdio};
+    use std::sync::mpsc;
+    use std::time::Instant;
+
+    enum Event {
+        Line(bool, String),
+        Closed,
+        Exited(std::process::ExitStatus),
+    }
+
+    fn pump<R: Read + Send + 'static>(r: R, is_err: bool, tx: mpsc::Sender<Event>) {
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(r);
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                match reader.read_until(b'\n', &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        let line = String::from_utf8_lossy(&buf).into_owned();
+                        if tx.send(Event::Line(is_err, line)).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+            let _ = tx.send(Event::Closed);
+        });
+    }
+
+    impl Executor for ProcessExecutor {
+        fn execute(
+            &mut self,
+            spec: &CommandSpec,
+            limits: Limits,
+            is_progress: &dyn Fn(&str) -> bool,
+        ) -> std::io::Result<Execution> {
+            let start = Instant::now();
+            let mut cmd = Command::new(&spec.program);
+            cmd.args(&spec.args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                // Its own group: one signal ends the runner and everything it started.
+                .process_group(0);
+            for (k, v) in &spec.env {
+                cmd.env(k, v);
+            }
+            if let Some(dir) = &spec.cwd {
+                cmd.current_dir(dir);
+            }
+            let mut child = cmd.spawn()?;
+            let pid = child.id();
+            let (tx, rx) = mpsc::channel();
+            pump(child.stdout.take().expect("piped"), false, tx.clone());
+            pump(child.stderr.take().expect("piped"), true, tx.clone());
+            std::thread::spawn(move || {
+                if let Ok(status) = child.wait() {
+                    let _ = tx.send(Event::Exited(status));
+                }
+            });
+
+            let (mut stdout, mut stderr) = (String::new(), String::new());
+            let mut last_progress = Instant::now();
+            let mut open_streams = 2;
+            let mut status = None;
+            let mut stacks = Vec::new();
+            let mut forced: Option<Termination> = None;
+            while status.is_none() || open_streams > 0 {
+                let now = Instant::now();
+                let idle_deadline = last_progress + limits.idle;
+                let total_deadline = start + limits.total;
+                if status.is_none() && forced.is_none() && (now >= idle_deadline || now >= total_deadline) {
+                    let termination = if now >= total_deadline && now < idle_deadline {
+                        Termination::OutOfTime
+                    } else {
+                        Termination::Hung {
+                            idle: now - last_progress,
+                        }
+                    };
+                    let tree = super::super::stacks::process_tree(pid);
+                    if self.capture_stacks && matches!(termination, Termination::Hung { .. }) {
+                        stacks = super::super::stacks::capture(&tree);
+                    }
+                    kill_tree(pid, &tree);
+                    forced = Some(termination);
+                }
+                if status.is_some() && forced.is_none() && open_streams > 0 {
+                    // The runner exited but something it started still holds the pipes.
+                    let tree = super::super::stacks::process_tree(pid);
+                    kill_tree(pid, &tree);
+                }
+                let wait = if forced.is_some() || status.is_some() {
+                    Duration::from_secs(5)
+                } else {
+                    idle_deadline.min(total_deadline).saturating_duration_since(now)
+                };
+                match rx.recv_timeout(wait.max(Duration::from_millis(1))) {
+                    Ok(Event::Line(is_err, line)) => {
+                        if is_progress(line.trim_end()) {
+                            last_progress = Instant::now();
+                        }
+                        if is_err {
+                            stderr.push_str(&line);
+                        } else {
+                            stdout.push_str(&line);
+                        }
+                    }
+                    Ok(Event::Closed) => open_streams -= 1,
+                    Ok(Event::Exited(s)) => status = Some(s),
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        if forced.is_some() || status.is_some() {
+                            // Killed but not reaped within 5 s, or pipes held open: stop waiting.
+                            break;
+                        }
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            }
+            // Whatever the runner left behind in its group goes too.
+            kill_group(pid);
+            let termination = match (forced, status) {
+                (Some(t), _) => t,
+                (None, Some(s)) => match (s.code(), s.signal()) {
+                    (Some(c), _) => Termination::Exited(c),
+                    (None, Some(sig)) => Termination::Signaled(sig),
+                    _ => Termination::Exited(-1),
+                },
+                (None, None) => Termination::Exited(-1),
+            };
+            Ok(Execution {
+                termination,
+                stdout,
+                stderr,
+                stacks,
+                elapsed: start.elapsed(),
+            })
+        }
+    }
+
+    fn kill_group(pgid: u32) {
+        use nix::sys::signal::{killpg, Signal};
+        use nix::unistd::Pid;
+        let _ = killpg(Pid::from_raw(pgid as i32), Signal::SIGKILL);
+    }
+
+    /// Kill the group and every descendant (some runners, like nextest, put each test in a
+    /// group of its own).
+    fn kill_tree(root: u32, tree: &[(u32, String)]) {
+        use nix::sys::signal::{kill, Signal};
+        use nix::unistd::Pid;
+        kill_group(root);
+        for (pid, _) in tree {
+            let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGKILL);
+        }
+    }
+}
+
+#[cfg(not(unix))]
+impl Executor for ProcessExecutor {
+    fn execute(
+        &mut self,
+        _spec: &CommandSpec,
+        _limits: Limits,
+        _is_progress: &dyn Fn(&str) -> bool,
+    ) -> std::io::Result<Execution> {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "`racegate hunt` runs test processes on Unix only",
+        ))
+    }
+}

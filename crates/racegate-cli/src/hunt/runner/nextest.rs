@@ -1,0 +1,263 @@
+//! cargo-nextest: `list --message-format json` to list, filter expressions and
+//! `--test-threads N` to run, its status lines (`PASS [ 0.01s] bin test`) to read. A test is
+//! named `BINARY_ID TEST_NAME`, as nextest prints it. Serializations are verified through a
+//! tool config file (`--tool-config-file racegate:PATH`), so the user's own
+//! `.config/nextest.toml` stays in force.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use super::{split_command, RunPlan, Runner, RunnerKind};
+use crate::hunt::exec::CommandSpec;
+use crate::hunt::model::TestStatus;
+
+/// The nextest adapter.
+#[derive(Debug, Clone)]
+pub struct Nextest {
+    /// `cargo nextest run …` with `run` at `sub`.
+    command: Vec<OsString>,
+    sub: Option<usize>,
+    scratch: PathBuf,
+}
+
+impl Nextest {
+    /// Wrap the user's `cargo nextest run …` command.
+    pub fn new(command: &[OsString], scratch: &Path) -> Self {
+        let sub = command.iter().position(|w| w == "run" || w == "r");
+        Nextest {
+            command: command.to_vec(),
+            sub,
+            scratch: scratch.to_path_buf(),
+        }
+    }
+
+    fn with_sub(&self, sub: &str) -> Vec<OsString> {
+        let mut words = self.command.clone();
+        match self.sub {
+            Some(i) => words[i] = sub.into(),
+            None => words.push(sub.into()),
+        }
+        words
+    }
+}
+
+/// Split nextest's `BINARY_ID TEST_NAME`.
+pub fn split_id(id: &str) -> (&str, &str) {
+    id.split_once(' ').unwrap_or(("", id))
+}
+
+/// A filterset matching exactly `tests`.
+pub fn filterset(tests: &[&String]) -> String {
+    tests
+        .iter()
+        .map(|t| {
+            let (bin, name) = split_id(t);
+            if bin.is_empty() {
+                format!("test(={name})")
+            } else {
+                format!("(binary_id(={bin}) & test(={name}))")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+/// Test ids from `cargo nextest list --message-format json`, non-ignored, in order.
+pub fn parse_list_json(stdout: &str) -> Result<Vec<String>, String> {
+    // Cargo may print other lines; the listing is the JSON object line.
+    let json = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with('{'))
+        .ok_or("no JSON object in `cargo nextest list` output")?;
+    let v: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| format!("bad `cargo nextest list` JSON: {e}"))?;
+    let suites = v
+        .get("rust-suites")
+        .and_then(|s| s.as_object())
+        .ok_or("`rust-suites` missing from `cargo nextest list` JSON")?;
+    let mut ids = Vec::new();
+    for (bin, suite) in suites {
+        let Some(cases) = suite.get("testcases").and_then(|c| c.as_object()) else {
+            continue;
+        };
+        for (name, case) in cases {
+            let ignored = case.get("ignored").and_then(|i| i.as_bool()).unwrap_or(false);
+            let matches = case
+                .get("filter-match")
+                .and_then(|f| f.get("status"))
+                .and_then(|s| s.as_str())
+                .map(|s| s == "matches")
+                .unwrap_or(true);
+            if !ignored && matches {
+                ids.push(format!("{bin} {name}"));
+            }
+        }
+    }
+    Ok(ids)
+}
+
+/// One status line: `   STATUS [   0.004s] (1/30) BINARY_ID TEST_NAME` (the counter is optional).
+pub fn parse_status_line(line: &str) -> Option<(String, TestStatus)> {
+    let line = line.trim();
+    let (word, rest) = line.split_once(" [")?;
+    let word = word.trim();
+    let (time, rest) = rest.split_once(']')?;
+    if !time.trim().ends_with('s') || time.trim().trim_end_matches('s').parse::<f64>().is_err() {
+        return None;
+    }
+    let mut rest = rest.trim_start();
+    if rest.starts_with('(') {
+        rest = rest.split_once(')')?.1.trim_start();
+    }
+    let (bin, name) = rest.split_once(' ')?;
+    if bin.is_empty() || name.trim().is_empty() {
+        return None;
+    }
+    let status = match word {
+        "PASS" | "LEAK" | "FLAKY" => TestStatus::Passed,
+        "FAIL" | "LEAK-FAIL" => TestStatus::Failed,
+        "TIMEOUT" => TestStatus::TimedOut,
+        "ABORT" => TestStatus::Crashed { signal: None },
+        w if w.starts_with("SIG") && w.len() > 3 && w[3..].chars().all(|c| c.is_ascii_uppercase()) => {
+            TestStatus::Crashed {
+                signal: Some(w.to_string()),
+            }
+        }
+        _ => return None,
+    };
+    Some((format!("{bin} {}", name.trim()), status))
+}
+
+/// The tool config that serializes `groups` (names must carry the `@tool:racegate:` prefix).
+pub fn tool_config(groups: &[Vec<String>]) -> String {
+    let mut s = String::from("[test-groups]\n");
+    for i in 0..groups.len() {
+        s.push_str(&format!("'@tool:racegate:conflict-{}' = {{ max-threads = 1 }}\n", i + 1));
+    }
+    for (i, g) in groups.iter().enumerate() {
+        let refs: Vec<&String> = g.iter().collect();
+        s.push_str(&format!(
+            "\n[[profile.default.overrides]]\nfilter = '{}'\ntest-group = '@tool:racegate:conflict-{}'\n",
+            filterset(&refs),
+            i + 1
+        ));
+    }
+    s
+}
+
+impl Runner for Nextest {
+    fn kind(&self) -> RunnerKind {
+        RunnerKind::Nextest
+    }
+
+    fn list_command(&self) -> CommandSpec {
+        let mut words = self.with_sub("list");
+        words.extend(["--message-format", "json"].map(OsString::from));
+        split_command(&words, None)
+    }
+
+    fn parse_list(&self, stdout: &str, _stderr: &str) -> Result<Vec<String>, String> {
+        parse_list_json(stdout)
+    }
+
+    fn run_commands(&self, plan: &RunPlan<'_>) -> Vec<CommandSpec> {
+        let mut words = self.command.clone();
+        if self.sub.is_none() {
+            words.push("run".into());
+        }
+        words.extend(
+            [
+                "--no-fail-fast",
+                "--color",
+                "never",
+                "--status-level",
+                "pass",
+                "--final-status-level",
+                "none",
+                "--test-threads",
+            ]
+            .map(OsString::from),
+        );
+        words.push(plan.jobs.to_string().into());
+        if !plan.whole_suite {
+            let refs: Vec<&String> = plan.tests.iter().collect();
+            words.push("-E".into());
+            words.push(filterset(&refs).into());
+        }
+        if !plan.serialized.is_empty() {
+            let path = self.scratch.join("nextest-verify.toml");
+            // Best effort: a failed write shows up as nextest's own clear error.
+            let _ = std::fs::create_dir_all(&self.scratch);
+            let _ = std::fs::write(&path, tool_config(plan.serialized));
+            let mut arg = OsString::from("racegate:");
+            arg.push(path.as_os_str());
+            words.push("--tool-config-file".into());
+            words.push(arg);
+        }
+        vec![split_command(&words, None)]
+    }
+
+    fn is_progress(&self, line: &str) -> bool {
+        parse_status_line(line).is_some()
+    }
+
+    fn parse_results(&self, stdout: &str, stderr: &str) -> Vec<(String, TestStatus)> {
+        let mut out: Vec<(String, TestStatus)> = Vec::new();
+        for (id, st) in stderr.lines().chain(stdout.lines()).filter_map(parse_status_line) {
+            if !out.iter().any(|(i, _)| *i == id) {
+                out.push((id, st));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn parses_status_lines() {
+        assert_eq!(
+            parse_status_line("        PASS [   0.004s] suite::tests alpha"),
+            Some(("suite::tests alpha".into(), TestStatus::Passed))
+        );
+        assert_eq!(
+            parse_status_line("     SIGABRT [   0.104s] (3/30) suite gpu::b"),
+            Some((
+                "suite gpu::b".into(),
+                TestStatus::Crashed {
+                    signal: Some("SIGABRT".into())
+                }
+            ))
+        );
+        assert_eq!(parse_status_line("     Summary [   0.1s] 30 tests run"), None);
+        assert_eq!(parse_status_line("    Starting 30 tests across 1 binary"), None);
+    }
+
+    #[test]
+    fn parses_listing() {
+        let json = r#"{"test-count":3,"rust-suites":{"suite":{"binary-id":"suite","testcases":{"a":{"ignored":false,"filter-match":{"status":"matches"}},"b":{"ignored":true,"filter-match":{"status":"matches"}},"c":{"ignored":false,"filter-match":{"status":"mismatch"}}}}}}"#;
+        assert_eq!(parse_list_json(json).unwrap(), vec!["suite a"]);
+        assert!(parse_list_json("not json").is_err());
+        assert!(parse_list_json("{}").is_err());
+    }
+
+    #[test]
+    fn filters_and_tool_config() {
+        let a = "suite gpu::a".to_string();
+        assert_eq!(filterset(&[&a]), "(binary_id(=suite) & test(=gpu::a))");
+        let cfg = tool_config(&[vec![a.clone()]]);
+        assert!(cfg.contains("'@tool:racegate:conflict-1' = { max-threads = 1 }"));
+        assert!(cfg.parse::<toml::Table>().is_ok(), "{cfg}");
+    }
+
+    proptest! {
+        #[test]
+        fn parsers_never_panic(s in "\\PC*") {
+            let _ = parse_status_line(&s);
+            let _ = parse_list_json(&s);
+        }
+    }
+}

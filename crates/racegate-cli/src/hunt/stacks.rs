@@ -1,0 +1,256 @@
+//! Thread dumps of a stuck process tree, taken before it is killed.
+//!
+//! Python processes are dumped with `py-spy dump` when it is on `PATH`; native ones with `gdb`
+//! (`thread apply all bt`), else `eu-stack`, else `lldb` (macOS). Build drivers and shells
+//! (`cargo`, `sh`) are skipped: their stacks never explain a hang. Every tool call is bounded.
+
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use super::model::ProcessStack;
+
+/// How long one dump may take.
+const DUMP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// `root` and all its descendants as `(pid, command line)`, root first. Empty when `ps` is
+/// unavailable (the root is still listed).
+pub fn process_tree(root: u32) -> Vec<(u32, String)> {
+    let mut all: Vec<(u32, u32, String)> = Vec::new();
+    if let Some(out) = bounded_output(
+        Command::new("ps").args(["-A", "-o", "pid=,ppid=,args="]),
+        Duration::from_secs(5),
+    ) {
+        for line in out.lines() {
+            let mut it = line.split_whitespace();
+            let (Some(pid), Some(ppid)) = (it.next(), it.next()) else {
+                continue;
+            };
+            let (Ok(pid), Ok(ppid)) = (pid.parse::<u32>(), ppid.parse::<u32>()) else {
+                continue;
+            };
+            all.push((pid, ppid, it.collect::<Vec<_>>().join(" ")));
+        }
+    }
+    let mut tree = vec![(
+        root,
+        all.iter()
+            .find(|(p, _, _)| *p == root)
+            .map(|(_, _, c)| c.clone())
+            .unwrap_or_default(),
+    )];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i].0;
+        for (pid, ppid, cmd) in &all {
+            if *ppid == parent && !tree.iter().any(|(p, _)| p == pid) {
+                tree.push((*pid, cmd.clone()));
+            }
+        }
+        i += 1;
+    }
+    tree
+}
+
+fn program_name(command: &str) -> &str {
+    let first = command.split_whitespace().next().unwrap_or("");
+    first.rsplit('/').next().unwrap_or(first)
+}
+
+fn is_python(command: &str) -> bool {
+    let name = program_name(command);
+    name.starts_with("python") || name == "pytest" || name == "py.test"
+}
+
+fn is_driver(command: &str) -> bool {
+    let name = program_name(command);
+    matches!(
+        name,
+        "cargo" | "cargo-nextest" | "rustup" | "sh" | "bash" | "zsh" | "dash" | "timeout" | "env" | "ps"
+    )
+}
+
+fn on_path(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|p| p.join(tool).is_file()))
+        .unwrap_or(false)
+}
+
+/// Dump every thread of every interesting process in `tree`.
+pub fn capture(tree: &[(u32, String)]) -> Vec<ProcessStack> {
+    let py_spy = on_path("py-spy");
+    let gdb = on_path("gdb");
+    let eu_stack = on_path("eu-stack");
+    let lldb = on_path("lldb");
+    let mut stacks = Vec::new();
+    for (pid, command) in tree {
+        if is_driver(command) {
+            continue;
+        }
+        let pid_s = pid.to_string();
+        let (tool, mut cmd) = if is_python(command) && py_spy {
+            let mut c = Command::new("py-spy");
+            c.args(["dump", "--pid", &pid_s]);
+            ("py-spy", c)
+        } else if gdb {
+            let mut c = Command::new("gdb");
+            c.args(["-p", &pid_s, "-batch", "-nx", "-ex", "thread apply all bt"]);
+            ("gdb", c)
+        } else if eu_stack {
+            let mut c = Command::new("eu-stack");
+            c.args(["-p", &pid_s]);
+            ("eu-stack", c)
+        } else if lldb {
+            let mut c = Command::new("lldb");
+            c.args(["-p", &pid_s, "--batch", "-o", "thread backtrace all"]);
+            ("lldb", c)
+        } else {
+            continue;
+        };
+        if let Some(text) = bounded_output(&mut cmd, DUMP_TIMEOUT) {
+            stacks.push(ProcessStack {
+                pid: *pid,
+                command: command.clone(),
+                tool: tool.to_string(),
+                text: tidy(tool, &text),
+            });
+        }
+    }
+    stacks
+}
+
+/// Drop the noise debuggers print around the frames.
+fn tidy(tool: &str, text: &str) -> String {
+    if tool != "gdb" {
+        return text.to_string();
+    }
+    text.lines()
+        .filter(|l| l.starts_with('#') || l.starts_with("Thread "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Run `cmd`, returning its stdout if it finished within `timeout`; kills it otherwise.
+fn bounded_output(cmd: &mut Command, timeout: Duration) -> Option<String> {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(Ok(out)) => Some(String::from_utf8_lossy(&out.stdout).into_owned()),
+        Ok(Err(_)) => None,
+        Err(_) => {
+            #[cfg(unix)]
+            {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            let _ = pid;
+            None
+        }
+    }
+}
+
+/// The part of a dump worth showing in a terminal: the threads that run user code (not only
+/// the runner's or the interpreter's own frames), at most `max_lines` lines.
+pub fn excerpt(stacks: &[ProcessStack], max_lines: usize) -> String {
+    let mut out = Vec::new();
+    for s in stacks {
+        for thread in split_threads(&s.text) {
+            let user: Vec<&str> = thread
+                .iter()
+                .skip(1)
+                .copied()
+                .filter(|l| is_user_frame(l))
+                .collect();
+            if user.is_empty() {
+                continue;
+            }
+            out.push(format!("pid {} {}", s.pid, thread[0].trim()));
+            out.extend(user.iter().take(8).map(|l| format!("    {}", l.trim())));
+            if out.len() >= max_lines {
+                out.truncate(max_lines);
+                return out.join("\n");
+            }
+        }
+    }
+    out.join("\n")
+}
+
+/// Split a dump into threads: each starts with a `Thread …` header line.
+pub fn split_threads(text: &str) -> Vec<Vec<&str>> {
+    let mut threads: Vec<Vec<&str>> = Vec::new();
+    for line in text.lines() {
+        if line.starts_with("Thread ") || line.starts_with("TID ") || line.starts_with("* thread") || line.starts_with("  thread #") {
+            threads.push(vec![line]);
+        } else if let Some(t) = threads.last_mut() {
+            if !line.trim().is_empty() {
+                t.push(line);
+            }
+        }
+    }
+    threads
+}
+
+/// A frame outside the interpreter, the test runner and the C/Rust runtimes.
+fn is_user_frame(line: &str) -> bool {
+    const NOISE: &[&str] = &[
+        "site-packages",
+        "/lib/python",
+        "_pytest",
+        "execnet",
+        "pluggy",
+        "xdist",
+        "libc.so",
+        "libpthread",
+        "__GI_",
+        "__futex",
+        "futex_",
+        "clone",
+        "start_thread",
+        "std::sys::",
+        "std::thread::",
+        "core::ops::function",
+        "test::run_test",
+        "<frozen",
+        "threading.py",
+        "?? ()",
+    ];
+    !NOISE.iter().any(|n| line.contains(n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tree_contains_the_root() {
+        let me = std::process::id();
+        let tree = process_tree(me);
+        assert_eq!(tree[0].0, me);
+    }
+
+    #[test]
+    fn excerpt_keeps_user_frames_only() {
+        let dump = "Thread 10 (idle): \"MainThread\"\n    wait (threading.py:320)\n    acquire (leaky_pool/pool.py:41)\n    solve (leaky_pool/solver.py:20)\n    pytest_fixture_setup (_pytest/fixtures.py:900)\nThread 11 (idle): \"Thread-1\"\n    wait (threading.py:320)\n";
+        let s = ProcessStack {
+            pid: 7,
+            command: "python".into(),
+            tool: "py-spy".into(),
+            text: dump.into(),
+        };
+        let e = excerpt(&[s], 20);
+        assert!(e.contains("acquire (leaky_pool/pool.py:41)"), "{e}");
+        assert!(!e.contains("threading.py"));
+        assert!(!e.contains("Thread-1"));
+    }
+}
