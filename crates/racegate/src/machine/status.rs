@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use super::history::read_history;
-use super::lock::{believed_holder, lane_path, live_tickets, open_ro, read_header, rec_path, try_flock, MAX_SLOTS};
+use super::lock::{believed_holder, lane_path, live_tickets, open_ro, open_rw, read_header, rec_path, try_flock, MAX_SLOTS};
 use super::record::Record;
 
 /// Version of the `racegate status --json` document (and of this structure). Bumped when a field
@@ -82,12 +82,12 @@ pub fn gate_status(dir: &Path, name: &str) -> GateStatus {
     // Lanes beyond the slot count may exist from an earlier configuration: look at them too.
     for lane in 0..MAX_SLOTS {
         let path = lane_path(dir, lane);
-        let Ok(lock) = open_ro(&path) else {
-            if lane >= slots {
-                break;
-            }
-            continue;
-        };
+        if lane >= slots && !path.exists() {
+            break;
+        }
+        // Created if missing, so that a record left without its lane file is cleaned the same
+        // way: under our own lock on the lane.
+        let Ok(lock) = open_rw(&path) else { continue };
         match try_flock(&lock, true) {
             Ok(true) => {
                 // Free, and we hold it: any record left is stale and nobody can write a new one.
