@@ -9,6 +9,7 @@ pub mod compare;
 pub mod demo;
 pub mod hunt;
 pub mod run;
+pub mod sim_serve;
 pub mod status;
 pub mod stress;
 
@@ -38,6 +39,9 @@ pub enum Command {
     Run(run::RunArgs),
     /// Show holders, waiters and recent history of machine-wide gates.
     Status(status::StatusArgs),
+    /// Serve the demo inference server on the simulated GPU (what `racegate demo` runs).
+    #[command(hide = true)]
+    SimServe(racegate_sim::server::ServeArgs),
 }
 
 /// Parse `args` and run the chosen subcommand, returning its exit status.
@@ -62,5 +66,6 @@ where
         Command::Hunt(args) => crate::hunt::hunt(args),
         Command::Run(args) => crate::gate_cmd::run(args),
         Command::Status(args) => crate::gate_cmd::status(args),
+        Command::SimServe(args) => sim_serve::sim_serve(args),
     }
 }
