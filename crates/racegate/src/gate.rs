@@ -668,9 +668,11 @@ impl Gate {
         timeout: Option<Duration>,
     ) -> Result<Grant, TimedAcquireError> {
         match timeout {
-            None => self.inner.grant(req, Mode::Async, None).await.map_err(|e| {
-                e.into_timed(&self.inner, None, Duration::ZERO)
-            }),
+            None => self
+                .inner
+                .grant(req, Mode::Async, None)
+                .await
+                .map_err(|e| e.into_timed(&self.inner, None, Duration::ZERO)),
             Some(t) => self.grant_timeout(req, t).await,
         }
     }
@@ -752,9 +754,9 @@ impl GrantError {
         match self {
             GrantError::TooLarge(e) => TimedAcquireError::TooLarge(e),
             GrantError::Machine(e) => TimedAcquireError::Machine(e),
-            GrantError::MachineTimeout(machine_holders) => TimedAcquireError::Timeout(
-                inner.timeout_error(label, waited, machine_holders),
-            ),
+            GrantError::MachineTimeout(machine_holders) => {
+                TimedAcquireError::Timeout(inner.timeout_error(label, waited, machine_holders))
+            }
         }
     }
 }
@@ -814,19 +816,26 @@ impl Inner {
         mode: Mode,
         deadline: Option<Instant>,
     ) -> Result<Grant, GrantError> {
-        self.check_weight(req.weight).map_err(GrantError::TooLarge)?;
+        self.check_weight(req.weight)
+            .map_err(GrantError::TooLarge)?;
         // Fast path first: it cannot barge (the semaphore hands released permits straight to
         // queued waiters), and when it succeeds the wait is zero without reading the clock.
         let (permit, asked_at) = match self.sem.try_acquire_many(req.weight) {
             Ok(p) => (p, None),
             Err(_) => {
                 let asked_at = Instant::now();
-                let _queued = Queued::new(&self.waiters);
-                let p = self
-                    .sem
-                    .acquire_many(req.weight)
-                    .await
-                    .expect("the gate's semaphore is never closed");
+                let mut acquire = pin!(self.sem.acquire_many(req.weight));
+                // Count the caller as a waiter only once its first poll has put it in the
+                // semaphore's queue, so `waiters` means "queued", exactly.
+                let first = std::future::poll_fn(|cx| Poll::Ready(acquire.as_mut().poll(cx))).await;
+                let p = match first {
+                    Poll::Ready(p) => p,
+                    Poll::Pending => {
+                        let _queued = Queued::new(&self.waiters);
+                        acquire.await
+                    }
+                }
+                .expect("the gate's semaphore is never closed");
                 (p, Some(asked_at))
             }
         };
@@ -846,13 +855,13 @@ impl Inner {
 
     fn try_grant(&self, req: Request) -> Result<Grant, TryAcquireError> {
         self.check_weight(req.weight)?;
-        let permit = self
-            .sem
-            .try_acquire_many(req.weight)
-            .map_err(|_| TryAcquireError::WouldBlock {
-                gate: self.name.to_string(),
-                holders: self.holders_now(),
-            })?;
+        let permit =
+            self.sem
+                .try_acquire_many(req.weight)
+                .map_err(|_| TryAcquireError::WouldBlock {
+                    gate: self.name.to_string(),
+                    holders: self.holders_now(),
+                })?;
         let machine = match &self.backend {
             None => None,
             Some(b) => Some(
@@ -1225,8 +1234,7 @@ impl<'a> Labeled<'a> {
         self,
         timeout: Duration,
     ) -> Result<GateGuard<'a>, AcquireTimeoutError> {
-        self.gate
-            .acquire_blocking_timeout_req(self.req(1), timeout)
+        self.gate.acquire_blocking_timeout_req(self.req(1), timeout)
     }
 
     /// [`Gate::acquire_many_blocking`] with this label.
