@@ -42,6 +42,24 @@ impl CliError {
     }
 }
 
+/// A bad scenario file or flag: exit 2, the message names the file, line and key.
+impl From<crate::scenario::ScenarioError> for CliError {
+    fn from(e: crate::scenario::ScenarioError) -> Self {
+        CliError::Usage(anyhow::Error::new(e))
+    }
+}
+
+/// Stress setup errors: bad TLS material or target are configuration (2); the rest too (2).
+impl From<crate::stress::StressError> for CliError {
+    fn from(e: crate::stress::StressError) -> Self {
+        use crate::stress::StressError as S;
+        match e {
+            S::Tls(_) | S::Target(_) => CliError::Usage(anyhow::Error::new(e)),
+            _ => CliError::Other(anyhow::Error::new(e)),
+        }
+    }
+}
+
 impl std::fmt::Display for CliError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

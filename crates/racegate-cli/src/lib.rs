@@ -8,10 +8,14 @@ pub mod cli;
 pub mod compare;
 pub mod crash;
 pub mod demo;
+pub mod events;
 pub mod exit;
 pub mod gate_cmd;
 pub mod hunt;
+pub mod report;
+pub mod scenario;
 pub mod stress;
+pub mod verdict;
 
 use std::ffi::OsString;
 use std::process::ExitCode;

@@ -1,5 +1,74 @@
 //! Arguments of `racegate stress`.
 
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::scenario::Overrides;
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("`{s}` is not a duration ({e}); write it like 500ms, 30s, 5m"))?;
+    if d.is_zero() {
+        return Err("must be greater than zero".into());
+    }
+    Ok(d)
+}
+
 /// Hammer a service's pipelines concurrently, watch for crashes, check answers, and return a verdict.
+///
+/// Exit status: 0 PASS, 1 FAIL, 3 PARTIAL, 2 usage/configuration error or unhealthy target
+/// (ERROR), 130 interrupted (ABORTED).
 #[derive(Debug, clap::Args)]
-pub struct StressArgs {}
+pub struct StressArgs {
+    /// Scenario file (TOML). Without one, `--target` runs the built-in text + vision scenario.
+    #[arg(value_name = "SCENARIO")]
+    pub scenario: Option<PathBuf>,
+    /// Base URL of the service (overrides `target`).
+    #[arg(long, value_name = "URL")]
+    pub target: Option<String>,
+    /// Hard bound on the run, e.g. 30s, 5m (overrides `duration`).
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Bound on the total number of requests (overrides `requests`).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub requests: Option<u64>,
+    /// Workers per pipeline (overrides every pipeline's `workers`).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub workers: Option<u32>,
+    /// Crash-report folder to watch (repeatable; replaces `[crash] dirs` and the OS defaults).
+    #[arg(long = "crash-dir", value_name = "DIR")]
+    pub crash_dirs: Vec<PathBuf>,
+    /// Crash-report file-name glob (repeatable; replaces `[crash] patterns`).
+    #[arg(long = "crash-pattern", value_name = "GLOB")]
+    pub crash_patterns: Vec<String>,
+    /// Write the JSON report here (`-` for stdout).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write the Markdown report here (`-` for stdout).
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+    /// Write the JUnit XML report here (`-` for stdout).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Allow a target that is not a loopback address.
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// No progress line; crashes, restarts and failed probes are still printed.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+impl StressArgs {
+    /// The flags that override the scenario file.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            target: self.target.clone(),
+            duration: self.duration,
+            requests: self.requests,
+            workers: self.workers,
+            crash_dirs: self.crash_dirs.clone(),
+            crash_patterns: self.crash_patterns.clone(),
+            allow_remote: self.allow_remote,
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! `--json FILE`: the machine-readable report. The schema is versioned by `schema_version`
+//! and documented in `docs/stress.md`; fields are only ever added.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use serde::Serialize;
+
+use super::{ms, secs};
+use crate::stress::RunReport;
+
+/// The current schema version.
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Serialize)]
+struct Json<'a> {
+    schema_version: u32,
+    verdict: &'static str,
+    reason: &'a str,
+    target: &'a str,
+    duration_s: f64,
+    time_to_first_failure_s: Option<f64>,
+    requests: u64,
+    errors: u64,
+    error_rate: f64,
+    pipelines: Vec<JsonPipeline<'a>>,
+    crashes: Vec<JsonCrash<'a>>,
+    restarts: Vec<JsonRestart>,
+    probe_failures: &'a [String],
+}
+
+#[derive(Serialize)]
+struct JsonPipeline<'a> {
+    name: &'a str,
+    ok: u64,
+    errors: u64,
+    errors_by_kind: &'a BTreeMap<String, u64>,
+    failed_checks: u64,
+    check_failures: &'a [String],
+    latency_ms: JsonLatency,
+    throughput_rps: f64,
+}
+
+#[derive(Serialize)]
+struct JsonLatency {
+    p50: f64,
+    p90: f64,
+    p99: f64,
+    max: f64,
+}
+
+#[derive(Serialize)]
+struct JsonCrash<'a> {
+    source: String,
+    sources: Vec<&'static str>,
+    signature: &'a str,
+    count: u64,
+    first_at_s: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct JsonRestart {
+    at_s: f64,
+    time_to_recover_s: Option<f64>,
+}
+
+/// Write the report as pretty JSON.
+pub fn write<W: Write>(r: &RunReport, mut w: W) -> std::io::Result<()> {
+    let requests = r.requests();
+    let errors = r.errors();
+    let doc = Json {
+        schema_version: SCHEMA_VERSION,
+        verdict: r.verdict.as_str(),
+        reason: &r.reason,
+        target: &r.target,
+        duration_s: secs(r.duration),
+        time_to_first_failure_s: r.time_to_first_failure.map(secs),
+        requests,
+        errors,
+        error_rate: crate::verdict::error_rate(errors, requests),
+        pipelines: r
+            .pipelines
+            .iter()
+            .map(|p| JsonPipeline {
+                name: &p.name,
+                ok: p.ok,
+                errors: p.errors,
+                errors_by_kind: &p.errors_by_kind,
+                failed_checks: p.failed_checks,
+                check_failures: &p.check_messages,
+                latency_ms: JsonLatency {
+                    p50: ms(p.latency.p50),
+                    p90: ms(p.latency.p90),
+                    p99: ms(p.latency.p99),
+                    max: ms(p.latency.max),
+                },
+                throughput_rps: (p.throughput_rps * 100.0).round() / 100.0,
+            })
+            .collect(),
+        crashes: r
+            .crashes
+            .iter()
+            .map(|c| JsonCrash {
+                source: c.source_label(),
+                sources: c.sources.iter().map(|s| s.as_str()).collect(),
+                signature: &c.signature,
+                count: c.count,
+                first_at_s: secs(c.first_at),
+                path: c.path.as_ref().map(|p| p.display().to_string()),
+                detail: c.detail.as_deref(),
+            })
+            .collect(),
+        restarts: r
+            .restarts
+            .iter()
+            .map(|x| JsonRestart {
+                at_s: secs(x.at),
+                time_to_recover_s: x.time_to_recover.map(secs),
+            })
+            .collect(),
+        probe_failures: &r.probe_failures,
+    };
+    serde_json::to_writer_pretty(&mut w, &doc)?;
+    w.write_all(b"\n")
+}

@@ -1,0 +1,77 @@
+//! `--markdown FILE`: the result as a table ready for a pull request.
+
+use std::io::Write;
+
+use super::{ms, secs};
+use crate::stress::RunReport;
+
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+/// Write the Markdown report.
+pub fn write<W: Write>(r: &RunReport, mut w: W) -> std::io::Result<()> {
+    writeln!(w, "### racegate stress: **{}**", r.verdict)?;
+    writeln!(w)?;
+    writeln!(w, "{}", cell(&r.reason))?;
+    writeln!(w)?;
+    writeln!(
+        w,
+        "Target `{}`, {:.1} s, time to first failure: {}.",
+        r.target,
+        r.duration.as_secs_f64(),
+        r.time_to_first_failure
+            .map_or("none".to_string(), |t| format!("{:.3} s", secs(t)))
+    )?;
+    writeln!(w)?;
+    writeln!(w, "| pipeline | ok | errors | p50 ms | p99 ms | req/s |")?;
+    writeln!(w, "|---|---:|---:|---:|---:|---:|")?;
+    for p in &r.pipelines {
+        writeln!(
+            w,
+            "| {} | {} | {} | {:.2} | {:.2} | {:.1} |",
+            cell(&p.name),
+            p.ok,
+            p.errors,
+            ms(p.latency.p50),
+            ms(p.latency.p99),
+            p.throughput_rps
+        )?;
+    }
+    if r.pipelines.iter().any(|p| !p.errors_by_kind.is_empty()) {
+        writeln!(w)?;
+        writeln!(w, "Errors by kind:")?;
+        for p in r.pipelines.iter().filter(|p| !p.errors_by_kind.is_empty()) {
+            let kinds: Vec<String> = p
+                .errors_by_kind
+                .iter()
+                .map(|(k, v)| format!("`{k}` {v}"))
+                .collect();
+            writeln!(w, "- {}: {}", cell(&p.name), kinds.join(", "))?;
+        }
+    }
+    if !r.crashes.is_empty() {
+        writeln!(w)?;
+        writeln!(w, "| crash signature | seen by | count | first at |")?;
+        writeln!(w, "|---|---|---:|---:|")?;
+        for c in &r.crashes {
+            writeln!(
+                w,
+                "| `{}` | {} | {} | {:.3} s |",
+                cell(&c.signature).replace('`', "'"),
+                c.source_label(),
+                c.count,
+                secs(c.first_at)
+            )?;
+        }
+    }
+    if !r.restarts.is_empty() {
+        writeln!(w)?;
+        writeln!(w, "Restarts: {}", r.restarts.len())?;
+    }
+    for f in &r.probe_failures {
+        writeln!(w)?;
+        writeln!(w, "Smoke probe failed: {}", cell(f))?;
+    }
+    Ok(())
+}

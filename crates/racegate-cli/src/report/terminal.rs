@@ -1,0 +1,92 @@
+//! The final table printed after a run.
+
+use std::io::Write;
+
+use super::{ms, secs};
+use crate::stress::RunReport;
+
+/// Write the human-readable summary.
+pub fn write<W: Write>(r: &RunReport, mut w: W) -> std::io::Result<()> {
+    writeln!(
+        w,
+        "\nracegate stress {}: {:.1} s",
+        r.target,
+        r.duration.as_secs_f64()
+    )?;
+    let width = r
+        .pipelines
+        .iter()
+        .map(|p| p.name.chars().count())
+        .max()
+        .unwrap_or(8)
+        .max(8);
+    writeln!(
+        w,
+        "  {:<width$} {:>9} {:>9} {:>9} {:>9} {:>10}  errors by kind",
+        "pipeline", "ok", "errors", "p50 ms", "p99 ms", "req/s"
+    )?;
+    for p in &r.pipelines {
+        let kinds: Vec<String> = p
+            .errors_by_kind
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        writeln!(
+            w,
+            "  {:<width$} {:>9} {:>9} {:>9.2} {:>9.2} {:>10.1}  {}",
+            p.name,
+            p.ok,
+            p.errors,
+            ms(p.latency.p50),
+            ms(p.latency.p99),
+            p.throughput_rps,
+            kinds.join(", ")
+        )?;
+        for m in &p.check_messages {
+            writeln!(w, "    check failed: {m}")?;
+        }
+    }
+    if r.crashes.is_empty() {
+        writeln!(w, "  crashes: none")?;
+    } else {
+        writeln!(w, "  crashes:")?;
+        for c in &r.crashes {
+            write!(
+                w,
+                "    {}x {}  [{}] first at {:.3} s",
+                c.count,
+                c.signature,
+                c.source_label(),
+                secs(c.first_at)
+            )?;
+            if let Some(p) = &c.path {
+                write!(w, "  {}", p.display())?;
+            }
+            writeln!(w)?;
+        }
+    }
+    if !r.restarts.is_empty() {
+        let recovered: Vec<String> = r
+            .restarts
+            .iter()
+            .map(|x| match x.time_to_recover {
+                Some(t) => format!("{:.3} s", secs(t)),
+                None => "never".into(),
+            })
+            .collect();
+        writeln!(
+            w,
+            "  restarts: {} (time to recover: {})",
+            r.restarts.len(),
+            recovered.join(", ")
+        )?;
+    }
+    for f in &r.probe_failures {
+        writeln!(w, "  smoke probe failed: {f}")?;
+    }
+    match r.time_to_first_failure {
+        Some(t) => writeln!(w, "  time to first failure: {:.3} s", secs(t))?,
+        None => writeln!(w, "  time to first failure: none")?,
+    }
+    writeln!(w, "verdict: {} ({})", r.verdict, r.reason)
+}

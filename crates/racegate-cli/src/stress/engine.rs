@@ -1,0 +1,445 @@
+//! The load engine: start or reach the target, smoke-probe it, run closed-loop or open-loop
+//! workers per pipeline until the run's bounds, and fold every event into the report.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
+use tokio::task::JoinSet;
+
+use super::cancel::CancelToken;
+use super::check::Checker;
+use super::client::{self, HttpClient, RequestTemplate};
+use super::errors::StressError;
+use super::stats::{RunReport, RunStats};
+use super::supervisor::{self, Supervisor};
+use super::watch::DirWatcher;
+use crate::events::{ErrorKind, Event, EventSink, Outcome};
+use crate::scenario::Scenario;
+
+/// How often progress snapshots are emitted.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+/// Check-failure messages sent per pipeline.
+const CHECK_MESSAGES: u32 = 3;
+/// Pause after a request that could not reach the target, so a dead target is not spun on.
+const UNREACHABLE_BACKOFF: Duration = Duration::from_millis(5);
+
+/// The run's time origin: the start of the load phase. Offsets taken before it are zero.
+#[derive(Debug, Clone, Default)]
+pub struct Clock {
+    origin: Arc<OnceLock<Instant>>,
+}
+
+impl Clock {
+    /// A clock whose origin is not set yet.
+    pub fn new() -> Clock {
+        Clock::default()
+    }
+
+    fn start(&self) -> Instant {
+        *self.origin.get_or_init(Instant::now)
+    }
+
+    /// Time since the origin (zero before it).
+    pub fn elapsed(&self) -> Duration {
+        self.origin.get().map_or(Duration::ZERO, Instant::elapsed)
+    }
+
+    fn offset(&self, t: Instant) -> Duration {
+        self.origin
+            .get()
+            .map_or(Duration::ZERO, |o| t.saturating_duration_since(*o))
+    }
+}
+
+struct PipelineCtx {
+    index: usize,
+    template: RequestTemplate,
+    checker: Checker,
+    expect_status: u16,
+    timeout: Duration,
+    rate: Option<f64>,
+    workers: u32,
+    check_messages: AtomicU32,
+}
+
+struct Shared {
+    client: HttpClient,
+    tx: UnboundedSender<Event>,
+    cancel: CancelToken,
+    clock: Clock,
+    load_start: Instant,
+    deadline: Instant,
+    budget: Option<AtomicU64>,
+}
+
+impl Shared {
+    fn take_budget(&self) -> bool {
+        match &self.budget {
+            None => true,
+            Some(b) => b
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok(),
+        }
+    }
+}
+
+/// Send one request and judge the answer.
+async fn attempt(client: &HttpClient, p: &PipelineCtx) -> (Outcome, Option<String>) {
+    match client::send(client, &p.template, p.timeout).await {
+        Err(kind) => (Outcome::Err(kind), None),
+        Ok(a) if a.status != p.expect_status => (Outcome::Err(ErrorKind::Status(a.status)), None),
+        Ok(a) => match p.checker.verify(&a.body) {
+            Ok(()) => (Outcome::Ok, None),
+            Err(f) => (Outcome::Err(ErrorKind::CheckFailed), Some(f.0)),
+        },
+    }
+}
+
+async fn worker(shared: Arc<Shared>, p: Arc<PipelineCtx>, nth: u32) {
+    let mut slot = u64::from(nth);
+    loop {
+        if shared.cancel.is_cancelled() || Instant::now() >= shared.deadline {
+            return;
+        }
+        // Open loop: this worker owns slots nth, nth+W, ...; latency counts from the intended
+        // send time, so a slow answer that delays the next sends shows up in the percentiles
+        // (no coordinated omission).
+        let intended = match p.rate {
+            Some(rate) => {
+                let t = shared.load_start + Duration::from_secs_f64(slot as f64 / rate);
+                slot += u64::from(p.workers);
+                if t >= shared.deadline {
+                    return;
+                }
+                if t > Instant::now() {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(t.into()) => {}
+                        _ = shared.cancel.cancelled() => return,
+                    }
+                }
+                t
+            }
+            None => Instant::now(),
+        };
+        if !shared.take_budget() {
+            return;
+        }
+        let (outcome, message) = tokio::select! {
+            r = attempt(&shared.client, &p) => r,
+            _ = shared.cancel.cancelled() => return,
+        };
+        let done = Instant::now();
+        let at = shared.clock.offset(done);
+        let _ = shared.tx.send(Event::Response {
+            pipeline: p.index,
+            at,
+            latency: done.saturating_duration_since(intended),
+            outcome,
+        });
+        if let Some(message) = message {
+            if p.check_messages.fetch_add(1, Ordering::Relaxed) < CHECK_MESSAGES {
+                let _ = shared.tx.send(Event::CheckFailed {
+                    pipeline: p.index,
+                    at,
+                    message,
+                });
+            }
+        }
+        if let Outcome::Err(kind) = outcome {
+            if kind.is_unreachable() && kind != ErrorKind::Timeout {
+                tokio::select! {
+                    _ = tokio::time::sleep(UNREACHABLE_BACKOFF) => {}
+                    _ = shared.cancel.cancelled() => return,
+                }
+            }
+        }
+    }
+}
+
+/// Everything the driver needs besides the scenario.
+struct Drive<'a> {
+    scenario: &'a Scenario,
+    client: HttpClient,
+    templates: Vec<RequestTemplate>,
+    tx: UnboundedSender<Event>,
+    cancel: &'a CancelToken,
+    clock: Clock,
+    load_origin: Arc<OnceLock<SystemTime>>,
+    awaiting_report: Arc<AtomicBool>,
+    port: Option<u16>,
+    base_url: String,
+}
+
+impl Drive<'_> {
+    /// Run the phases; returns the load duration.
+    async fn go(self, watcher: DirWatcher) -> Duration {
+        let s = self.scenario;
+        // 1. the managed target
+        let mut running = None;
+        let mut healthy = true;
+        if let Some(tp) = &s.target_process {
+            let sup = Supervisor::new(
+                tp.clone(),
+                self.port,
+                &self.base_url,
+                self.client.clone(),
+                self.tx.clone(),
+                self.clock.clone(),
+            );
+            match sup {
+                Ok(sup) => match sup.start(self.cancel).await {
+                    Ok(r) => running = Some(r),
+                    Err(e) => {
+                        healthy = false;
+                        let _ = self.tx.send(Event::ProbeFailed {
+                            pipeline: usize::MAX,
+                            message: e.0,
+                        });
+                    }
+                },
+                Err(e) => {
+                    healthy = false;
+                    let _ = self.tx.send(Event::ProbeFailed {
+                        pipeline: usize::MAX,
+                        message: e.to_string(),
+                    });
+                }
+            }
+        }
+        // 2. smoke probes, sequential: their first answer is the reference of `consistent`.
+        let pipelines: Vec<Arc<PipelineCtx>> = s
+            .pipelines
+            .iter()
+            .zip(&self.templates)
+            .enumerate()
+            .map(|(index, (p, t))| {
+                Arc::new(PipelineCtx {
+                    index,
+                    template: t.clone(),
+                    checker: Checker::new(p.check.clone()),
+                    expect_status: p.expect_status,
+                    timeout: p.timeout,
+                    rate: p.rate,
+                    workers: p.workers,
+                    check_messages: AtomicU32::new(0),
+                })
+            })
+            .collect();
+        if healthy {
+            'probes: for p in &pipelines {
+                for n in 0..s.probes {
+                    if self.cancel.is_cancelled() {
+                        break 'probes;
+                    }
+                    let (outcome, message) = attempt(&self.client, p).await;
+                    match outcome {
+                        Outcome::Ok => {
+                            let _ = self.tx.send(Event::ProbePassed { pipeline: p.index });
+                        }
+                        Outcome::Err(kind) => {
+                            let mut m = format!(
+                                "smoke probe {} of {} to `{}` failed: {}",
+                                n + 1,
+                                s.probes,
+                                p.template.uri(),
+                                kind.key()
+                            );
+                            if let ErrorKind::Status(_) = kind {
+                                m.push_str(&format!(" (expected {})", p.expect_status));
+                            }
+                            if let Some(msg) = message {
+                                m.push_str(&format!(": {msg}"));
+                            }
+                            let _ = self.tx.send(Event::ProbeFailed {
+                                pipeline: p.index,
+                                message: m,
+                            });
+                            healthy = false;
+                            break 'probes;
+                        }
+                    }
+                }
+            }
+        }
+        // 3. load
+        let mut duration = Duration::ZERO;
+        if healthy && !self.cancel.is_cancelled() {
+            let load_start = self.clock.start();
+            let _ = self.load_origin.set(SystemTime::now());
+            let _ = self.tx.send(Event::RunStarted {
+                pipelines: s.pipelines.iter().map(|p| p.name.clone()).collect(),
+                duration: s.duration,
+            });
+            let deadline = load_start + s.duration;
+            let shared = Arc::new(Shared {
+                client: self.client.clone(),
+                tx: self.tx.clone(),
+                cancel: self.cancel.clone(),
+                clock: self.clock.clone(),
+                load_start,
+                deadline,
+                budget: s.requests.map(AtomicU64::new),
+            });
+            let mut set = JoinSet::new();
+            for p in &pipelines {
+                for nth in 0..p.workers {
+                    set.spawn(worker(shared.clone(), p.clone(), nth));
+                }
+            }
+            drop(shared);
+            // Every run ends by itself: in-flight requests get `grace` after the deadline.
+            let hard_stop = tokio::time::sleep_until((deadline + s.grace).into());
+            tokio::pin!(hard_stop);
+            loop {
+                tokio::select! {
+                    r = set.join_next() => if r.is_none() { break },
+                    _ = &mut hard_stop => break,
+                    _ = self.cancel.cancelled() => break,
+                }
+            }
+            set.abort_all();
+            while set.join_next().await.is_some() {}
+            duration = load_start.elapsed().min(s.duration + s.grace);
+        }
+        // 4. stop the target, let crash reports land, close the stream
+        if let Some(r) = running {
+            r.stop().await;
+        }
+        let settle = (self.awaiting_report.load(Ordering::SeqCst)
+            && !self.cancel.is_cancelled()
+            && !s.crash.dirs.is_empty())
+        .then_some(s.crash.settle);
+        let _ = tokio::task::spawn_blocking(move || watcher.finish(settle)).await;
+        let _ = self.tx.send(Event::RunEnded {
+            at: duration,
+            aborted: self.cancel.is_cancelled(),
+        });
+        duration
+    }
+}
+
+async fn aggregate<S: EventSink + ?Sized>(
+    mut rx: UnboundedReceiver<Event>,
+    stats: &mut RunStats,
+    sink: &mut S,
+    clock: &Clock,
+    awaiting_report: &AtomicBool,
+    done: &CancelToken,
+) {
+    let mut buf = Vec::with_capacity(512);
+    let mut tick = tokio::time::interval(PROGRESS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let fold = |stats: &mut RunStats, sink: &mut S, e: &Event| {
+        let extra = stats.apply(e);
+        sink.event(e);
+        if let Some(extra) = extra {
+            stats.apply(&extra);
+            sink.event(&extra);
+        }
+        if matches!(e, Event::Crash(_)) {
+            awaiting_report.store(stats.awaiting_report_file(), Ordering::SeqCst);
+        }
+    };
+    loop {
+        tokio::select! {
+            biased;
+            n = rx.recv_many(&mut buf, 512) => {
+                if n == 0 {
+                    break;
+                }
+                for e in buf.drain(..) {
+                    fold(stats, sink, &e);
+                }
+            }
+            _ = tick.tick() => {
+                sink.event(&Event::Progress(stats.progress(clock.elapsed())));
+            }
+            _ = done.cancelled() => {
+                // Stragglers (a stderr reader kept alive by a grandchild) must not hold the
+                // run open: take what is queued and stop.
+                while let Ok(e) = rx.try_recv() {
+                    fold(stats, sink, &e);
+                }
+                break;
+            }
+        }
+    }
+}
+
+/// Run a scenario: the library entry point behind `racegate stress`, `compare` and `demo`.
+///
+/// Every event is passed to `sink` in order; the returned report carries the verdict. A target
+/// that is not healthy is a report with verdict ERROR, not an error; an error means the run
+/// could not be attempted (bad TLS material, no free port).
+///
+/// # Cancel safety
+///
+/// Dropping the future stops the run abruptly (the managed target is killed on drop). To stop
+/// it cleanly and still get a report (verdict ABORTED), cancel `cancel` instead.
+pub async fn run<S: EventSink + ?Sized>(
+    scenario: &Scenario,
+    sink: &mut S,
+    cancel: &CancelToken,
+) -> Result<RunReport, StressError> {
+    let watch_since = SystemTime::now();
+    let port = match &scenario.target_process {
+        Some(tp) if tp.wants_port() => Some(supervisor::free_port().map_err(StressError::Port)?),
+        _ => None,
+    };
+    let base_url = scenario.target.base_url(port);
+    let templates = scenario
+        .pipelines
+        .iter()
+        .map(|p| RequestTemplate::new(&base_url, p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let connect_timeout = scenario
+        .pipelines
+        .iter()
+        .map(|p| p.timeout)
+        .max()
+        .unwrap_or(Duration::from_secs(5))
+        .min(Duration::from_secs(10));
+    let client = client::build(
+        &scenario.tls,
+        scenario.total_workers() as usize + 2,
+        connect_timeout,
+    )?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let clock = Clock::new();
+    let load_origin = Arc::new(OnceLock::new());
+    let awaiting_report = Arc::new(AtomicBool::new(false));
+    let watcher = DirWatcher::start(
+        &scenario.crash.dirs,
+        watch_since,
+        scenario.crash.poll,
+        load_origin.clone(),
+        tx.clone(),
+    );
+    let names: Vec<String> = scenario.pipelines.iter().map(|p| p.name.clone()).collect();
+    let mut stats = RunStats::new(&names, base_url.clone(), scenario.target_process.is_some());
+    let done = CancelToken::new();
+    let drive = Drive {
+        scenario,
+        client,
+        templates,
+        tx,
+        cancel,
+        clock: clock.clone(),
+        load_origin,
+        awaiting_report: awaiting_report.clone(),
+        port,
+        base_url,
+    };
+    let driving = async {
+        let d = drive.go(watcher).await;
+        done.cancel();
+        d
+    };
+    let (duration, ()) = tokio::join!(
+        driving,
+        aggregate(rx, &mut stats, sink, &clock, &awaiting_report, &done)
+    );
+    Ok(stats.finish(duration, &scenario.verdict))
+}

@@ -1,0 +1,338 @@
+//! Crash-report folders, watched by polling.
+//!
+//! Polling every `crash.poll` (150 ms by default) is portable (macOS, Linux, network and
+//! container file systems alike), needs no OS-specific notification API, and costs one
+//! directory listing per folder per poll; a crash report is a rare event that takes the OS far
+//! longer than that to write. Files that existed before the run are remembered and skipped
+//! unless they change; a report that cannot be parsed yet (still being written) is retried on
+//! the next polls before it is counted under a signature made from its name.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc as std_mpsc;
+use std::time::{Duration, Instant, SystemTime};
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::crash::{self, CrashDir, CrashSignature, CrashSource, ReportFormat, SignatureKind};
+use crate::events::{CrashSeen, Event};
+
+/// The OS's crash folders; with a managed target, their patterns are narrowed to its program
+/// name so other processes' crashes on the machine do not fail the run.
+pub fn default_crash_dirs(program: Option<&str>) -> Vec<CrashDir> {
+    let mut dirs = crash::default_dirs();
+    if let Some(prog) = program.filter(|p| !p.is_empty()) {
+        let prog = globset::escape(prog);
+        // systemd keeps the kernel's `comm`: the first 15 bytes of the program name.
+        let comm: String = {
+            let mut end = prog.len().min(15);
+            while !prog.is_char_boundary(end) {
+                end -= 1;
+            }
+            prog[..end].to_string()
+        };
+        for d in &mut dirs {
+            d.patterns = d
+                .patterns
+                .iter()
+                .map(|p| match p.as_str() {
+                    "*.ips" => format!("{prog}*.ips"),
+                    "core.*" => format!("core.{comm}.*"),
+                    "*.crash" => format!("*{prog}*.crash"),
+                    other => other.to_string(),
+                })
+                .collect();
+        }
+    }
+    dirs
+}
+
+struct Folder {
+    path: PathBuf,
+    globs: GlobSet,
+}
+
+/// One poll's state: what was there before, what is being retried.
+pub struct DirScanner {
+    folders: Vec<Folder>,
+    known: HashMap<PathBuf, (Option<SystemTime>, u64)>,
+    retries: HashMap<PathBuf, u32>,
+    since: SystemTime,
+}
+
+/// A report found by a poll.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Found {
+    /// The sighting (its `at` is relative to the scanner's `since`).
+    pub crash: CrashSeen,
+}
+
+const PARSE_RETRIES: u32 = 5;
+
+impl DirScanner {
+    /// Remember what is in the folders now; only files added or changed later are reported.
+    pub fn new(dirs: &[CrashDir], since: SystemTime) -> DirScanner {
+        let folders = dirs
+            .iter()
+            .filter_map(|d| {
+                let mut b = GlobSetBuilder::new();
+                for p in &d.patterns {
+                    // Patterns were validated when the scenario was resolved.
+                    if let Ok(g) = Glob::new(p) {
+                        b.add(g);
+                    }
+                }
+                b.build().ok().map(|globs| Folder {
+                    path: d.path.clone(),
+                    globs,
+                })
+            })
+            .collect();
+        let mut s = DirScanner {
+            folders,
+            known: HashMap::new(),
+            retries: HashMap::new(),
+            since,
+        };
+        for (path, stamp) in s.list() {
+            s.known.insert(path, stamp);
+        }
+        s
+    }
+
+    fn list(&self) -> Vec<(PathBuf, (Option<SystemTime>, u64))> {
+        let mut out = Vec::new();
+        for f in &self.folders {
+            let Ok(rd) = std::fs::read_dir(&f.path) else {
+                continue;
+            };
+            for entry in rd.flatten() {
+                let name = entry.file_name();
+                if !f.globs.is_match(Path::new(&name)) {
+                    continue;
+                }
+                let Ok(meta) = entry.metadata() else { continue };
+                if !meta.is_file() {
+                    continue;
+                }
+                out.push((entry.path(), (meta.modified().ok(), meta.len())));
+            }
+        }
+        out
+    }
+
+    /// Look once; return the new reports.
+    pub fn poll(&mut self) -> Vec<Found> {
+        let mut found = Vec::new();
+        for (path, stamp) in self.list() {
+            if self.known.get(&path) == Some(&stamp) {
+                continue;
+            }
+            let at = stamp
+                .0
+                .and_then(|m| m.duration_since(self.since).ok())
+                .unwrap_or_default();
+            match crash::parse_file(&path) {
+                Ok(report) => {
+                    self.known.insert(path.clone(), stamp);
+                    self.retries.remove(&path);
+                    let source = match report.format {
+                        ReportFormat::Coredump => CrashSource::CoreDump,
+                        ReportFormat::Ips | ReportFormat::Apport => CrashSource::CrashReport,
+                    };
+                    let mut detail = Vec::new();
+                    if let Some(p) = &report.process {
+                        detail.push(format!("process {p}"));
+                    }
+                    if let Some(s) = &report.signal {
+                        detail.push(s.clone());
+                    }
+                    if let Some(f) = report.frames.first() {
+                        detail.push(format!("at {f}"));
+                    }
+                    found.push(Found {
+                        crash: CrashSeen {
+                            source,
+                            signature: report.signature.key().to_string(),
+                            at,
+                            path: Some(path),
+                            detail: (!detail.is_empty()).then(|| detail.join(", ")),
+                        },
+                    });
+                }
+                Err(err) => {
+                    let n = self.retries.entry(path.clone()).or_insert(0);
+                    *n += 1;
+                    if *n < PARSE_RETRIES {
+                        continue; // maybe still being written
+                    }
+                    self.known.insert(path.clone(), stamp);
+                    self.retries.remove(&path);
+                    let name = path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    let sig = CrashSignature::new(
+                        SignatureKind::Fatal,
+                        &format!("unreadable crash report {name}"),
+                        CrashSource::CrashReport,
+                    );
+                    found.push(Found {
+                        crash: CrashSeen {
+                            source: CrashSource::CrashReport,
+                            signature: sig.key().to_string(),
+                            at,
+                            path: Some(path),
+                            detail: Some(err.to_string()),
+                        },
+                    });
+                }
+            }
+        }
+        found
+    }
+}
+
+/// Commands to the watcher thread.
+enum Ctl {
+    /// Poll until a report shows up or the deadline passes, then stop.
+    Settle(Instant),
+    /// Poll once more and stop.
+    Stop,
+}
+
+/// A thread that polls the crash folders and sends [`Event::Crash`].
+pub struct DirWatcher {
+    ctl: std_mpsc::Sender<Ctl>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl DirWatcher {
+    /// Snapshot the folders now and start polling. `run_start` is the offset origin for
+    /// `at` (the caller rebases: the watcher reports times since `since`).
+    pub fn start(
+        dirs: &[CrashDir],
+        since: SystemTime,
+        poll: Duration,
+        offset: std::sync::Arc<std::sync::OnceLock<SystemTime>>,
+        tx: UnboundedSender<Event>,
+    ) -> DirWatcher {
+        let mut scanner = DirScanner::new(dirs, since);
+        let (ctl, rx) = std_mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("racegate-crash-dirs".into())
+            .spawn(move || {
+                let send = |found: Vec<Found>| -> bool {
+                    let any = !found.is_empty();
+                    for mut f in found {
+                        // Rebase from the watch start to the load start when it is known.
+                        if let (Some(load), Some(path)) = (offset.get(), f.crash.path.as_ref()) {
+                            let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+                            f.crash.at = mtime
+                                .and_then(|m| m.duration_since(*load).ok())
+                                .unwrap_or_default();
+                        }
+                        let _ = tx.send(Event::Crash(f.crash));
+                    }
+                    any
+                };
+                loop {
+                    match rx.recv_timeout(poll) {
+                        Err(std_mpsc::RecvTimeoutError::Timeout) => {
+                            send(scanner.poll());
+                        }
+                        Ok(Ctl::Stop) | Err(std_mpsc::RecvTimeoutError::Disconnected) => {
+                            send(scanner.poll());
+                            return;
+                        }
+                        Ok(Ctl::Settle(deadline)) => loop {
+                            if send(scanner.poll()) || Instant::now() >= deadline {
+                                return;
+                            }
+                            std::thread::park_timeout(
+                                poll.min(deadline.saturating_duration_since(Instant::now())),
+                            );
+                        },
+                    }
+                }
+            })
+            .expect("spawning a thread");
+        DirWatcher {
+            ctl,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stop after one last poll, or, with `settle`, keep polling until a report shows up or
+    /// `settle` passes (crash reporters write reports seconds after the crash).
+    pub fn finish(mut self, settle: Option<Duration>) {
+        let msg = match settle {
+            Some(d) => Ctl::Settle(Instant::now() + d),
+            None => Ctl::Stop,
+        };
+        let _ = self.ctl.send(msg);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for DirWatcher {
+    fn drop(&mut self) {
+        let _ = self.ctl.send(Ctl::Stop);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IPS: &str = "{\"app_name\":\"sim\",\"bug_type\":\"309\",\"name\":\"sim\"}\n{\"procName\":\"sim\",\"pid\":7,\"exception\":{\"type\":\"EXC_CRASH\",\"signal\":\"SIGABRT\"},\"asi\":{\"Metal\":[\"-[X commit]:1: failed assertion `boom'\"]}}";
+
+    #[test]
+    fn only_new_or_changed_reports_count() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("old-1.ips"), IPS).unwrap();
+        std::fs::write(dir.path().join("other.txt"), "x").unwrap();
+        let dirs = [CrashDir {
+            path: dir.path().into(),
+            patterns: vec!["*.ips".into()],
+        }];
+        let mut s = DirScanner::new(&dirs, SystemTime::now());
+        assert!(s.poll().is_empty());
+        std::fs::write(dir.path().join("new-2.ips"), IPS).unwrap();
+        let found = s.poll();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].crash.signature, "assertion: boom");
+        assert_eq!(found[0].crash.source, CrashSource::CrashReport);
+        assert!(s.poll().is_empty(), "reported once");
+    }
+
+    #[test]
+    fn unparsable_reports_are_retried_then_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let dirs = [CrashDir {
+            path: dir.path().into(),
+            patterns: vec!["*.ips".into()],
+        }];
+        let mut s = DirScanner::new(&dirs, SystemTime::now());
+        std::fs::write(dir.path().join("torn.ips"), "{\"app_name\":").unwrap();
+        for _ in 1..PARSE_RETRIES {
+            assert!(s.poll().is_empty());
+        }
+        let found = s.poll();
+        assert_eq!(found.len(), 1);
+        assert!(found[0].crash.signature.contains("unreadable crash report"));
+    }
+
+    #[test]
+    fn defaults_are_scoped_to_the_program() {
+        let dirs = default_crash_dirs(Some("sanctum-mlx-server-long"));
+        for d in &dirs {
+            for p in &d.patterns {
+                assert!(p.contains("sanctum-mlx"), "{p}");
+            }
+        }
+    }
+}
