@@ -303,6 +303,12 @@ pub fn parse_backtrace(text: &str) -> Vec<Frame> {
     {
         frames.drain(..=pos);
     }
+    // The policy plumbing is not part of the story; start at the method that asserted.
+    let skip = frames
+        .iter()
+        .take_while(|f| f.symbol.ends_with("::violate"))
+        .count();
+    frames.drain(..skip);
     frames
 }
 

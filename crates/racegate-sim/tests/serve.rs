@@ -354,3 +354,49 @@ fn bad_flags_exit_2_naming_the_flag() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--max-body-bytes"));
 }
+
+/// The streaming path keeps its gate guard until the last event: streaming and plain clients
+/// mixed on the gated server never abort, while the same mix on the shared stream does (the
+/// control that shows this load can fail).
+#[test]
+fn gated_streaming_holds_the_gate_until_the_last_event() {
+    let mut gated = Server::start(&["--dispatch", "gated", "--work-us", "300"]);
+    let result = load_mixed(&gated, 8, 4, Duration::from_millis(1500), 300, false);
+    assert!(result.ok >= 8, "{result:?}");
+    assert_eq!(
+        (result.wrong, result.http_errors, result.io_errors),
+        (0, 0, 0),
+        "{result:?}"
+    );
+    assert!(!gated.has_exited());
+    gated.stop();
+
+    let mut shared = Server::start(&["--dispatch", "shared", "--work-us", "300"]);
+    let result = load_mixed(&shared, 8, 8, Duration::from_secs(20), 1_000_000, false);
+    let status = shared
+        .wait(Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("streaming load on the shared stream did not abort: {result:?}"));
+    assert_eq!(status.signal(), Some(6));
+}
+
+#[test]
+fn on_violation_error_answers_500_and_keeps_serving() {
+    let mut server = Server::start(&[
+        "--dispatch",
+        "shared",
+        "--work-us",
+        "300",
+        "--on-violation",
+        "error",
+    ]);
+    let result = load(&server, 8, Duration::from_millis(1500), 2_000, false);
+    assert!(
+        result.http_errors > 0,
+        "no device error under 8 clients: {result:?}"
+    );
+    assert!(!server.has_exited(), "the error policy must not abort");
+    let body = text_body("after the storm", 2);
+    let resp = post(server.addr, &body).unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    server.stop();
+}

@@ -330,6 +330,42 @@ pub fn load(
     max_requests: u64,
     stop_on_wrong: bool,
 ) -> LoadResult {
+    load_mixed(server, workers, 0, duration, max_requests, stop_on_wrong)
+}
+
+/// The content of a streamed (SSE) answer: the concatenated deltas, or `None` when the stream
+/// did not end with `[DONE]` or carried an error.
+pub fn streamed_content(resp: &Response) -> Option<String> {
+    let text = resp.text();
+    let data: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect();
+    if data.last() != Some(&"[DONE]") {
+        return None;
+    }
+    let mut out = String::new();
+    for d in &data[..data.len() - 1] {
+        let chunk: serde_json::Value = serde_json::from_str(d).ok()?;
+        if chunk.get("error").is_some() {
+            return None;
+        }
+        if let Some(piece) = chunk["choices"][0]["delta"]["content"].as_str() {
+            out.push_str(piece);
+        }
+    }
+    Some(out)
+}
+
+/// As [`load`], with the first `streaming` workers asking for server-sent events.
+pub fn load_mixed(
+    server: &Server,
+    workers: usize,
+    streaming: usize,
+    duration: Duration,
+    max_requests: u64,
+    stop_on_wrong: bool,
+) -> LoadResult {
     let addr = server.addr;
     let exited = server.exited_flag();
     let start = Instant::now();
@@ -353,14 +389,26 @@ pub fn load(
                         vision_body(&prompt, (i % 251) as u8, 4)
                     };
                     i += 1;
-                    let outcome = post(addr, &body);
+                    let streams = w < streaming;
+                    let sent_body = if streams {
+                        let mut v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                        v["stream"] = true.into();
+                        v.to_string().into_bytes()
+                    } else {
+                        body.clone()
+                    };
+                    let outcome = post(addr, &sent_body);
                     let mut r = result.lock().unwrap();
                     match outcome {
                         Ok(resp) if resp.status == 200 => {
-                            let content = resp.json()["choices"][0]["message"]["content"]
-                                .as_str()
-                                .unwrap_or_default()
-                                .to_owned();
+                            let content = if streams {
+                                streamed_content(&resp).unwrap_or_default()
+                            } else {
+                                resp.json()["choices"][0]["message"]["content"]
+                                    .as_str()
+                                    .unwrap_or_default()
+                                    .to_owned()
+                            };
                             if content == expected(&body) {
                                 r.ok += 1;
                             } else {
