@@ -1,5 +1,43 @@
 //! Arguments of `racegate demo`.
 
+use std::path::PathBuf;
+use std::time::Duration;
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("`{s}` is not a duration ({e}); write it like 500ms, 10s, 1m"))?;
+    if d < Duration::from_millis(500) {
+        return Err("must be at least 500ms".into());
+    }
+    if d > Duration::from_secs(3600) {
+        return Err("must be at most 1h".into());
+    }
+    Ok(d)
+}
+
 /// Show the whole story on the simulated GPU: the race, the wrong fix, the right fix and its cost.
+///
+/// Runs the racegate-sim server (this binary, re-executed as `racegate sim-serve`) in `shared`,
+/// `streams` and `gated` dispatch modes and stresses each with the built-in text + vision
+/// scenario, then measures what the gate costs.
+///
+/// Exit status: 0 when shared and streams FAIL and gated PASSes (the expected story), 1
+/// otherwise, 2 for bad flags, 130 when interrupted.
 #[derive(Debug, clap::Args)]
-pub struct DemoArgs {}
+pub struct DemoArgs {
+    /// Stress time per dispatch mode.
+    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Workers per pipeline.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub workers: u32,
+    /// Write the three stress reports as JSON here (`-` for stdout): `{"modes": [...]}`.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write the table as Markdown here (`-` for stdout).
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+    /// No progress lines.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
