@@ -103,3 +103,24 @@ pub fn configure(name: &str, config: GateConfig) -> Result<&'static Gate, Config
     );
     Ok(gate)
 }
+
+/// The global gate `name` if it exists (`false`), else the one `make` builds, registered as
+/// configured (`true`). For front types whose construction can fail (the machine-wide gate).
+pub(crate) fn get_or_try_register<E>(
+    name: &str,
+    make: impl FnOnce() -> Result<Gate, E>,
+) -> Result<(&'static Gate, bool), E> {
+    let mut reg = registry().lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(e) = reg.get(name) {
+        return Ok((e.gate, false));
+    }
+    let gate: &'static Gate = Box::leak(Box::new(make()?));
+    reg.insert(
+        name.to_owned(),
+        Entry {
+            gate,
+            configured: true,
+        },
+    );
+    Ok((gate, true))
+}

@@ -66,6 +66,7 @@ mod gated;
 mod global;
 pub mod machine;
 mod stats;
+mod test_guard;
 
 pub use errors::{
     AcquireError, AcquireTimeoutError, ConfigError, HolderInfo, MachineError, TimedAcquireError,
@@ -74,5 +75,6 @@ pub use errors::{
 pub use gate::{Gate, GateConfig, GateGuard, Labeled, OwnedGateGuard};
 pub use gated::{Gated, GatedGuard, OwnedGatedGuard};
 pub use global::{configure, global};
-pub use machine::{MachineGate, MachineGateBuilder, MachineGateError};
+pub use machine::{configure_machine_wide, MachineGate, MachineGateBuilder, MachineGateError};
 pub use stats::{GateStats, Label, LabelStats, Percentiles};
+pub use test_guard::{test_guard, TestGuard};

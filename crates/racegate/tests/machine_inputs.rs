@@ -25,7 +25,10 @@ fn a_symlinked_lock_dir_is_refused() {
     let err = open(&link, "gpu").unwrap_err();
     assert!(matches!(err, MachineGateError::Symlink { .. }), "{err:?}");
     let msg = err.to_string();
-    assert!(msg.contains("symlink") && msg.contains(&format!("`{}`", link.display())), "{msg}");
+    assert!(
+        msg.contains("symlink") && msg.contains(&format!("`{}`", link.display())),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -41,7 +44,10 @@ fn a_foreign_owned_lock_dir_is_refused() {
         return;
     }
     let err = open(&dir, "gpu").unwrap_err();
-    assert!(matches!(err, MachineGateError::ForeignOwner { owner, .. } if owner == other), "{err:?}");
+    assert!(
+        matches!(err, MachineGateError::ForeignOwner { owner, .. } if owner == other),
+        "{err:?}"
+    );
     assert!(err.to_string().contains(&format!("uid `{other}`")), "{err}");
 }
 
@@ -51,16 +57,25 @@ fn a_world_writable_dir_a_file_and_an_uncreatable_dir_are_refused() {
     let open_dir = tmp.path().join("open");
     fs::create_dir(&open_dir).unwrap();
     fs::set_permissions(&open_dir, fs::Permissions::from_mode(0o777)).unwrap();
-    assert!(matches!(open(&open_dir, "gpu"), Err(MachineGateError::Insecure { mode: 0o777, .. })));
+    assert!(matches!(
+        open(&open_dir, "gpu"),
+        Err(MachineGateError::Insecure { mode: 0o777, .. })
+    ));
 
     let file = tmp.path().join("file");
     fs::write(&file, "x").unwrap();
-    assert!(matches!(open(&file, "gpu"), Err(MachineGateError::NotADirectory { .. })));
+    assert!(matches!(
+        open(&file, "gpu"),
+        Err(MachineGateError::NotADirectory { .. })
+    ));
 
     // Nobody, root included, can create a directory under /proc/self.
     let err = open(Path::new("/proc/self/racegate-test"), "gpu").unwrap_err();
     assert!(matches!(err, MachineGateError::Dir { .. }), "{err:?}");
-    assert!(err.to_string().contains("RACEGATE_DIR"), "the error hints at the fix: {err}");
+    assert!(
+        err.to_string().contains("RACEGATE_DIR"),
+        "the error hints at the fix: {err}"
+    );
 }
 
 #[test]
@@ -68,25 +83,52 @@ fn the_lock_dir_is_created_private() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("a/b");
     let ld = LockDir::at(&dir).unwrap();
-    assert_eq!(fs::metadata(ld.path()).unwrap().permissions().mode() & 0o777, 0o700);
+    assert_eq!(
+        fs::metadata(ld.path()).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
     open(&dir, "gpu").unwrap();
-    assert_eq!(fs::metadata(dir.join("gpu")).unwrap().permissions().mode() & 0o777, 0o700);
+    assert_eq!(
+        fs::metadata(dir.join("gpu")).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
     assert_eq!(ld.gates().unwrap(), ["gpu"]);
 }
 
 #[test]
 fn bad_names_and_slot_counts_are_refused_and_slot_counts_must_agree() {
     let tmp = tempfile::tempdir().unwrap();
-    assert!(matches!(open(tmp.path(), "../x"), Err(MachineGateError::BadName { .. })));
+    assert!(matches!(
+        open(tmp.path(), "../x"),
+        Err(MachineGateError::BadName { .. })
+    ));
     let zero = MachineGate::builder("gpu").dir(tmp.path()).slots(0).open();
     assert!(matches!(zero, Err(MachineGateError::BadSlots { .. })));
     let one = open(tmp.path(), "gpu").unwrap();
     let _held = one.acquire_blocking().unwrap();
-    let two = MachineGate::builder("gpu").dir(tmp.path()).slots(2).open().unwrap_err();
-    assert!(matches!(two, MachineGateError::SlotsMismatch { existing: 1, requested: 2, .. }), "{two:?}");
+    let two = MachineGate::builder("gpu")
+        .dir(tmp.path())
+        .slots(2)
+        .open()
+        .unwrap_err();
+    assert!(
+        matches!(
+            two,
+            MachineGateError::SlotsMismatch {
+                existing: 1,
+                requested: 2,
+                ..
+            }
+        ),
+        "{two:?}"
+    );
     drop(_held);
     // Idle, the gate may be reconfigured.
-    MachineGate::builder("gpu").dir(tmp.path()).slots(2).open().unwrap();
+    MachineGate::builder("gpu")
+        .dir(tmp.path())
+        .slots(2)
+        .open()
+        .unwrap();
 }
 
 #[test]
@@ -106,18 +148,37 @@ fn stale_recycled_and_garbage_records_are_ignored_and_cleaned() {
     };
     let enc = |r: &Record| {
         // Same text format the library writes.
-        let mut s = format!("racegate-record 1\npid={}\nstart={}\nseq={}\n", r.pid, r.start, r.seq);
+        let mut s = format!(
+            "racegate-record 1\npid={}\nstart={}\nseq={}\n",
+            r.pid, r.start, r.seq
+        );
         if let Some(l) = r.lane {
             s.push_str(&format!("lane={l}\n"));
         }
-        s.push_str(&format!("since_ms={}\nlabel=ghost\narg=old\nend\n", r.since_ms));
+        s.push_str(&format!(
+            "since_ms={}\nlabel=ghost\narg=old\nend\n",
+            r.since_ms
+        ));
         s
     };
-    assert_eq!(Record::parse(enc(&recycled).as_bytes()).as_ref(), Some(&recycled));
-    assert!(!recycled.is_current(), "pid 1 started long before `start=1` tick");
+    assert_eq!(
+        Record::parse(enc(&recycled).as_bytes()).as_ref(),
+        Some(&recycled)
+    );
+    assert!(
+        !recycled.is_current(),
+        "pid 1 started long before `start=1` tick"
+    );
     fs::write(dir.join("lane.0.rec"), enc(&recycled)).unwrap();
     // Tickets left by dead waiters: one with the recycled record, one garbage, one truncated.
-    fs::write(dir.join("t.00000000000000000001"), enc(&Record { lane: None, ..recycled.clone() })).unwrap();
+    fs::write(
+        dir.join("t.00000000000000000001"),
+        enc(&Record {
+            lane: None,
+            ..recycled.clone()
+        }),
+    )
+    .unwrap();
     fs::write(dir.join("t.00000000000000000002"), b"\xff\xfe garbage").unwrap();
     fs::write(dir.join("t.00000000000000000003"), &enc(&recycled)[..20]).unwrap();
     fs::write(dir.join("lane.1.rec"), b"racegate-record 1\npid=").unwrap();
@@ -125,7 +186,12 @@ fn stale_recycled_and_garbage_records_are_ignored_and_cleaned() {
     let st = gate.status();
     assert!(st.holders.is_empty(), "{st:?}");
     assert!(st.waiters.is_empty(), "{st:?}");
-    for f in ["lane.0.rec", "t.00000000000000000001", "t.00000000000000000002", "t.00000000000000000003"] {
+    for f in [
+        "lane.0.rec",
+        "t.00000000000000000001",
+        "t.00000000000000000002",
+        "t.00000000000000000003",
+    ] {
         assert!(!dir.join(f).exists(), "{f} was not cleaned");
     }
     // The gate is free at once.
@@ -147,7 +213,10 @@ fn a_garbage_queue_header_is_rebuilt() {
     drop(open(tmp.path(), "gpu").unwrap());
     fs::write(tmp.path().join("gpu/queue"), b"xyz").unwrap();
     let gate = open(tmp.path(), "gpu").unwrap();
-    drop(gate.acquire_blocking_timeout(Duration::from_secs(5)).unwrap());
+    drop(
+        gate.acquire_blocking_timeout(Duration::from_secs(5))
+            .unwrap(),
+    );
     assert_eq!(gate.status().slots, 1);
 }
 
@@ -179,7 +248,10 @@ fn threads_of_one_process_and_separate_handles_exclude_each_other() {
         t.join().unwrap();
     }
     assert_eq!(max.load(Ordering::SeqCst), 1);
-    assert_eq!(a.gate().stats().acquisitions + b.gate().stats().acquisitions, 160);
+    assert_eq!(
+        a.gate().stats().acquisitions + b.gate().stats().acquisitions,
+        160
+    );
     assert_eq!(a.status().history.count, 160);
 }
 
@@ -189,7 +261,10 @@ async fn async_acquire_times_out_and_a_cancelled_wait_leaves_the_queue() {
     let a = open(tmp.path(), "gpu").unwrap();
     let b = open(tmp.path(), "gpu").unwrap();
     let held = a.acquire_labeled("first", None).await.unwrap();
-    let err = b.acquire_timeout(Duration::from_millis(100)).await.unwrap_err();
+    let err = b
+        .acquire_timeout(Duration::from_millis(100))
+        .await
+        .unwrap_err();
     assert!(matches!(err, MachineGateError::Timeout(_)), "{err:?}");
     // A wait dropped while queued machine-wide...
     let pending = tokio::time::timeout(Duration::from_millis(100), b.acquire()).await;
@@ -197,7 +272,9 @@ async fn async_acquire_times_out_and_a_cancelled_wait_leaves_the_queue() {
     drop(held);
     // ...does not keep the gate from the next caller.
     let again = tokio::time::timeout(Duration::from_secs(5), b.acquire()).await;
-    assert!(again.expect("gate not handed on after a cancelled wait").is_ok());
+    assert!(again
+        .expect("gate not handed on after a cancelled wait")
+        .is_ok());
 }
 
 proptest! {
@@ -236,8 +313,15 @@ proptest! {
 /// The documented record format (docs/machine-gate.md), written independently of the library's
 /// crate-private encoder so that the parser is checked against the spec, not against itself.
 fn racegate_record_text(r: &Record) -> String {
-    let esc = |s: &str| s.replace('\\', "\\\\").replace('\n', "\\n").replace('\r', "\\r");
-    let mut s = format!("racegate-record 1\npid={}\nstart={}\nseq={}\n", r.pid, r.start, r.seq);
+    let esc = |s: &str| {
+        s.replace('\\', "\\\\")
+            .replace('\n', "\\n")
+            .replace('\r', "\\r")
+    };
+    let mut s = format!(
+        "racegate-record 1\npid={}\nstart={}\nseq={}\n",
+        r.pid, r.start, r.seq
+    );
     if let Some(l) = r.lane {
         s.push_str(&format!("lane={l}\n"));
     }

@@ -33,7 +33,10 @@ fn child_entry() {
         let guard = if var("RG_NO_GATE") == "1" {
             None
         } else {
-            Some(gate.acquire_blocking_labeled(format!("child-{id}"), Some(timeout)).expect("acquire"))
+            Some(
+                gate.acquire_blocking_labeled(format!("child-{id}"), Some(timeout))
+                    .expect("acquire"),
+            )
         };
         append(&log, &format!("enter {id}"));
         match var("RG_HOLD").as_str() {
@@ -55,7 +58,11 @@ fn child_entry() {
 }
 
 fn append(log: &Path, line: &str) {
-    let mut f = OpenOptions::new().append(true).create(true).open(log).unwrap();
+    let mut f = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(log)
+        .unwrap();
     f.write_all(format!("{line}\n").as_bytes()).unwrap();
 }
 
@@ -115,7 +122,10 @@ struct Env {
 
 impl Env {
     fn new(gate: &str) -> Env {
-        Env { dir: tempfile::tempdir().unwrap(), gate: gate.into() }
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+            gate: gate.into(),
+        }
     }
     fn log(&self) -> PathBuf {
         self.dir.path().join("events.log")
@@ -125,15 +135,21 @@ impl Env {
     }
     fn child(&self, id: &str, hold: &str, extra: &[(&str, &str)]) -> Child {
         let mut cmd = Command::new(std::env::current_exe().unwrap());
-        cmd.args(["--exact", "child_entry", "--nocapture", "--test-threads=1", "-q"])
-            .env(CHILD_ENV, "1")
-            .env("RACEGATE_DIR", self.lock_dir())
-            .env("RG_GATE", &self.gate)
-            .env("RG_ID", id)
-            .env("RG_LOG", self.log())
-            .env("RG_HOLD", hold)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null());
+        cmd.args([
+            "--exact",
+            "child_entry",
+            "--nocapture",
+            "--test-threads=1",
+            "-q",
+        ])
+        .env(CHILD_ENV, "1")
+        .env("RACEGATE_DIR", self.lock_dir())
+        .env("RG_GATE", &self.gate)
+        .env("RG_ID", id)
+        .env("RG_LOG", self.log())
+        .env("RG_HOLD", hold)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null());
         for (k, v) in extra {
             cmd.env(k, v);
         }
@@ -159,8 +175,9 @@ fn wait_child(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
 }
 
 fn run_children(env: &Env, n: usize, extra: &[(&str, &str)]) -> Vec<(String, String)> {
-    let mut children: Vec<Child> =
-        (0..n).map(|i| env.child(&format!("c{i}"), "40", extra)).collect();
+    let mut children: Vec<Child> = (0..n)
+        .map(|i| env.child(&format!("c{i}"), "40", extra))
+        .collect();
     for c in &mut children {
         assert!(wait_child(c, Duration::from_secs(30)).success());
     }
@@ -172,15 +189,25 @@ fn children_never_overlap_and_without_the_gate_they_do() {
     let env = Env::new("gpu");
     let events = run_children(&env, 4, &[("RG_ROUNDS", "2")]);
     assert_eq!(events.len(), 16, "{events:?}");
-    assert_eq!(max_inside(&events), 1, "two children held the gate at once: {events:?}");
+    assert_eq!(
+        max_inside(&events),
+        1,
+        "two children held the gate at once: {events:?}"
+    );
     let st = gate_status(&env.gate_dir(), "gpu");
-    assert_eq!(st.history.count, 8, "every acquisition is in the history log");
+    assert_eq!(
+        st.history.count, 8,
+        "every acquisition is in the history log"
+    );
     assert!(st.holders.is_empty() && st.waiters.is_empty());
 
     // Control: the same children without the gate overlap, so the check above can fail.
     let control = Env::new("gpu");
     let events = run_children(&control, 4, &[("RG_ROUNDS", "2"), ("RG_NO_GATE", "1")]);
-    assert!(max_inside(&events) >= 2, "control run showed no overlap: {events:?}");
+    assert!(
+        max_inside(&events) >= 2,
+        "control run showed no overlap: {events:?}"
+    );
 }
 
 #[test]
@@ -194,21 +221,34 @@ fn two_slots_admit_two_children_and_never_three() {
 fn sigkilled_holder_hands_the_gate_to_the_next_waiter() {
     let env = Env::new("gpu");
     let mut holder = env.child("holder", "stdin", &[]);
-    assert!(wait_until(Duration::from_secs(10), || inside(&read_log(&env.log())) == ["holder"]));
+    assert!(wait_until(Duration::from_secs(10), || inside(&read_log(
+        &env.log()
+    )) == ["holder"]));
     let mut waiter = env.child("waiter", "0", &[("RG_TIMEOUT_MS", "5000")]);
     assert!(
-        wait_until(Duration::from_secs(10), || gate_status(&env.gate_dir(), "gpu").waiters.len() == 1),
+        wait_until(Duration::from_secs(10), || gate_status(
+            &env.gate_dir(),
+            "gpu"
+        )
+        .waiters
+        .len()
+            == 1),
         "the waiter never queued"
     );
     let killed_at = Instant::now();
     holder.kill().unwrap(); // SIGKILL: no destructor, no cleanup, only the kernel
     holder.wait().unwrap();
     let got_it = wait_until(Duration::from_secs(5), || {
-        read_log(&env.log()).iter().any(|(w, id)| w == "enter" && id == "waiter")
+        read_log(&env.log())
+            .iter()
+            .any(|(w, id)| w == "enter" && id == "waiter")
     });
     let handover = killed_at.elapsed();
     eprintln!("handover after SIGKILL: {handover:?}");
-    assert!(got_it, "the waiter did not get the gate within 5 s of the holder's SIGKILL");
+    assert!(
+        got_it,
+        "the waiter did not get the gate within 5 s of the holder's SIGKILL"
+    );
     assert!(wait_child(&mut waiter, Duration::from_secs(10)).success());
 }
 
@@ -216,7 +256,9 @@ fn sigkilled_holder_hands_the_gate_to_the_next_waiter() {
 fn waiters_are_served_in_arrival_order() {
     let env = Env::new("gpu");
     let mut holder = env.child("holder", "stdin", &[]);
-    assert!(wait_until(Duration::from_secs(10), || inside(&read_log(&env.log())) == ["holder"]));
+    assert!(wait_until(Duration::from_secs(10), || inside(&read_log(
+        &env.log()
+    )) == ["holder"]));
     let mut waiters = Vec::new();
     for i in 0..4 {
         waiters.push(env.child(&format!("w{i}"), "0", &[]));
@@ -230,8 +272,11 @@ fn waiters_are_served_in_arrival_order() {
     for w in &mut waiters {
         assert!(wait_child(w, Duration::from_secs(20)).success());
     }
-    let order: Vec<String> =
-        read_log(&env.log()).into_iter().filter(|(w, _)| w == "enter").map(|(_, id)| id).collect();
+    let order: Vec<String> = read_log(&env.log())
+        .into_iter()
+        .filter(|(w, _)| w == "enter")
+        .map(|(_, id)| id)
+        .collect();
     assert_eq!(order, ["holder", "w0", "w1", "w2", "w3"]);
 }
 
@@ -239,18 +284,35 @@ fn waiters_are_served_in_arrival_order() {
 fn a_waiter_that_dies_in_the_queue_does_not_stall_it() {
     let env = Env::new("gpu");
     let mut holder = env.child("holder", "stdin", &[]);
-    assert!(wait_until(Duration::from_secs(10), || inside(&read_log(&env.log())) == ["holder"]));
+    assert!(wait_until(Duration::from_secs(10), || inside(&read_log(
+        &env.log()
+    )) == ["holder"]));
     let mut doomed = env.child("doomed", "0", &[]);
-    assert!(wait_until(Duration::from_secs(10), || gate_status(&env.gate_dir(), "gpu").waiters.len() == 1));
+    assert!(wait_until(Duration::from_secs(10), || gate_status(
+        &env.gate_dir(),
+        "gpu"
+    )
+    .waiters
+    .len()
+        == 1));
     let mut last = env.child("last", "0", &[]);
-    assert!(wait_until(Duration::from_secs(10), || gate_status(&env.gate_dir(), "gpu").waiters.len() == 2));
+    assert!(wait_until(Duration::from_secs(10), || gate_status(
+        &env.gate_dir(),
+        "gpu"
+    )
+    .waiters
+    .len()
+        == 2));
     doomed.kill().unwrap();
     doomed.wait().unwrap();
     drop(holder.stdin.take());
     assert!(wait_child(&mut holder, Duration::from_secs(10)).success());
     assert!(wait_child(&mut last, Duration::from_secs(10)).success());
-    let entered: Vec<String> =
-        read_log(&env.log()).into_iter().filter(|(w, _)| w == "enter").map(|(_, id)| id).collect();
+    let entered: Vec<String> = read_log(&env.log())
+        .into_iter()
+        .filter(|(w, _)| w == "enter")
+        .map(|(_, id)| id)
+        .collect();
     assert_eq!(entered, ["holder", "last"]);
 }
 
@@ -258,19 +320,32 @@ fn a_waiter_that_dies_in_the_queue_does_not_stall_it() {
 fn a_timeout_names_the_holder_its_command_and_label() {
     let env = Env::new("gpu");
     let mut holder = env.child("trainer", "stdin", &[]);
-    assert!(wait_until(Duration::from_secs(10), || inside(&read_log(&env.log())) == ["trainer"]));
-    let gate = MachineGate::builder("gpu").dir(env.lock_dir()).open().unwrap();
-    let err = gate.acquire_blocking_labeled("bench", Some(Duration::from_millis(200))).unwrap_err();
+    assert!(wait_until(Duration::from_secs(10), || inside(&read_log(
+        &env.log()
+    )) == ["trainer"]));
+    let gate = MachineGate::builder("gpu")
+        .dir(env.lock_dir())
+        .open()
+        .unwrap();
+    let err = gate
+        .acquire_blocking_labeled("bench", Some(Duration::from_millis(200)))
+        .unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, MachineGateError::Timeout(_)), "{err:?}");
     assert!(msg.contains(&format!("pid {}", holder.id())), "{msg}");
     assert!(msg.contains("child-trainer"), "{msg}");
-    assert!(msg.contains("child_entry"), "the holder's command line is named: {msg}");
+    assert!(
+        msg.contains("child_entry"),
+        "the holder's command line is named: {msg}"
+    );
     assert!(msg.contains("`bench`"), "{msg}");
     // try_acquire reports the same holder without waiting.
     let busy = gate.try_acquire().unwrap_err().to_string();
     assert!(busy.contains(&format!("pid {}", holder.id())), "{busy}");
     drop(holder.stdin.take());
     assert!(wait_child(&mut holder, Duration::from_secs(10)).success());
-    drop(gate.acquire_blocking_timeout(Duration::from_secs(5)).unwrap());
+    drop(
+        gate.acquire_blocking_timeout(Duration::from_secs(5))
+            .unwrap(),
+    );
 }

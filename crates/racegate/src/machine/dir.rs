@@ -81,22 +81,34 @@ fn default_path(explicit: Option<OsString>, runtime: Option<OsString>, uid: u32)
     PathBuf::from(format!("/tmp/racegate-{uid}"))
 }
 
-/// Gate names become file names: keep them short and free of path syntax.
-pub(crate) fn validate_gate_name(name: &str) -> Result<(), MachineGateError> {
+/// Check a gate name: it becomes a file name, so 1 to 64 letters, digits, `.`, `_` or `-`,
+/// not starting with `.`.
+pub fn validate_gate_name(name: &str) -> Result<(), MachineGateError> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && !name.starts_with('.')
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
     if ok {
         Ok(())
     } else {
-        Err(MachineGateError::BadName { name: name.to_owned() })
+        Err(MachineGateError::BadName {
+            name: name.to_owned(),
+        })
     }
 }
 
 fn ensure_private_dir(path: &Path) -> Result<(), MachineGateError> {
-    let dir_err = |source: io::Error| MachineGateError::Dir { path: path.to_owned(), source };
-    match fs::DirBuilder::new().recursive(true).mode(0o700).create(path) {
+    let dir_err = |source: io::Error| MachineGateError::Dir {
+        path: path.to_owned(),
+        source,
+    };
+    match fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+    {
         Ok(()) => {}
         // `recursive` reports an existing non-directory as AlreadyExists; the checks below say which.
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
@@ -104,17 +116,28 @@ fn ensure_private_dir(path: &Path) -> Result<(), MachineGateError> {
     }
     let md = fs::symlink_metadata(path).map_err(dir_err)?;
     if md.file_type().is_symlink() {
-        return Err(MachineGateError::Symlink { path: path.to_owned() });
+        return Err(MachineGateError::Symlink {
+            path: path.to_owned(),
+        });
     }
     if !md.is_dir() {
-        return Err(MachineGateError::NotADirectory { path: path.to_owned() });
+        return Err(MachineGateError::NotADirectory {
+            path: path.to_owned(),
+        });
     }
     let uid = rustix::process::getuid().as_raw();
     if md.uid() != uid {
-        return Err(MachineGateError::ForeignOwner { path: path.to_owned(), owner: md.uid(), uid });
+        return Err(MachineGateError::ForeignOwner {
+            path: path.to_owned(),
+            owner: md.uid(),
+            uid,
+        });
     }
     if md.mode() & 0o022 != 0 {
-        return Err(MachineGateError::Insecure { path: path.to_owned(), mode: md.mode() & 0o7777 });
+        return Err(MachineGateError::Insecure {
+            path: path.to_owned(),
+            mode: md.mode() & 0o7777,
+        });
     }
     Ok(())
 }
@@ -125,9 +148,14 @@ mod tests {
 
     #[test]
     fn default_path_prefers_explicit_then_runtime_then_tmp() {
-        let p = |e: Option<&str>, r: Option<&str>| default_path(e.map(Into::into), r.map(Into::into), 7);
+        let p = |e: Option<&str>, r: Option<&str>| {
+            default_path(e.map(Into::into), r.map(Into::into), 7)
+        };
         assert_eq!(p(Some("/x"), Some("/run/user/7")), PathBuf::from("/x"));
-        assert_eq!(p(Some(""), Some("/run/user/7")), PathBuf::from("/run/user/7/racegate"));
+        assert_eq!(
+            p(Some(""), Some("/run/user/7")),
+            PathBuf::from("/run/user/7/racegate")
+        );
         assert_eq!(p(None, Some("relative")), PathBuf::from("/tmp/racegate-7"));
         assert_eq!(p(None, None), PathBuf::from("/tmp/racegate-7"));
     }

@@ -94,7 +94,13 @@ impl HistoryEntry {
             }
             Some(out)
         };
-        Some(HistoryEntry { released_ms, wait, hold, pid, label })
+        Some(HistoryEntry {
+            released_ms,
+            wait,
+            hold,
+            pid,
+            label,
+        })
     }
 }
 
@@ -107,7 +113,11 @@ pub(crate) struct History {
 
 impl History {
     pub(crate) fn new(dir: &Path) -> History {
-        History { path: dir.join(HISTORY_FILE), old: dir.join(HISTORY_OLD), file: Mutex::new(None) }
+        History {
+            path: dir.join(HISTORY_FILE),
+            old: dir.join(HISTORY_OLD),
+            file: Mutex::new(None),
+        }
     }
 
     /// Append one entry. Failures are ignored: history is for people, the gate must not fail
@@ -123,7 +133,12 @@ impl History {
         let line = entry.encode();
         let mut slot = self.file.lock().unwrap_or_else(PoisonError::into_inner);
         if slot.is_none() {
-            *slot = OpenOptions::new().append(true).create(true).mode(0o600).open(&self.path).ok();
+            *slot = OpenOptions::new()
+                .append(true)
+                .create(true)
+                .mode(0o600)
+                .open(&self.path)
+                .ok();
         }
         let Some(file) = slot.as_mut() else { return };
         if file.write_all(line.as_bytes()).is_err() {
@@ -149,8 +164,12 @@ impl History {
 pub fn read_history(dir: &Path) -> Vec<HistoryEntry> {
     let mut out = Vec::new();
     for name in [HISTORY_OLD, HISTORY_FILE] {
-        let Ok(mut f) = super::lock::open_ro(&dir.join(name)) else { continue };
-        let Ok(bytes) = super::lock::read_capped(&mut f, 2 * HISTORY_CAP as usize) else { continue };
+        let Ok(mut f) = super::lock::open_ro(&dir.join(name)) else {
+            continue;
+        };
+        let Ok(bytes) = super::lock::read_capped(&mut f, 2 * HISTORY_CAP as usize) else {
+            continue;
+        };
         let text = String::from_utf8_lossy(&bytes);
         out.extend(text.lines().filter_map(HistoryEntry::parse));
     }
@@ -172,7 +191,11 @@ mod tests {
                 label: label.map(Into::into),
             };
             let line = e.encode();
-            assert_eq!(HistoryEntry::parse(line.trim_end_matches('\n')), Some(e), "{line:?}");
+            assert_eq!(
+                HistoryEntry::parse(line.trim_end_matches('\n')),
+                Some(e),
+                "{line:?}"
+            );
         }
         assert_eq!(HistoryEntry::parse("2 1 2 3 4 x"), None);
         assert_eq!(HistoryEntry::parse("1 1 2"), None);
@@ -185,13 +208,22 @@ mod tests {
         let label = "x".repeat(200);
         let n = (2 * HISTORY_CAP / 220) as usize + 10;
         for _ in 0..n {
-            h.append(Duration::from_micros(1), Duration::from_micros(2), Some(&label));
+            h.append(
+                Duration::from_micros(1),
+                Duration::from_micros(2),
+                Some(&label),
+            );
         }
         let cur = fs::metadata(dir.path().join(HISTORY_FILE)).unwrap().len();
         let old = fs::metadata(dir.path().join(HISTORY_OLD)).unwrap().len();
-        assert!(cur <= HISTORY_CAP + 300 && old <= HISTORY_CAP + 300, "{cur} {old}");
+        assert!(
+            cur <= HISTORY_CAP + 300 && old <= HISTORY_CAP + 300,
+            "{cur} {old}"
+        );
         let entries = read_history(dir.path());
         assert!(!entries.is_empty() && entries.len() < n);
-        assert!(entries.iter().all(|e| e.label.as_deref() == Some(label.as_str())));
+        assert!(entries
+            .iter()
+            .all(|e| e.label.as_deref() == Some(label.as_str())));
     }
 }

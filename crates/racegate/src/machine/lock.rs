@@ -107,7 +107,11 @@ pub(crate) fn try_flock(file: &File, exclusive: bool) -> io::Result<bool> {
 }
 
 fn blocking_flock(file: &File, exclusive: bool) -> io::Result<()> {
-    let op = if exclusive { FlockOperation::LockExclusive } else { FlockOperation::LockShared };
+    let op = if exclusive {
+        FlockOperation::LockExclusive
+    } else {
+        FlockOperation::LockShared
+    };
     loop {
         match flock(file, op) {
             Err(Errno::INTR) => continue,
@@ -139,7 +143,9 @@ pub(crate) fn read_header(queue: &File) -> Option<(u64, u32)> {
     queue.read_exact_at(&mut buf, 0).ok()?;
     let seq = u64::from_le_bytes(buf[..8].try_into().ok()?);
     let slots = u64::from_le_bytes(buf[8..].try_into().ok()?);
-    let slots = u32::try_from(slots).ok().filter(|s| (1..=MAX_SLOTS).contains(s))?;
+    let slots = u32::try_from(slots)
+        .ok()
+        .filter(|s| (1..=MAX_SLOTS).contains(s))?;
     Some((seq, slots))
 }
 
@@ -200,14 +206,27 @@ struct QueueFiles {
 }
 
 impl GateFiles {
-    pub(crate) fn open(root: &LockDir, name: &str, slots: u32) -> Result<GateFiles, MachineGateError> {
+    pub(crate) fn open(
+        root: &LockDir,
+        name: &str,
+        slots: u32,
+    ) -> Result<GateFiles, MachineGateError> {
         if slots == 0 || slots > MAX_SLOTS {
-            return Err(MachineGateError::BadSlots { gate: name.to_owned(), requested: slots, max: MAX_SLOTS });
+            return Err(MachineGateError::BadSlots {
+                gate: name.to_owned(),
+                requested: slots,
+                max: MAX_SLOTS,
+            });
         }
         let dir = root.gate_dir(name)?;
         let io_err = |op: &'static str, path: &Path| {
             let (gate, path) = (name.to_owned(), path.to_owned());
-            move |source| MachineGateError::Io { gate, op, path, source }
+            move |source| MachineGateError::Io {
+                gate,
+                op,
+                path,
+                source,
+            }
         };
         let queue_path = dir.join(QUEUE_FILE);
         let queue = open_rw(&queue_path).map_err(io_err("open", &queue_path))?;
@@ -242,13 +261,21 @@ impl GateFiles {
             history: History::new(&dir),
             dir,
             slots,
-            queue: Mutex::new(QueueFiles { queue, waiting_probe }),
+            queue: Mutex::new(QueueFiles {
+                queue,
+                waiting_probe,
+            }),
             queue_path,
         })
     }
 
     fn io_err(&self, op: &'static str, path: &Path, source: io::Error) -> MachineGateError {
-        MachineGateError::Io { gate: self.name.clone(), op, path: path.to_owned(), source }
+        MachineGateError::Io {
+            gate: self.name.clone(),
+            op,
+            path: path.to_owned(),
+            source,
+        }
     }
 
     fn lock_queue(&self) -> MutexGuard<'_, QueueFiles> {
@@ -283,10 +310,12 @@ impl GateFiles {
             }
             let (seq, slots) = read_header(&q.queue).unwrap_or((0, self.slots));
             let seq = seq + 1;
-            write_header(&q.queue, seq, slots).map_err(|e| self.io_err("write", &self.queue_path, e))?;
+            write_header(&q.queue, seq, slots)
+                .map_err(|e| self.io_err("write", &self.queue_path, e))?;
             let ticket = self.create_ticket(seq, spec)?;
             let waiting_path = self.dir.join(WAITING_FILE);
-            let waiting = open_rw(&waiting_path).map_err(|e| self.io_err("open", &waiting_path, e))?;
+            let waiting =
+                open_rw(&waiting_path).map_err(|e| self.io_err("open", &waiting_path, e))?;
             // Only the prober above takes this lock exclusively, and only under the queue lock
             // we hold, so this never blocks.
             blocking_flock(&waiting, false).map_err(|e| self.io_err("lock", &waiting_path, e))?;
@@ -299,14 +328,19 @@ impl GateFiles {
         Ok(self.lease(lane, file, spec, start))
     }
 
-    fn wait_in_queue(&self, ticket: &Ticket, deadline: Option<Instant>) -> Result<(u32, File), Failure> {
+    fn wait_in_queue(
+        &self,
+        ticket: &Ticket,
+        deadline: Option<Instant>,
+    ) -> Result<(u32, File), Failure> {
         loop {
             if let Some(pred) = self.nearest_live_ticket_before(ticket.seq)? {
                 match deadline {
                     None => {
                         // Wait for that one waiter to leave; then look again.
                         match open_ro(&pred) {
-                            Ok(f) => blocking_flock(&f, false).map_err(|e| self.io_err("lock", &pred, e))?,
+                            Ok(f) => blocking_flock(&f, false)
+                                .map_err(|e| self.io_err("lock", &pred, e))?,
                             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                             Err(e) => return Err(self.io_err("open", &pred, e).into()),
                         }
@@ -362,7 +396,8 @@ impl GateFiles {
         // Locked before it has its visible name, so nobody ever sees an unlocked live ticket.
         try_flock(&file, true).map_err(|e| self.io_err("lock", &tmp, e))?;
         let record = Record::for_self(seq, None, spec.label, spec.command);
-        file.write_all(record.encode().as_bytes()).map_err(|e| self.io_err("write", &tmp, e))?;
+        file.write_all(record.encode().as_bytes())
+            .map_err(|e| self.io_err("write", &tmp, e))?;
         fs::rename(&tmp, &path).map_err(|e| self.io_err("rename", &tmp, e))?;
         Ok(Ticket { seq, path, file })
     }
@@ -413,7 +448,9 @@ impl GateFiles {
 
     /// Current holders whose records can be believed (lane locked, process the same).
     pub(crate) fn holders(&self) -> Vec<Record> {
-        (0..self.slots).filter_map(|lane| believed_holder(&self.dir, lane)).collect()
+        (0..self.slots)
+            .filter_map(|lane| believed_holder(&self.dir, lane))
+            .collect()
     }
 }
 
@@ -431,7 +468,9 @@ pub(crate) fn believed_holder(dir: &Path, lane: u32) -> Option<Record> {
 /// Live tickets (locked by their owner) with their records, in queue order. A record that
 /// cannot be read or believed still counts as a waiter, with `None`.
 pub(crate) fn live_tickets(dir: &Path) -> Vec<(u64, Option<Record>)> {
-    let Ok(entries) = fs::read_dir(dir) else { return Vec::new() };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
     let mut seqs: Vec<u64> = entries
         .filter_map(Result::ok)
         .filter_map(|e| e.file_name().to_str().and_then(ticket_seq))
@@ -485,7 +524,12 @@ pub(crate) fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> io::Res
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     ));
-    let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
     if let Err(e) = f.write_all(bytes).and_then(|()| fs::rename(&tmp, path)) {
         let _ = fs::remove_file(&tmp);
         return Err(e);
@@ -524,7 +568,9 @@ impl Drop for Lease {
         // Record first: once the lane is free the next holder writes its own.
         let _ = fs::remove_file(rec_path(&self.files.dir, self.lane));
         drop(self.file.take());
-        self.files.history.append(self.waited, held, self.label.as_deref());
+        self.files
+            .history
+            .append(self.waited, held, self.label.as_deref());
     }
 }
 
@@ -536,7 +582,11 @@ impl Drop for Lease {
 /// every thread waiting on that path. A caller that times out simply stops listening; the
 /// helper ends when the path is released (by its owner leaving, or its death), so helpers never
 /// pile up beyond one per watched file.
-pub(crate) fn wait_until_free(paths: &[PathBuf], exclusive: bool, deadline: Option<Instant>) -> bool {
+pub(crate) fn wait_until_free(
+    paths: &[PathBuf],
+    exclusive: bool,
+    deadline: Option<Instant>,
+) -> bool {
     let (registry, cv) = watchers();
     let mut reg = registry.lock().unwrap_or_else(PoisonError::into_inner);
     let watches: Vec<Arc<Watch>> = paths
@@ -544,7 +594,9 @@ pub(crate) fn wait_until_free(paths: &[PathBuf], exclusive: bool, deadline: Opti
         .map(|p| {
             let key = (p.clone(), exclusive);
             Arc::clone(reg.entry(key.clone()).or_insert_with(|| {
-                let watch = Arc::new(Watch { fired: std::sync::atomic::AtomicBool::new(false) });
+                let watch = Arc::new(Watch {
+                    fired: std::sync::atomic::AtomicBool::new(false),
+                });
                 spawn_watcher(key, Arc::clone(&watch));
                 watch
             }))
@@ -564,7 +616,10 @@ pub(crate) fn wait_until_free(paths: &[PathBuf], exclusive: bool, deadline: Opti
                 if now >= d {
                     return false;
                 }
-                reg = cv.wait_timeout(reg, d - now).unwrap_or_else(PoisonError::into_inner).0;
+                reg = cv
+                    .wait_timeout(reg, d - now)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
             }
         }
     }
@@ -597,7 +652,11 @@ fn spawn_watcher(key: (PathBuf, bool), watch: Arc<Watch>) {
         }
         cv.notify_all();
     };
-    if std::thread::Builder::new().name("racegate-watch".into()).spawn(run).is_err() {
+    if std::thread::Builder::new()
+        .name("racegate-watch".into())
+        .spawn(run)
+        .is_err()
+    {
         // No thread: report "fired" so the caller looks again instead of sleeping forever.
         mine.fired.store(true, Ordering::Release);
     }

@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-pub use dir::{LockDir, DIR_ENV};
+pub use dir::{validate_gate_name, LockDir, DIR_ENV};
 pub use history::{read_history, HistoryEntry, HISTORY_CAP};
 pub use lock::MAX_SLOTS;
 pub use record::Record;
@@ -148,6 +148,17 @@ pub enum MachineGateError {
         /// The OS error.
         #[source]
         source: io::Error,
+    },
+    /// The global gate of that name already exists as an in-process gate.
+    #[error(
+        "global gate `{gate}` already exists as an in-process gate (or with `{existing}` slot(s)); \
+         hint: call `racegate::configure_machine_wide(\"{gate}\", ..)` before the first `racegate::global(\"{gate}\")`"
+    )]
+    GlobalConflict {
+        /// The gate.
+        gate: String,
+        /// Capacity of the existing global gate.
+        existing: u32,
     },
     /// The gate was not granted in time; names the holders.
     #[error(transparent)]
@@ -292,7 +303,10 @@ impl MachineGate {
     /// # Panics
     ///
     /// When called from within an async runtime.
-    pub fn acquire_blocking_timeout(&self, timeout: Duration) -> Result<OwnedGateGuard, MachineGateError> {
+    pub fn acquire_blocking_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<OwnedGateGuard, MachineGateError> {
         self.acquire_blocking_with(None, Some(timeout))
     }
 
@@ -309,12 +323,20 @@ impl MachineGate {
         self.acquire_blocking_with(Some(label.into()), timeout)
     }
 
-    fn acquire_blocking_with(
+    /// Wait for the gate with an optional label and an optional `timeout` (`None`: no limit).
+    ///
+    /// # Panics
+    ///
+    /// When called from within an async runtime.
+    pub fn acquire_blocking_with(
         &self,
         label: Option<Label>,
         timeout: Option<Duration>,
     ) -> Result<OwnedGateGuard, MachineGateError> {
-        let grant = self.gate.grant_blocking(Request { label, weight: 1 }, timeout).map_err(from_timed)?;
+        let grant = self
+            .gate
+            .grant_blocking(Request { label, weight: 1 }, timeout)
+            .map_err(from_timed)?;
         Ok(OwnedGateGuard::new(self.gate.clone(), grant))
     }
 
@@ -333,7 +355,10 @@ impl MachineGate {
     /// # Cancel safety
     ///
     /// Cancel safe, like [`Self::acquire`].
-    pub async fn acquire_timeout(&self, timeout: Duration) -> Result<OwnedGateGuard, MachineGateError> {
+    pub async fn acquire_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<OwnedGateGuard, MachineGateError> {
         self.acquire_with(None, Some(timeout)).await
     }
 
@@ -355,13 +380,20 @@ impl MachineGate {
         label: Option<Label>,
         timeout: Option<Duration>,
     ) -> Result<OwnedGateGuard, MachineGateError> {
-        let grant = self.gate.grant_async(Request { label, weight: 1 }, timeout).await.map_err(from_timed)?;
+        let grant = self
+            .gate
+            .grant_async(Request { label, weight: 1 }, timeout)
+            .await
+            .map_err(from_timed)?;
         Ok(OwnedGateGuard::new(self.gate.clone(), grant))
     }
 
     /// Take the gate only if it is free and nobody is queued for it, on this machine.
     pub fn try_acquire(&self) -> Result<OwnedGateGuard, MachineGateError> {
-        match self.gate.grant_try(Request { label: None, weight: 1 }) {
+        match self.gate.grant_try(Request {
+            label: None,
+            weight: 1,
+        }) {
             Ok(grant) => Ok(OwnedGateGuard::new(self.gate.clone(), grant)),
             Err(TryAcquireError::Machine(e)) => Err(unwrap_machine(e.source)),
             Err(e) => Err(MachineGateError::WouldBlock(e)),
@@ -372,6 +404,78 @@ impl MachineGate {
     pub fn status(&self) -> GateStatus {
         gate_status(&self.backend.files.dir, &self.backend.files.name)
     }
+}
+
+/// Make the process-wide gate `name` (see [`crate::global`]) machine-wide with `slots` lanes,
+/// and return it: threads of this process queue on it in-process, and the one holding a permit
+/// queues with other processes for the file lock. Call it once at startup, before the first
+/// `global(name)`; calling it again with the same slot count returns the same gate.
+///
+/// The `Gate` methods that cannot return errors panic if the lock directory fails under them;
+/// [`machine_wide`] returns the [`MachineGate`] whose methods report such errors instead.
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// # std::env::set_var("RACEGATE_DIR", dir.path());
+/// let gpu = racegate::configure_machine_wide("doc-global-gpu", 1).unwrap();
+/// assert!(gpu.same_gate(racegate::global("doc-global-gpu")));
+/// drop(gpu.acquire_blocking());
+/// ```
+pub fn configure_machine_wide(name: &str, slots: u32) -> Result<&'static Gate, MachineGateError> {
+    machine_wide(name, slots).map(|m| m.global)
+}
+
+/// The machine-wide global gate `name` as a [`MachineGate`] (fallible acquisitions, status),
+/// configuring it like [`configure_machine_wide`] if needed.
+pub fn machine_wide(name: &str, slots: u32) -> Result<GlobalMachineGate, MachineGateError> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, PoisonError};
+    static MACHINE: OnceLock<Mutex<HashMap<String, MachineGate>>> = OnceLock::new();
+    let mut reg = MACHINE
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some(m) = reg.get(name) {
+        if m.slots() != slots {
+            return Err(MachineGateError::GlobalConflict {
+                gate: name.to_owned(),
+                existing: m.slots(),
+            });
+        }
+        let (global, _) =
+            crate::global::get_or_try_register(name, || Ok::<_, MachineGateError>(m.gate.clone()))?;
+        return Ok(GlobalMachineGate {
+            machine: m.clone(),
+            global,
+        });
+    }
+    let mut built = None;
+    let (global, created) = crate::global::get_or_try_register(name, || {
+        let m = MachineGate::with_slots(name, slots)?;
+        let gate = m.gate.clone();
+        built = Some(m);
+        Ok::<_, MachineGateError>(gate)
+    })?;
+    match (created, built) {
+        (true, Some(m)) => {
+            reg.insert(name.to_owned(), m.clone());
+            Ok(GlobalMachineGate { machine: m, global })
+        }
+        _ => Err(MachineGateError::GlobalConflict {
+            gate: name.to_owned(),
+            existing: global.capacity(),
+        }),
+    }
+}
+
+/// A machine-wide global gate: the [`MachineGate`] and the `&'static Gate` that
+/// [`crate::global`] returns for the same name.
+#[derive(Clone, Debug)]
+pub struct GlobalMachineGate {
+    /// Fallible acquisitions and machine-wide status.
+    pub machine: MachineGate,
+    /// The same gate as `racegate::global(name)`.
+    pub global: &'static Gate,
 }
 
 fn from_timed(e: TimedAcquireError) -> MachineGateError {
@@ -401,14 +505,23 @@ fn unwrap_machine(source: io::Error) -> MachineGateError {
                 source: io::Error::new(kind, other),
             },
         },
-        None => MachineGateError::Io { gate: String::new(), op: "lock", path: PathBuf::new(), source: kind.into() },
+        None => MachineGateError::Io {
+            gate: String::new(),
+            op: "lock",
+            path: PathBuf::new(),
+            source: kind.into(),
+        },
     }
 }
 
 /// This process's command line, read once.
 fn own_command() -> &'static [String] {
     static CMD: OnceLock<Vec<String>> = OnceLock::new();
-    CMD.get_or_init(|| std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect())
+    CMD.get_or_init(|| {
+        std::env::args_os()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    })
 }
 
 /// The file-lock half of a [`MachineGate`], plugged into [`Gate`] through its backend seam.
@@ -419,7 +532,9 @@ struct MachineBackend {
 
 impl fmt::Debug for MachineBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MachineBackend").field("dir", &self.files.dir).finish()
+        f.debug_struct("MachineBackend")
+            .field("dir", &self.files.dir)
+            .finish()
     }
 }
 
@@ -460,17 +575,24 @@ impl Backend for MachineBackend {
         timeout: Option<Duration>,
     ) -> Result<MachineHold, BackendError> {
         if weight != 1 {
-            return Err(BackendError::Io(io::Error::other(MachineGateError::Weighted {
-                gate: gate.to_owned(),
-                weight,
-            })));
+            return Err(BackendError::Io(io::Error::other(
+                MachineGateError::Weighted {
+                    gate: gate.to_owned(),
+                    weight,
+                },
+            )));
         }
         let try_only = timeout == Some(Duration::ZERO);
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        let spec = Spec { label, command: &self.command };
+        let spec = Spec {
+            label,
+            command: &self.command,
+        };
         match self.files.acquire(&spec, deadline, try_only) {
             Ok(lease) => Ok(Box::new(lease)),
-            Err(Failure::WouldBlock | Failure::TimedOut) => Err(BackendError::Timeout { holders: self.holder_infos() }),
+            Err(Failure::WouldBlock | Failure::TimedOut) => Err(BackendError::Timeout {
+                holders: self.holder_infos(),
+            }),
             Err(Failure::Err(e)) => Err(BackendError::Io(io::Error::other(e))),
         }
     }
@@ -484,6 +606,9 @@ mod tests {
     fn errors_survive_the_trip_through_the_gate() {
         let e = MachineGateError::BadName { name: "a/b".into() };
         let back = unwrap_machine(io::Error::other(e));
-        assert!(matches!(back, MachineGateError::BadName { ref name } if name == "a/b"), "{back:?}");
+        assert!(
+            matches!(back, MachineGateError::BadName { ref name } if name == "a/b"),
+            "{back:?}"
+        );
     }
 }

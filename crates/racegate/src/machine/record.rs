@@ -53,7 +53,12 @@ pub struct Record {
 
 impl Record {
     /// A record for the current process, starting now.
-    pub(crate) fn for_self(seq: u64, lane: Option<u32>, label: Option<&str>, command: &[String]) -> Record {
+    pub(crate) fn for_self(
+        seq: u64,
+        lane: Option<u32>,
+        label: Option<&str>,
+        command: &[String],
+    ) -> Record {
         Record {
             pid: std::process::id(),
             start: self_start_time(),
@@ -80,7 +85,10 @@ impl Record {
         let mut out = String::with_capacity(128);
         out.push_str(MAGIC);
         out.push('\n');
-        out.push_str(&format!("pid={}\nstart={}\nseq={}\n", self.pid, self.start, self.seq));
+        out.push_str(&format!(
+            "pid={}\nstart={}\nseq={}\n",
+            self.pid, self.start, self.seq
+        ));
         if let Some(lane) = self.lane {
             out.push_str(&format!("lane={lane}\n"));
         }
@@ -121,7 +129,14 @@ impl Record {
             }
             let (key, value) = line.split_once('=')?;
             match key {
-                "pid" => pid = Some(value.parse::<u32>().ok().filter(|p| *p > 0 && *p <= i32::MAX as u32)?),
+                "pid" => {
+                    pid = Some(
+                        value
+                            .parse::<u32>()
+                            .ok()
+                            .filter(|p| *p > 0 && *p <= i32::MAX as u32)?,
+                    )
+                }
                 "start" => start = Some(value.parse::<u64>().ok()?),
                 "seq" => seq = Some(value.parse::<u64>().ok()?),
                 "lane" => lane = Some(value.parse::<u32>().ok()?),
@@ -136,7 +151,15 @@ impl Record {
         if !ended || lines.any(|l| !l.is_empty()) {
             return None;
         }
-        Some(Record { pid: pid?, start: start?, seq: seq?, lane, since_ms: since_ms?, label, command })
+        Some(Record {
+            pid: pid?,
+            start: start?,
+            seq: seq?,
+            lane,
+            since_ms: since_ms?,
+            label,
+            command,
+        })
     }
 
     /// Whether the process this record names is still the one that wrote it: alive, and (where
@@ -191,7 +214,8 @@ pub(crate) fn shell_join(words: &[String]) -> String {
             out.push(' ');
         }
         let plain = !w.is_empty()
-            && w.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+            && w.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
         if plain {
             out.push_str(w);
         } else {
@@ -204,13 +228,19 @@ pub(crate) fn shell_join(words: &[String]) -> String {
 }
 
 pub(crate) fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Whether a process with this PID exists (a zombie counts as alive until it is reaped, but its
 /// locks are already released, and the lock check comes first).
 pub(crate) fn pid_alive(pid: u32) -> bool {
-    let Some(pid) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw) else {
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
         return false;
     };
     match rustix::process::test_kill_process(pid) {
@@ -299,7 +329,10 @@ mod tests {
             // Every strict prefix lacks the final `end` line (or its newline), so none parses
             // except the one that stops right after `end`.
             let parsed = Record::parse(&text.as_bytes()[..cut]);
-            assert!(parsed.is_none() || text[..cut].ends_with("end"), "prefix {cut} parsed");
+            assert!(
+                parsed.is_none() || text[..cut].ends_with("end"),
+                "prefix {cut} parsed"
+            );
         }
     }
 
@@ -316,7 +349,10 @@ mod tests {
         let mut r = Record::for_self(1, None, None, &[]);
         assert!(r.is_current());
         r.start += 1;
-        assert!(!r.is_current(), "a recycled PID (other start time) must not look current");
+        assert!(
+            !r.is_current(),
+            "a recycled PID (other start time) must not look current"
+        );
     }
 
     #[test]

@@ -9,7 +9,10 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use super::history::read_history;
-use super::lock::{believed_holder, lane_path, live_tickets, open_ro, open_rw, read_header, rec_path, try_flock, MAX_SLOTS};
+use super::lock::{
+    believed_holder, lane_path, live_tickets, open_ro, open_rw, read_header, rec_path, try_flock,
+    MAX_SLOTS,
+};
 use super::record::Record;
 
 /// Version of the `racegate status --json` document (and of this structure). Bumped when a field
@@ -68,7 +71,9 @@ pub struct GateStatus {
 impl Holder {
     /// How long it has held the gate, if known.
     pub fn held_for(&self, now: SystemTime) -> Option<Duration> {
-        self.record.as_ref().map(|r| now.duration_since(r.since()).unwrap_or_default())
+        self.record
+            .as_ref()
+            .map(|r| now.duration_since(r.since()).unwrap_or_default())
     }
 }
 
@@ -95,13 +100,25 @@ pub fn gate_status(dir: &Path, name: &str) -> GateStatus {
             }
             Ok(false) => {
                 drop(lock);
-                holders.push(Holder { lane, record: believed_holder(dir, lane) });
+                holders.push(Holder {
+                    lane,
+                    record: believed_holder(dir, lane),
+                });
             }
             Err(_) => {}
         }
     }
-    let waiters = live_tickets(dir).into_iter().map(|(seq, record)| Waiter { seq, record }).collect();
-    GateStatus { name: name.to_owned(), slots, holders, waiters, history: summarize(dir) }
+    let waiters = live_tickets(dir)
+        .into_iter()
+        .map(|(seq, record)| Waiter { seq, record })
+        .collect();
+    GateStatus {
+        name: name.to_owned(),
+        slots,
+        holders,
+        waiters,
+        history: summarize(dir),
+    }
 }
 
 fn summarize(dir: &Path) -> HistorySummary {
