@@ -65,9 +65,8 @@ pub fn classify(
         Termination::Hung { idle } => push(Failure {
             key: FailureKey::Hang,
             signature: format!(
-                "no test finished for {} ({} still running or queued)",
-                humantime::format_duration(std::time::Duration::from_secs(idle.as_secs())),
-                unfinished.len()
+                "no test finished for {}",
+                humantime::format_duration(std::time::Duration::from_secs(idle.as_secs()))
             ),
             test: None,
             unfinished: unfinished.clone(),

@@ -51,6 +51,9 @@ pub struct Limits {
     pub idle: Duration,
     /// The whole execution, whatever its progress.
     pub total: Duration,
+    /// Dump every thread of a hung tree before killing it (the first runs need the
+    /// evidence; bisection probes only need the verdict).
+    pub capture_stacks: bool,
 }
 
 /// How an execution ended.
@@ -98,10 +101,7 @@ pub trait Executor {
 
 /// The executor that runs real processes.
 #[derive(Debug, Default)]
-pub struct ProcessExecutor {
-    /// Capture stacks of hung processes (on by default in the CLI).
-    pub capture_stacks: bool,
-}
+pub struct ProcessExecutor;
 
 #[cfg(unix)]
 mod unix {
@@ -189,7 +189,7 @@ mod unix {
                         }
                     };
                     let tree = super::super::stacks::process_tree(pid);
-                    if self.capture_stacks && matches!(termination, Termination::Hung { .. }) {
+                    if limits.capture_stacks && matches!(termination, Termination::Hung { .. }) {
                         stacks = super::super::stacks::capture(&tree);
                     }
                     kill_tree(pid, &tree);

@@ -193,6 +193,7 @@ impl<E: Executor> Engine<'_, E> {
             let limits = Limits {
                 idle: self.cfg.test_timeout.min(remaining),
                 total: remaining,
+                capture_stacks: what == "suite",
             };
             let runner = self.runner;
             let ex = self
@@ -285,6 +286,7 @@ pub fn run_hunt<E: Executor>(
             Limits {
                 idle: remaining,
                 total: remaining,
+                capture_stacks: false,
             },
             &|_| false,
         )
@@ -649,6 +651,7 @@ fn fixture_users<E: Executor>(engine: &mut Engine<'_, E>, name: &str, tests: &[S
     let limits = Limits {
         idle: remaining,
         total: remaining,
+        capture_stacks: false,
     };
     if engine.exec.execute(&spec, limits, &|_| false).is_err() {
         return Vec::new();
@@ -760,9 +763,7 @@ pub fn hunt(args: crate::cli::hunt::HuntArgs) -> Result<u8, CliError> {
             scratch.display()
         ))
     })?;
-    let mut exec = exec::ProcessExecutor {
-        capture_stacks: true,
-    };
+    let mut exec = exec::ProcessExecutor;
     let mut printer = progress_printer(std::io::stderr());
     let mut quiet = |_: HuntEvent<'_>| {};
     let on_event: &mut dyn FnMut(HuntEvent<'_>) = if args.quiet { &mut quiet } else { &mut printer };

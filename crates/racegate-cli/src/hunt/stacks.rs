@@ -223,6 +223,12 @@ fn is_user_frame(line: &str) -> bool {
         "test::run_test",
         "<frozen",
         "threading.py",
+        "queue.py",
+        "selectors.py",
+        "socket.py",
+        "subprocess.py",
+        "pytest/__main__.py",
+        "(<string>:",
         "?? ()",
     ];
     !NOISE.iter().any(|n| line.contains(n))
