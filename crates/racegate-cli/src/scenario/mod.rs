@@ -867,15 +867,14 @@ fn resolve(raw: RawScenario, loc: &Locator<'_>, o: &Overrides) -> Result<Scenari
     };
     let dirs = match named_dirs {
         Some(paths) => {
-            // Named folders get the named patterns, else every default pattern.
+            // Named folders get the named patterns, else every report format (whatever the
+            // OS: a Linux CI job may collect `.ips` files from a simulator).
             let pats = patterns.clone().unwrap_or_else(|| {
-                let mut all: Vec<String> =
-                    defaults.iter().flat_map(|d| d.patterns.clone()).collect();
-                if all.is_empty() {
-                    all.push("*".into());
-                }
-                all.dedup();
-                all
+                let all: Vec<String> = crate::stress::watch::REPORT_PATTERNS
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect();
+                crate::stress::watch::scoped_patterns(&all, program.as_deref())
             });
             paths
                 .into_iter()

@@ -70,7 +70,7 @@ fn tls_config(tls: &Tls) -> Result<rustls::ClientConfig, StressError> {
             Err(_) => builder.with_root_certificates(rustls::RootCertStore::empty()),
         },
     };
-    let mut config = match &tls.client {
+    let config = match &tls.client {
         Some((cert, key)) => {
             let chain = read_certs(cert)?;
             let file = std::fs::File::open(key)
@@ -86,7 +86,7 @@ fn tls_config(tls: &Tls) -> Result<rustls::ClientConfig, StressError> {
         }
         None => builder.with_no_client_auth(),
     };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // hyper-rustls sets ALPN (http/1.1) itself.
     Ok(config)
 }
 
