@@ -15,6 +15,28 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// A dispatch mode of the simulated server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DemoMode {
+    /// Both pipelines on the device's default stream: the race (expected FAIL).
+    Shared,
+    /// One stream per pipeline: the fix that hides a second race (expected FAIL).
+    Streams,
+    /// Every dispatch through one racegate gate (expected PASS).
+    Gated,
+}
+
+impl DemoMode {
+    /// The sim's `--dispatch` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DemoMode::Shared => "shared",
+            DemoMode::Streams => "streams",
+            DemoMode::Gated => "gated",
+        }
+    }
+}
+
 /// Show the whole story on the simulated GPU: the race, the wrong fix, the right fix and its cost.
 ///
 /// Runs the racegate-sim server (this binary, re-executed as `racegate sim-serve`) in `shared`,
@@ -31,6 +53,10 @@ pub struct DemoArgs {
     /// Workers per pipeline.
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub workers: u32,
+    /// Run only these dispatch modes (repeatable; default: shared, streams, gated). The exit
+    /// status then says whether each mode that ran got its expected verdict.
+    #[arg(long = "dispatch", value_name = "MODE", value_enum)]
+    pub dispatch: Vec<DemoMode>,
     /// Write the three stress reports as JSON here (`-` for stdout): `{"modes": [...]}`.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,

@@ -100,9 +100,20 @@ pub struct DemoOutcome {
     pub exit_code: u8,
 }
 
-/// Whether the story came out as told: shared FAIL, streams FAIL, gated PASS, all three run.
-pub fn as_expected(modes: &[ModeResult]) -> bool {
-    modes.len() == MODES.len() && modes.iter().all(|m| m.report.verdict == m.expected)
+/// Whether the story came out as told: every selected mode ran and got its verdict (shared
+/// FAIL, streams FAIL, gated PASS).
+pub fn as_expected(modes: &[ModeResult], selected: usize) -> bool {
+    modes.len() == selected && modes.iter().all(|m| m.report.verdict == m.expected)
+}
+
+/// The modes `--dispatch` selects, in story order (all three when none is given).
+pub fn selected_modes(args: &DemoArgs) -> Vec<(&'static str, Verdict)> {
+    MODES
+        .into_iter()
+        .filter(|(mode, _)| {
+            args.dispatch.is_empty() || args.dispatch.iter().any(|d| d.as_str() == *mode)
+        })
+        .collect()
 }
 
 /// A temporary crash-report folder, removed on drop.
@@ -219,8 +230,9 @@ pub async fn run_demo(
         crash_patterns: vec!["*.ips".into()],
         ..Overrides::default()
     })?;
+    let selected = selected_modes(args);
     let mut modes = Vec::new();
-    for (mode, expected) in MODES {
+    for &(mode, expected) in &selected {
         if cancel.is_cancelled() {
             break;
         }
@@ -256,7 +268,7 @@ pub async fn run_demo(
         _ => None,
     };
     let interrupted = cancel.is_cancelled();
-    let as_expected = !interrupted && as_expected(&modes);
+    let as_expected = !interrupted && as_expected(&modes, selected.len());
     let exit_code = if interrupted {
         crate::exit::INTERRUPTED
     } else if as_expected {

@@ -104,6 +104,13 @@ fn cost_lines(c: &FixCost) -> Vec<String> {
 fn outcome_line(o: &DemoOutcome) -> String {
     if o.interrupted {
         "interrupted: the story is incomplete".into()
+    } else if o.as_expected && o.modes.len() < super::MODES.len() {
+        let got: Vec<String> = o
+            .modes
+            .iter()
+            .map(|m| format!("{} {}", m.dispatch, m.report.verdict))
+            .collect();
+        format!("as expected: {}", got.join(", "))
     } else if o.as_expected {
         "as expected: the race crashes `shared`, distinct streams only move it (`streams` crashes too), the gate fixes it (`gated` passes)".into()
     } else {

@@ -1,0 +1,185 @@
+//! `racegate demo` end to end: the real binary runs the real sim server (itself, as
+//! `sim-serve`) in each dispatch mode on loopback ports.
+#![cfg(unix)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use assert_cmd::cargo::CommandCargoExt;
+use nix::errno::Errno;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+/// Whether `pid` is still a live process (a zombie would still answer; racegate reaps its
+/// children, so after it exits any answer means an orphan).
+fn alive(pid: u64) -> bool {
+    !matches!(kill(Pid::from_raw(pid as i32), None), Err(Errno::ESRCH))
+}
+
+fn pids_of(mode: &Value) -> Vec<u64> {
+    mode["target_pids"]
+        .as_array()
+        .expect("target_pids")
+        .iter()
+        .map(|p| p.as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn demo_tells_the_story_and_leaves_no_child() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("demo.json");
+    let out = assert_cmd::Command::cargo_bin("racegate")
+        .unwrap()
+        .args(["demo", "--duration", "2s", "--quiet", "--json"])
+        .arg(&json)
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("as expected"), "{stdout}");
+    assert!(stdout.contains("the cost of the fix"), "{stdout}");
+
+    let doc: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let modes = doc["modes"].as_array().unwrap();
+    let got: Vec<(&str, &str)> = modes
+        .iter()
+        .map(|m| {
+            (
+                m["dispatch"].as_str().unwrap(),
+                m["verdict"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [("shared", "FAIL"), ("streams", "FAIL"), ("gated", "PASS")]
+    );
+    for m in &modes[..2] {
+        let crashes = m["crashes"].as_array().unwrap();
+        assert!(!crashes.is_empty(), "{m}");
+        // The sim's Metal-style assertion, normalized the same way from every channel.
+        for c in crashes {
+            assert!(
+                c["signature"].as_str().unwrap().starts_with("assertion: "),
+                "{c}"
+            );
+        }
+    }
+    assert!(modes[2]["crashes"].as_array().unwrap().is_empty());
+    // Every stress report field is there, beside `dispatch`.
+    for key in [
+        "schema_version",
+        "duration_s",
+        "time_to_first_failure_s",
+        "pipelines",
+    ] {
+        assert!(modes[0].get(key).is_some(), "missing `{key}`");
+    }
+    let cost = &doc["cost_of_fix"];
+    assert!(cost["p50_alone_ms"].as_f64().unwrap() > 0.0, "{cost}");
+    assert!(cost["p50_under_load_ms"].as_f64().unwrap() > 0.0, "{cost}");
+    assert_eq!(doc["exit_code"], 0);
+
+    for m in modes {
+        let pids = pids_of(m);
+        assert!(!pids.is_empty(), "no sim server recorded for {m}");
+        for pid in pids {
+            assert!(
+                !alive(pid),
+                "sim server {pid} ({}) outlived the demo",
+                m["dispatch"]
+            );
+        }
+    }
+}
+
+#[test]
+fn ctrl_c_stops_the_demo_and_its_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("demo.json");
+    let mut child = Command::cargo_bin("racegate")
+        .unwrap()
+        .args(["demo", "--dispatch", "gated", "--duration", "60s", "--json"])
+        .arg(&json)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // The sim's pid, then the start of the load.
+    let mut server = None;
+    let mut seen = Vec::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) {
+        if let Some(rest) = line.split("sim server started (pid ").nth(1) {
+            server = rest.trim_end_matches(')').parse::<u64>().ok();
+        }
+        let hammering = line.contains("hammering");
+        seen.push(line);
+        if hammering {
+            break;
+        }
+    }
+    let server = server.unwrap_or_else(|| panic!("no server pid in:\n{}", seen.join("\n")));
+    assert!(alive(server), "the gated server should be running");
+
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
+    let (done_tx, done_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done_tx.send(child.wait());
+    });
+    let status = done_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("racegate demo did not stop within 30 s of Ctrl-C")
+        .unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        !alive(server),
+        "sim server {server} outlived an interrupted demo"
+    );
+
+    // The report is still written, and says what happened.
+    let doc: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(doc["interrupted"], true);
+    assert_eq!(doc["modes"][0]["verdict"], "ABORTED");
+    assert_eq!(pids_of(&doc["modes"][0]), [server]);
+}
+
+#[test]
+fn bad_flags_are_usage_errors() {
+    for (args, needle) in [
+        (&["demo", "--duration", "0s"][..], "--duration"),
+        (&["demo", "--dispatch", "corrupt"][..], "--dispatch"),
+        (
+            &["demo", "--json", "/nonexistent-dir/x.json"][..],
+            "/nonexistent-dir",
+        ),
+    ] {
+        let out = assert_cmd::Command::cargo_bin("racegate")
+            .unwrap()
+            .args(args)
+            .timeout(Duration::from_secs(30))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
