@@ -18,7 +18,7 @@ use super::cancel::CancelToken;
 use super::client::{self, HttpClient, RequestTemplate};
 use super::Clock;
 use crate::crash::{CrashSignature, CrashSource, SignatureKind, StderrScanner, Termination};
-use crate::events::{CrashSeen, Event};
+use crate::events::{CrashSeen, ErrorKind, Event};
 use crate::scenario::{Pipeline, TargetProcess};
 
 /// Most restarts in one run: a target in a crash loop is already a FAIL.
@@ -158,6 +158,7 @@ impl Supervisor {
     ) -> Result<(), StartFailure> {
         let deadline = Instant::now() + limit;
         let mut interval = tokio::time::interval(Duration::from_millis(50));
+        let mut tls_failures = 0u32;
         loop {
             if let Ok(Some(status)) = inc.child.try_wait() {
                 return Err(StartFailure(format!(
@@ -166,10 +167,20 @@ impl Supervisor {
                     tail_text(&inc.tail)
                 )));
             }
-            if let Ok(a) = client::send(&self.client, &self.health, Duration::from_secs(2)).await {
-                if (200..300).contains(&a.status) {
-                    return Ok(());
+            match client::send(&self.client, &self.health, Duration::from_secs(2)).await {
+                Ok(a) if (200..300).contains(&a.status) => return Ok(()),
+                // A target that is up but refuses our TLS will not get better by waiting.
+                Err(ErrorKind::Tls) => {
+                    tls_failures += 1;
+                    if tls_failures >= 3 {
+                        return Err(StartFailure(format!(
+                            "the TLS handshake with `{}` failed (check `[tls]`: ca, cert, key, server_name){}",
+                            self.health.uri(),
+                            tail_text(&inc.tail)
+                        )));
+                    }
                 }
+                _ => {}
             }
             if Instant::now() >= deadline {
                 return Err(StartFailure(format!(
