@@ -148,10 +148,18 @@ mod tests {
                 }
                 let tests: Vec<usize> = (0..n).collect();
                 let r = bisect(&tests, 10_000, all_of(&[a, b]));
-                assert_eq!(r.conflict_set, vec![a.min(b), a.max(b)], "n={n} pair=({a},{b})");
+                assert_eq!(
+                    r.conflict_set,
+                    vec![a.min(b), a.max(b)],
+                    "n={n} pair=({a},{b})"
+                );
                 assert!(r.minimal);
                 let bound = 4.0 * (n as f64).log2();
-                assert!((r.probes as f64) < bound.max(3.0), "n={n}: {} probes", r.probes);
+                assert!(
+                    (r.probes as f64) < bound.max(3.0),
+                    "n={n}: {} probes",
+                    r.probes
+                );
             }
         }
     }

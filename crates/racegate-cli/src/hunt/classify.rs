@@ -163,19 +163,31 @@ mod tests {
         assert_eq!(obs.failures.len(), 1);
         let f = &obs.failures[0];
         assert_eq!(f.key, FailureKey::Crash(Some("SIGABRT".into())));
-        assert!(f.signature.contains("commit an already committed"), "{}", f.signature);
+        assert!(
+            f.signature.contains("commit an already committed"),
+            "{}",
+            f.signature
+        );
         assert_eq!(f.unfinished, names(&["b", "c"]));
     }
 
     #[test]
     fn hang_and_failures() {
         let obs = classify(
-            &exec(Termination::Hung { idle: Duration::from_secs(3) }, ""),
+            &exec(
+                Termination::Hung {
+                    idle: Duration::from_secs(3),
+                },
+                "",
+            ),
             vec![("a".into(), TestStatus::Failed)],
             &names(&["a", "b"]),
         );
         let keys: Vec<_> = obs.failures.iter().map(|f| f.key.clone()).collect();
-        assert_eq!(keys, vec![FailureKey::Hang, FailureKey::Failure("a".into())]);
+        assert_eq!(
+            keys,
+            vec![FailureKey::Hang, FailureKey::Failure("a".into())]
+        );
         assert!(obs.failures[0].signature.contains("3s"));
     }
 

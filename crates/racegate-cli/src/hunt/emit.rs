@@ -98,9 +98,8 @@ fn cargo_guard(runner: RunnerKind, groups: &[Vec<String>]) -> String {
 }
 
 fn pytest_groups(groups: &[Vec<String>]) -> String {
-    let mut s = String::from(
-        "# Run with: pytest -n <N> --dist loadgroup\n# Either mark each test:\n",
-    );
+    let mut s =
+        String::from("# Run with: pytest -n <N> --dist loadgroup\n# Either mark each test:\n");
     for (i, g) in groups.iter().enumerate() {
         for t in g {
             s.push_str(&format!(
@@ -161,7 +160,8 @@ pub fn leaking_fixtures(stacks: &[super::model::ProcessStack]) -> Vec<LeakingFix
     let mut out: Vec<LeakingFixture> = Vec::new();
     for s in stacks.iter().filter(|s| s.tool == "py-spy") {
         for thread in super::stacks::split_threads(&s.text) {
-            let frames: Vec<(&str, &str)> = thread.iter().skip(1).filter_map(|l| py_frame(l)).collect();
+            let frames: Vec<(&str, &str)> =
+                thread.iter().skip(1).filter_map(|l| py_frame(l)).collect();
             let Some(i) = frames.iter().position(|(n, _)| *n == "call_fixture_func") else {
                 continue;
             };
@@ -187,7 +187,10 @@ pub fn leaking_fixtures(stacks: &[super::model::ProcessStack]) -> Vec<LeakingFix
 fn short_path(loc: &str) -> String {
     // Paths relative to the suite read better than absolute ones.
     let cwd = std::env::current_dir().ok();
-    match cwd.as_ref().and_then(|c| loc.strip_prefix(&format!("{}/", c.display()))) {
+    match cwd
+        .as_ref()
+        .and_then(|c| loc.strip_prefix(&format!("{}/", c.display())))
+    {
         Some(rel) => rel.to_string(),
         None => loc.to_string(),
     }
@@ -205,7 +208,8 @@ mod tests {
         let toml_text = f.nextest_toml.unwrap();
         let t: toml::Table = toml_text.parse().unwrap();
         assert!(t["test-groups"]["racegate-conflict-1"]["max-threads"].as_integer() == Some(1));
-        assert!(toml_text.contains("(binary_id(=suite) & test(=gpu::a)) | (binary_id(=suite) & test(=gpu::b))"));
+        assert!(toml_text
+            .contains("(binary_id(=suite) & test(=gpu::a)) | (binary_id(=suite) & test(=gpu::b))"));
         assert!(f.cargo_test_guard.unwrap().contains("  gpu::a\n"));
     }
 

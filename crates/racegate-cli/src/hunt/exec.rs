@@ -180,7 +180,10 @@ mod unix {
                 let now = Instant::now();
                 let idle_deadline = last_progress + limits.idle;
                 let total_deadline = start + limits.total;
-                if status.is_none() && forced.is_none() && (now >= idle_deadline || now >= total_deadline) {
+                if status.is_none()
+                    && forced.is_none()
+                    && (now >= idle_deadline || now >= total_deadline)
+                {
                     let termination = if now >= total_deadline && now < idle_deadline {
                         Termination::OutOfTime
                     } else {
@@ -203,7 +206,9 @@ mod unix {
                 let wait = if forced.is_some() || status.is_some() {
                     Duration::from_secs(5)
                 } else {
-                    idle_deadline.min(total_deadline).saturating_duration_since(now)
+                    idle_deadline
+                        .min(total_deadline)
+                        .saturating_duration_since(now)
                 };
                 match rx.recv_timeout(wait.max(Duration::from_millis(1))) {
                     Ok(Event::Line(is_err, line)) => {

@@ -563,8 +563,11 @@ fn analyse<E: Executor>(
 
     // Needs concurrency: bisect with repeated probes.
     (engine.on_event)(HuntEvent::Phase("bisection"));
-    let runs_per_probe =
-        bisect::runs_per_probe(finding.parallel_rate, cfg.confidence, cfg.max_runs_per_probe);
+    let runs_per_probe = bisect::runs_per_probe(
+        finding.parallel_rate,
+        cfg.confidence,
+        cfg.max_runs_per_probe,
+    );
     let runs_before = engine.total_runs;
     let mut exhausted = false;
     let mut error: Option<HuntError> = None;
@@ -636,7 +639,11 @@ fn analyse<E: Executor>(
 }
 
 /// Tests that use pytest fixture `name` (empty when the runner cannot tell).
-fn fixture_users<E: Executor>(engine: &mut Engine<'_, E>, name: &str, tests: &[String]) -> Vec<String> {
+fn fixture_users<E: Executor>(
+    engine: &mut Engine<'_, E>,
+    name: &str,
+    tests: &[String],
+) -> Vec<String> {
     if engine.cfg.runner != RunnerKind::Pytest {
         return Vec::new();
     }
@@ -766,7 +773,8 @@ pub fn hunt(args: crate::cli::hunt::HuntArgs) -> Result<u8, CliError> {
     let mut exec = exec::ProcessExecutor;
     let mut printer = progress_printer(std::io::stderr());
     let mut quiet = |_: HuntEvent<'_>| {};
-    let on_event: &mut dyn FnMut(HuntEvent<'_>) = if args.quiet { &mut quiet } else { &mut printer };
+    let on_event: &mut dyn FnMut(HuntEvent<'_>) =
+        if args.quiet { &mut quiet } else { &mut printer };
     let result = run_hunt(&cfg, runner.as_ref(), &mut exec, on_event);
     let _ = std::fs::remove_dir_all(&scratch);
     let report = result.map_err(|e| match e {
@@ -788,4 +796,214 @@ pub fn hunt(args: crate::cli::hunt::HuntArgs) -> Result<u8, CliError> {
     report::write_summary(&mut stdout.lock(), &report)
         .map_err(|e| CliError::Other(anyhow::anyhow!("cannot write the summary: {e}")))?;
     Ok(report.verdict.exit_code())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exec::{CommandSpec, Execution, Termination};
+    use super::*;
+
+    /// A scripted `cargo test`: tests in `conflict` crash the binary when they run together with
+    /// more than one thread; tests in `broken` always fail; `hang_with` hangs like `conflict`.
+    struct MockCargo {
+        tests: Vec<String>,
+        conflict: Vec<String>,
+        broken: Vec<String>,
+        hang: bool,
+        executions: u32,
+    }
+
+    impl MockCargo {
+        fn new(n: usize, conflict: &[usize], broken: &[usize], hang: bool) -> Self {
+            let tests: Vec<String> = (0..n).map(|i| format!("mod{}::t{i:03}", i % 3)).collect();
+            MockCargo {
+                conflict: conflict.iter().map(|&i| tests[i].clone()).collect(),
+                broken: broken.iter().map(|&i| tests[i].clone()).collect(),
+                tests,
+                hang,
+                executions: 0,
+            }
+        }
+    }
+
+    impl Executor for MockCargo {
+        fn execute(
+            &mut self,
+            spec: &CommandSpec,
+            _limits: Limits,
+            _is_progress: &dyn Fn(&str) -> bool,
+        ) -> std::io::Result<Execution> {
+            self.executions += 1;
+            let args: Vec<String> = spec
+                .args
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            let done = |stdout: String, stderr: &str, termination| Execution {
+                termination,
+                stdout,
+                stderr: stderr.to_string(),
+                stacks: Vec::new(),
+                elapsed: Duration::from_millis(5),
+            };
+            if args.iter().any(|a| a == "--list") {
+                let out: String = self.tests.iter().map(|t| format!("{t}: test\n")).collect();
+                return Ok(done(out, "", Termination::Exited(0)));
+            }
+            let threads: u32 = args
+                .iter()
+                .position(|a| a == "--test-threads")
+                .and_then(|i| args[i + 1].parse().ok())
+                .unwrap_or(1);
+            let mut skip = Vec::new();
+            let mut selected = Vec::new();
+            let mut i = args.iter().position(|a| a == "--").unwrap() + 1;
+            while i < args.len() {
+                match args[i].as_str() {
+                    "--test-threads" => i += 1,
+                    "--skip" => {
+                        skip.push(args[i + 1].clone());
+                        i += 1;
+                    }
+                    a if a.starts_with("--") => {}
+                    a => selected.push(a.to_string()),
+                }
+                i += 1;
+            }
+            let run: Vec<&String> = self
+                .tests
+                .iter()
+                .filter(|t| selected.is_empty() || selected.contains(t))
+                .filter(|t| !skip.contains(t))
+                .collect();
+            let collide = threads > 1
+                && !self.conflict.is_empty()
+                && self.conflict.iter().all(|c| run.contains(&c));
+            let mut out = String::new();
+            for t in &run {
+                if collide && self.conflict.contains(t) {
+                    break;
+                }
+                let verdict = if self.broken.contains(t) {
+                    "FAILED"
+                } else {
+                    "ok"
+                };
+                out.push_str(&format!("test {t} ... {verdict}\n"));
+            }
+            Ok(if collide && self.hang {
+                done(
+                    out,
+                    "",
+                    Termination::Hung {
+                        idle: Duration::from_secs(1),
+                    },
+                )
+            } else if collide {
+                done(
+                    out,
+                    "-[SimCommandBuffer commit]:1: failed assertion `commit an already committed command buffer'\n  process didn't exit successfully: `x` (signal: 6, SIGABRT: process abort signal)\n",
+                    Termination::Exited(101),
+                )
+            } else {
+                let code = if run.iter().any(|t| self.broken.contains(t)) {
+                    101
+                } else {
+                    0
+                };
+                done(out, "", Termination::Exited(code))
+            })
+        }
+    }
+
+    fn cfg(verify: bool) -> HuntConfig {
+        HuntConfig {
+            runner: RunnerKind::Cargo,
+            command: vec!["cargo".into(), "test".into()],
+            jobs: 4,
+            runs: 3,
+            test_timeout: Duration::from_secs(5),
+            budget: Duration::from_secs(600),
+            confidence: 0.95,
+            max_runs_per_probe: 5,
+            verify,
+        }
+    }
+
+    fn hunt_with(mock: &mut MockCargo, verify: bool) -> HuntReport {
+        let runner = runner::cargo::CargoTest::new(&cfg(verify).command);
+        run_hunt(&cfg(verify), &runner, mock, &mut |_| {}).unwrap()
+    }
+
+    #[test]
+    fn finds_the_conflicting_pair_and_verifies_the_fix() {
+        let mut mock = MockCargo::new(40, &[7, 31], &[], false);
+        let r = hunt_with(&mut mock, true);
+        assert_eq!(r.verdict, HuntVerdict::RacesFound);
+        assert_eq!(r.findings.len(), 1);
+        let f = &r.findings[0];
+        assert_eq!(f.kind, FailureKind::Crash);
+        assert_eq!(f.classification, Classification::Race);
+        assert_eq!(
+            f.conflict_set,
+            vec![mock.tests[7].clone(), mock.tests[31].clone()]
+        );
+        assert!(
+            f.signature.contains("commit an already committed"),
+            "{}",
+            f.signature
+        );
+        let b = f.bisection.as_ref().unwrap();
+        assert!((b.probes as f64) < 4.0 * 40f64.log2());
+        assert_eq!(b.runs_per_probe, 1); // reproduced in 3/3 runs
+        assert_eq!(f.reproduction.as_ref().unwrap().reproduced, 3);
+        assert!(r.verify.as_ref().unwrap().passed);
+        assert!(r
+            .fix
+            .nextest_toml
+            .as_ref()
+            .unwrap()
+            .contains(&mock.tests[31]));
+        assert_eq!(r.total_runs, mock.executions - 1); // every execution but the listing
+    }
+
+    #[test]
+    fn a_test_that_fails_alone_is_broken_not_a_race() {
+        let mut mock = MockCargo::new(12, &[], &[5], false);
+        let r = hunt_with(&mut mock, true);
+        assert_eq!(r.verdict, HuntVerdict::BrokenOnly);
+        assert_eq!(r.findings[0].classification, Classification::Broken);
+        assert_eq!(r.findings[0].conflict_set, vec![mock.tests[5].clone()]);
+        assert!(r.verify.is_none());
+        assert!(r.fix.nextest_toml.is_none());
+    }
+
+    #[test]
+    fn hangs_are_bisected_too() {
+        let mut mock = MockCargo::new(20, &[2, 3, 11], &[], true);
+        let r = hunt_with(&mut mock, false);
+        assert_eq!(r.verdict, HuntVerdict::RacesFound);
+        assert_eq!(r.findings[0].kind, FailureKind::Hang);
+        assert_eq!(r.findings[0].conflict_set.len(), 3);
+    }
+
+    #[test]
+    fn clean_suite_is_clean() {
+        let mut mock = MockCargo::new(10, &[], &[], false);
+        let r = hunt_with(&mut mock, true);
+        assert_eq!(r.verdict, HuntVerdict::Clean);
+        assert_eq!(r.total_runs, 3);
+        assert_eq!(r.verdict.exit_code(), 0);
+    }
+
+    #[test]
+    fn a_spent_budget_gives_an_incomplete_report() {
+        let mut mock = MockCargo::new(10, &[1, 2], &[], false);
+        let mut c = cfg(false);
+        c.budget = Duration::from_millis(1);
+        let runner = runner::cargo::CargoTest::new(&c.command);
+        let r = run_hunt(&c, &runner, &mut mock, &mut |_| {}).unwrap();
+        assert_eq!(r.verdict, HuntVerdict::Incomplete);
+        assert!(r.notes.iter().any(|n| n.contains("budget")));
+    }
 }

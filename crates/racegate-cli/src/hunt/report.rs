@@ -233,7 +233,10 @@ pub fn write_summary<W: Write>(w: &mut W, r: &HuntReport) -> io::Result<()> {
             writeln!(
                 w,
                 "    {what}{}:",
-                f.group.as_ref().map(|g| format!(" ({g})")).unwrap_or_default()
+                f.group
+                    .as_ref()
+                    .map(|g| format!(" ({g})"))
+                    .unwrap_or_default()
             )?;
             for t in &f.conflict_set {
                 writeln!(w, "      {t}")?;
@@ -271,7 +274,10 @@ pub fn write_summary<W: Write>(w: &mut W, r: &HuntReport) -> io::Result<()> {
             )?;
         }
         if let Some(x) = &f.stack_excerpt {
-            writeln!(w, "    stacks (excerpt; all threads are in the JSON report):")?;
+            writeln!(
+                w,
+                "    stacks (excerpt; all threads are in the JSON report):"
+            )?;
             for line in x.lines() {
                 writeln!(w, "      {line}")?;
             }

@@ -66,7 +66,16 @@ fn is_driver(command: &str) -> bool {
     let name = program_name(command);
     matches!(
         name,
-        "cargo" | "cargo-nextest" | "rustup" | "sh" | "bash" | "zsh" | "dash" | "timeout" | "env" | "ps"
+        "cargo"
+            | "cargo-nextest"
+            | "rustup"
+            | "sh"
+            | "bash"
+            | "zsh"
+            | "dash"
+            | "timeout"
+            | "env"
+            | "ps"
     )
 }
 
@@ -190,7 +199,11 @@ pub fn excerpt(stacks: &[ProcessStack], max_lines: usize) -> String {
 pub fn split_threads(text: &str) -> Vec<Vec<&str>> {
     let mut threads: Vec<Vec<&str>> = Vec::new();
     for line in text.lines() {
-        if line.starts_with("Thread ") || line.starts_with("TID ") || line.starts_with("* thread") || line.starts_with("  thread #") {
+        if line.starts_with("Thread ")
+            || line.starts_with("TID ")
+            || line.starts_with("* thread")
+            || line.starts_with("  thread #")
+        {
             threads.push(vec![line]);
         } else if let Some(t) = threads.last_mut() {
             if !line.trim().is_empty() {

@@ -85,7 +85,8 @@ impl Runner for CargoTest {
 
     fn run_commands(&self, plan: &RunPlan<'_>) -> Vec<CommandSpec> {
         let threads = |n: u32| ["--test-threads".into(), n.to_string().into()];
-        let grouped: std::collections::HashSet<&String> = plan.serialized.iter().flatten().collect();
+        let grouped: std::collections::HashSet<&String> =
+            plan.serialized.iter().flatten().collect();
         let mut cmds = Vec::new();
         if plan.whole_suite && !grouped.is_empty() {
             // Everything else in parallel, as the guard would leave it…

@@ -131,11 +131,26 @@ mod tests {
 
     #[test]
     fn detects_runners() {
-        assert_eq!(RunnerKind::detect(&v("cargo test -p x")), Some(RunnerKind::Cargo));
-        assert_eq!(RunnerKind::detect(&v("cargo +nightly test")), Some(RunnerKind::Cargo));
-        assert_eq!(RunnerKind::detect(&v("cargo nextest run")), Some(RunnerKind::Nextest));
-        assert_eq!(RunnerKind::detect(&v("/usr/bin/pytest -q")), Some(RunnerKind::Pytest));
-        assert_eq!(RunnerKind::detect(&v("python3 -m pytest t")), Some(RunnerKind::Pytest));
+        assert_eq!(
+            RunnerKind::detect(&v("cargo test -p x")),
+            Some(RunnerKind::Cargo)
+        );
+        assert_eq!(
+            RunnerKind::detect(&v("cargo +nightly test")),
+            Some(RunnerKind::Cargo)
+        );
+        assert_eq!(
+            RunnerKind::detect(&v("cargo nextest run")),
+            Some(RunnerKind::Nextest)
+        );
+        assert_eq!(
+            RunnerKind::detect(&v("/usr/bin/pytest -q")),
+            Some(RunnerKind::Pytest)
+        );
+        assert_eq!(
+            RunnerKind::detect(&v("python3 -m pytest t")),
+            Some(RunnerKind::Pytest)
+        );
         assert_eq!(RunnerKind::detect(&v("make test")), None);
         assert_eq!(RunnerKind::detect(&[]), None);
     }

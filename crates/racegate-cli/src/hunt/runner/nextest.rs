@@ -81,7 +81,10 @@ pub fn parse_list_json(stdout: &str) -> Result<Vec<String>, String> {
             continue;
         };
         for (name, case) in cases {
-            let ignored = case.get("ignored").and_then(|i| i.as_bool()).unwrap_or(false);
+            let ignored = case
+                .get("ignored")
+                .and_then(|i| i.as_bool())
+                .unwrap_or(false);
             let matches = case
                 .get("filter-match")
                 .and_then(|f| f.get("status"))
@@ -118,7 +121,10 @@ pub fn parse_status_line(line: &str) -> Option<(String, TestStatus)> {
         "FAIL" | "LEAK-FAIL" => TestStatus::Failed,
         "TIMEOUT" => TestStatus::TimedOut,
         "ABORT" => TestStatus::Crashed { signal: None },
-        w if w.starts_with("SIG") && w.len() > 3 && w[3..].chars().all(|c| c.is_ascii_uppercase()) => {
+        w if w.starts_with("SIG")
+            && w.len() > 3
+            && w[3..].chars().all(|c| c.is_ascii_uppercase()) =>
+        {
             TestStatus::Crashed {
                 signal: Some(w.to_string()),
             }
@@ -132,7 +138,10 @@ pub fn parse_status_line(line: &str) -> Option<(String, TestStatus)> {
 pub fn tool_config(groups: &[Vec<String>]) -> String {
     let mut s = String::from("[test-groups]\n");
     for i in 0..groups.len() {
-        s.push_str(&format!("'@tool:racegate:conflict-{}' = {{ max-threads = 1 }}\n", i + 1));
+        s.push_str(&format!(
+            "'@tool:racegate:conflict-{}' = {{ max-threads = 1 }}\n",
+            i + 1
+        ));
     }
     for (i, g) in groups.iter().enumerate() {
         let refs: Vec<&String> = g.iter().collect();
@@ -203,7 +212,11 @@ impl Runner for Nextest {
 
     fn parse_results(&self, stdout: &str, stderr: &str) -> Vec<(String, TestStatus)> {
         let mut out: Vec<(String, TestStatus)> = Vec::new();
-        for (id, st) in stderr.lines().chain(stdout.lines()).filter_map(parse_status_line) {
+        for (id, st) in stderr
+            .lines()
+            .chain(stdout.lines())
+            .filter_map(parse_status_line)
+        {
             if !out.iter().any(|(i, _)| *i == id) {
                 out.push((id, st));
             }
@@ -232,8 +245,14 @@ mod tests {
                 }
             ))
         );
-        assert_eq!(parse_status_line("     Summary [   0.1s] 30 tests run"), None);
-        assert_eq!(parse_status_line("    Starting 30 tests across 1 binary"), None);
+        assert_eq!(
+            parse_status_line("     Summary [   0.1s] 30 tests run"),
+            None
+        );
+        assert_eq!(
+            parse_status_line("    Starting 30 tests across 1 binary"),
+            None
+        );
     }
 
     #[test]

@@ -73,7 +73,14 @@ impl Pytest {
 
     /// The command that writes `nodeid<TAB>fixture,fixture…` lines for every test into `out`.
     pub fn fixture_command(&self, out: &Path) -> CommandSpec {
-        let mut spec = self.base(&["--collect-only", "-q", "-p", "no:cacheprovider", "-p", PLUGIN]);
+        let mut spec = self.base(&[
+            "--collect-only",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            PLUGIN,
+        ]);
         spec.env
             .push(("RACEGATE_HUNT_FIXTURES".into(), out.as_os_str().to_owned()));
         spec
@@ -87,7 +94,10 @@ pub fn parse_fixture_file(text: &str) -> Vec<(String, Vec<String>)> {
             let (id, fx) = l.split_once('\t')?;
             Some((
                 id.to_string(),
-                fx.split(',').filter(|f| !f.is_empty()).map(String::from).collect(),
+                fx.split(',')
+                    .filter(|f| !f.is_empty())
+                    .map(String::from)
+                    .collect(),
             ))
         })
         .collect()
@@ -128,7 +138,8 @@ fn strip_group(id: &str) -> &str {
     match id.rsplit_once('@') {
         Some((base, g))
             if !g.is_empty()
-                && g.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+                && g.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
                 && base.contains("::") =>
         {
             base
@@ -143,7 +154,10 @@ pub fn parse_status_line(line: &str) -> Option<(String, TestStatus)> {
     let line = line.trim_end();
     if let Some(rest) = line.split("crashed while running '").nth(1) {
         let id = rest.strip_suffix('\'')?;
-        return Some((strip_group(id).to_string(), TestStatus::Crashed { signal: None }));
+        return Some((
+            strip_group(id).to_string(),
+            TestStatus::Crashed { signal: None },
+        ));
     }
     if line.starts_with("[gw") {
         // [gw0] [ 10%] PASSED id
@@ -206,7 +220,8 @@ impl Runner for Pytest {
         }
         if plan.jobs > 1 && !plan.serialized.is_empty() {
             let groups = serde_json::to_string(plan.serialized).unwrap_or_default();
-            spec.env.push(("RACEGATE_HUNT_GROUPS".into(), groups.into()));
+            spec.env
+                .push(("RACEGATE_HUNT_GROUPS".into(), groups.into()));
         }
         vec![spec]
     }
@@ -266,7 +281,10 @@ mod tests {
             parse_status_line("worker 'gw0' crashed while running 't.py::test_d'"),
             Some(("t.py::test_d".into(), TestStatus::Crashed { signal: None }))
         );
-        assert_eq!(parse_status_line("FAILED t.py::test_b - assert 1 == 2"), None);
+        assert_eq!(
+            parse_status_line("FAILED t.py::test_b - assert 1 == 2"),
+            None
+        );
     }
 
     #[test]
