@@ -24,8 +24,9 @@ pub struct ChatRequest {
     /// Answer with server-sent events.
     #[serde(default)]
     pub stream: bool,
-    /// How many tokens to generate (1 to [`MAX_TOKENS_LIMIT`], default [`DEFAULT_MAX_TOKENS`]).
-    #[serde(default)]
+    /// How many tokens to generate (1 to [`MAX_TOKENS_LIMIT`], default [`DEFAULT_MAX_TOKENS`]);
+    /// `max_completion_tokens` is accepted too.
+    #[serde(default, alias = "max_completion_tokens")]
     pub max_tokens: Option<u32>,
 }
 
@@ -64,11 +65,26 @@ pub enum Part {
     },
 }
 
-/// An `image_url` part's payload.
+/// An `image_url` part's payload: `{"url": ...}`, or the URL string itself (some clients).
 #[derive(Debug, Clone, Deserialize)]
-pub struct ImageUrl {
-    /// The URL; only `data:image/png;base64,` URLs are accepted.
-    pub url: String,
+#[serde(untagged)]
+pub enum ImageUrl {
+    /// `{"url": "data:image/png;base64,..."}`.
+    Object {
+        /// The URL; only `data:image/png;base64,` URLs are accepted.
+        url: String,
+    },
+    /// `"data:image/png;base64,..."`.
+    Url(String),
+}
+
+impl ImageUrl {
+    /// The URL.
+    pub fn url(&self) -> &str {
+        match self {
+            ImageUrl::Object { url } | ImageUrl::Url(url) => url,
+        }
+    }
 }
 
 /// A request error: HTTP status, OpenAI-style `type`, a stable `code`, and a message.
@@ -205,7 +221,7 @@ pub fn parse_request(body: &[u8]) -> Result<Job, ApiError> {
                             seed = fnv(seed, text.as_bytes());
                         }
                         Part::ImageUrl { image_url } => {
-                            let image = decode_image(&image_url.url).map_err(|mut e| {
+                            let image = decode_image(image_url.url()).map_err(|mut e| {
                                 e.message = format!("messages[{i}].content[{j}]: {}", e.message);
                                 e
                             })?;
@@ -437,6 +453,14 @@ mod tests {
         assert_eq!(job.pipeline, PipelineKind::Vision);
         assert_eq!(job.images[0].width, 2);
         assert!(reference_answer(&job).starts_with("[image 2x1 #"));
+
+        // The URL as a bare string, and max_completion_tokens, are accepted too.
+        let bare = format!(
+            r#"{{"messages":[{{"role":"user","content":[{{"type":"image_url","image_url":"{}"}}]}}],"max_completion_tokens":2}}"#,
+            png_data_url(2, 1, 9)
+        );
+        let job = parse_request(bare.as_bytes()).unwrap();
+        assert_eq!((job.pipeline, job.max_tokens), (PipelineKind::Vision, 2));
     }
 
     #[test]

@@ -31,7 +31,7 @@ use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 
 pub use self::api::{reference_answer, ApiError, Job, PipelineKind};
@@ -242,13 +242,21 @@ async fn serve(args: ServeArgs, tls: Option<Arc<rustls::ServerConfig>>) -> Resul
     loop {
         let (tcp, _peer) = match listener.accept().await {
             Ok(conn) => conn,
-            // Out of file descriptors and the like: transient; keep serving.
-            Err(_) => continue,
+            // Out of file descriptors and the like: transient; back off a little and keep
+            // serving rather than spin.
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
         };
         let service = TowerToHyperService::new(router.clone());
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            let builder = hyper::server::conn::http1::Builder::new();
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            // A client that never finishes its headers does not hold a connection forever.
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(30));
             match acceptor {
                 None => {
                     let _ = builder.serve_connection(TokioIo::new(tcp), service).await;
@@ -337,7 +345,15 @@ async fn chat(state: Shared, headers: HeaderMap, body: Body) -> Result<Response,
     let bytes = axum::body::to_bytes(body, state.max_body_bytes)
         .await
         .map_err(|_| too_large())?;
-    let job = api::parse_request(&bytes)?;
+    // PNG decoding is CPU work: keep it off the async workers.
+    let job = tokio::task::spawn_blocking(move || api::parse_request(&bytes))
+        .await
+        .map_err(|e| ApiError {
+            status: 500,
+            kind: "server_error",
+            code: "internal_error",
+            message: format!("request parser failed: {e}"),
+        })??;
 
     let n = state.requests.fetch_add(1, Ordering::Relaxed) + 1;
     if let Some(every) = state.fail_every {
