@@ -6,6 +6,7 @@
 //! | 1    | stress: FAIL |
 //! | 2    | usage, configuration, or an unhealthy target (ERROR) |
 //! | 3    | stress: PARTIAL |
+//! | 124  | run: timed out waiting for the gate (like `timeout(1)`); the message names the holder |
 //! | 130  | interrupted (Ctrl-C; stress: ABORTED) |
 //!
 //! Subcommands that add codes list them here and in the README.
@@ -22,6 +23,8 @@ pub const USAGE: u8 = 2;
 pub const PARTIAL: u8 = 3;
 /// The run was interrupted (SIGINT); reports were still written.
 pub const INTERRUPTED: u8 = 130;
+/// `racegate run`: the gate was not granted within `--timeout`.
+pub const GATE_TIMEOUT: u8 = 124;
 
 /// An error that ends a subcommand. Each variant has exactly one exit status.
 #[derive(Debug)]
@@ -30,6 +33,8 @@ pub enum CliError {
     Usage(anyhow::Error),
     /// Anything else that stopped the command before it could produce its result.
     Other(anyhow::Error),
+    /// `racegate run`: the gate was not granted in time; the message names who holds it.
+    GateTimeout(anyhow::Error),
 }
 
 impl CliError {
@@ -38,6 +43,7 @@ impl CliError {
         match self {
             CliError::Usage(_) => USAGE,
             CliError::Other(_) => USAGE,
+            CliError::GateTimeout(_) => GATE_TIMEOUT,
         }
     }
 }
@@ -63,7 +69,9 @@ impl From<crate::stress::StressError> for CliError {
 impl std::fmt::Display for CliError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            CliError::Usage(e) | CliError::Other(e) => write!(f, "{e:#}"),
+            CliError::Usage(e) | CliError::Other(e) | CliError::GateTimeout(e) => {
+                write!(f, "{e:#}")
+            }
         }
     }
 }

@@ -1,0 +1,170 @@
+//! `racegate run` and `racegate status`: the machine-wide gate from the shell.
+//!
+//! `run` stays lean so that wrapping a command costs no more than `flock(1)`: no async runtime,
+//! no threads until the command is running, one pass over the lock directory.
+
+mod render;
+#[cfg(unix)]
+mod signals;
+
+use std::io::{self, Write};
+use std::process::Command;
+use std::time::SystemTime;
+
+use anyhow::anyhow;
+use racegate::machine::{gate_status, GateStatus, LockDir};
+use racegate::{MachineGate, MachineGateError};
+
+use crate::cli::run::RunArgs;
+use crate::cli::status::StatusArgs;
+use crate::exit::CliError;
+
+pub use render::{status_json, write_status_text};
+
+/// Run `racegate run`.
+pub fn run(args: RunArgs) -> Result<u8, CliError> {
+    let words: Vec<String> = args
+        .command
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let gate = MachineGate::builder(&args.gate)
+        .slots(args.slots)
+        .command(words.clone())
+        .open()
+        .map_err(setup_error)?;
+    let guard = match gate.acquire_blocking_with(args.label.clone().map(Into::into), args.timeout) {
+        Ok(g) => g,
+        Err(MachineGateError::Timeout(t)) => {
+            let status = gate.status();
+            return Err(CliError::GateTimeout(anyhow!(
+                "gate `{}` not granted within {}: {}",
+                args.gate,
+                humantime::format_duration(round_ms(t.waited)),
+                describe_queue(&status, SystemTime::now())
+            )));
+        }
+        Err(e) => return Err(setup_error(e)),
+    };
+
+    let mut cmd = Command::new(&args.command[0]);
+    cmd.args(&args.command[1..]);
+    #[cfg(unix)]
+    let forwarder = signals::Forwarder::install()
+        .map_err(|e| CliError::Other(anyhow!("cannot set up signal forwarding: {e}")))?;
+    let child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            drop(guard);
+            let (code, what) = match e.kind() {
+                io::ErrorKind::NotFound => (127, "command not found"),
+                io::ErrorKind::PermissionDenied => (126, "permission denied"),
+                _ => (126, "cannot run command"),
+            };
+            eprintln!("racegate: `{}`: {what} ({e})", words[0]);
+            return Ok(code);
+        }
+    };
+    #[cfg(unix)]
+    let status = forwarder.run_child(child);
+    #[cfg(not(unix))]
+    let status = {
+        let mut child = child;
+        child.wait()
+    };
+    drop(guard);
+    let status =
+        status.map_err(|e| CliError::Other(anyhow!("waiting for `{}` failed: {e}", words[0])))?;
+    Ok(exit_code_of(status))
+}
+
+/// A shell's view of how a command ended: its code, or 128+N for signal N.
+fn exit_code_of(status: std::process::ExitStatus) -> u8 {
+    if let Some(code) = status.code() {
+        return code as u8;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(sig) = status.signal() {
+            return (128 + sig) as u8;
+        }
+    }
+    crate::exit::FAILURE
+}
+
+fn round_ms(d: std::time::Duration) -> std::time::Duration {
+    std::time::Duration::from_millis(d.as_millis() as u64)
+}
+
+/// "held by pid 4242 (`vision`) running `sleep 30` for 12.3s; 2 waiting"
+fn describe_queue(status: &GateStatus, now: SystemTime) -> String {
+    let mut out = String::new();
+    if status.holders.is_empty() {
+        out.push_str("no holder seen (it may have just left)");
+    }
+    for (i, h) in status.holders.iter().enumerate() {
+        out.push_str(if i == 0 { "held by " } else { ", " });
+        match &h.record {
+            Some(r) => {
+                out.push_str(&format!("pid {}", r.pid));
+                if let Some(l) = &r.label {
+                    out.push_str(&format!(" (`{l}`)"));
+                }
+                out.push_str(&format!(" running `{}`", r.command_line()));
+                if let Some(d) = h.held_for(now) {
+                    out.push_str(&format!(" for {}", humantime::format_duration(round_ms(d))));
+                }
+            }
+            None => out.push_str(&format!(
+                "an unknown process on lane {} (no current record)",
+                h.lane
+            )),
+        }
+    }
+    if !status.waiters.is_empty() {
+        out.push_str(&format!("; {} waiting", status.waiters.len()));
+    }
+    out.push_str(&format!(
+        "; hint: `racegate status --gate {}` shows the queue",
+        status.name
+    ));
+    out
+}
+
+/// Lock-directory problems are the user's environment: usage errors (exit 2), message kept.
+fn setup_error(e: MachineGateError) -> CliError {
+    CliError::Usage(anyhow::Error::new(e))
+}
+
+/// Run `racegate status`.
+pub fn status(args: StatusArgs) -> Result<u8, CliError> {
+    let root = LockDir::from_env().map_err(setup_error)?;
+    let names = match &args.gate {
+        Some(name) => {
+            racegate::machine::validate_gate_name(name).map_err(setup_error)?;
+            vec![name.clone()]
+        }
+        None => root.gates().map_err(setup_error)?,
+    };
+    let gates: Vec<GateStatus> = names
+        .iter()
+        .map(|n| gate_status(&root.path().join(n), n))
+        .collect();
+    let now = SystemTime::now();
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    let written = if args.json {
+        serde_json::to_writer_pretty(&mut out, &status_json(root.path(), &gates, now))
+            .map_err(io::Error::other)
+            .and_then(|()| writeln!(out))
+    } else {
+        write_status_text(&mut out, root.path(), &gates, now)
+    };
+    match written {
+        Ok(()) => Ok(crate::exit::SUCCESS),
+        // A closed pipe (`| head`) is not an error.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(crate::exit::SUCCESS),
+        Err(e) => Err(CliError::Other(anyhow!("writing the status failed: {e}"))),
+    }
+}
