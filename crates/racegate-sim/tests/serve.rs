@@ -161,6 +161,11 @@ fn gated_serves_the_same_load_with_zero_errors() {
         "{result:?}"
     );
     assert!(!server.has_exited());
+    // Every dispatch went through the gate: one acquisition per request.
+    let health = request(server.addr, "GET", "/healthz", b"").unwrap().json();
+    assert_eq!(health["gate"]["name"], "gpu");
+    assert_eq!(health["gate"]["acquisitions"], result.ok, "{health}");
+    assert_eq!(health["gate"]["holders"], 0);
     let stderr = server.stop();
     assert!(!stderr.contains("failed assertion"), "{stderr}");
     assert_eq!(std::fs::read_dir(crashes.path()).unwrap().count(), 0);

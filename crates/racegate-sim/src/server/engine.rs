@@ -97,6 +97,11 @@ impl Engine {
         self.dispatch
     }
 
+    /// The gate all device work passes through (gated mode only).
+    pub fn gate(&self) -> Option<&'static racegate::Gate> {
+        self.gate
+    }
+
     fn index(kind: PipelineKind) -> usize {
         match kind {
             PipelineKind::Text => 0,

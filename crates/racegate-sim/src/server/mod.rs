@@ -6,7 +6,9 @@
 //!   server-sent events (`chat.completion.chunk` objects, then `data: [DONE]`). The same request
 //!   always yields the same `choices[0].message.content` (streamed deltas concatenate to it),
 //!   unless the device corrupts it (`--dispatch corrupt`).
-//! - `GET /healthz`: `{"status":"ok","dispatch":..}`; `GET /v1/models`.
+//! - `GET /healthz`: `{"status":"ok","dispatch":..}`, plus in gated mode the `gpu` gate's
+//!   figures (`gate.acquisitions`, `holders`, `waiters`, `wait_ms`/`hold_ms` percentiles);
+//!   `GET /v1/models`.
 //! - Every error is a JSON body `{"error":{"message","type","code"}}` with a 4xx/5xx status, and
 //!   the server keeps serving. Bodies larger than `--max-body-bytes` (default 8 MiB) get 413.
 //!
@@ -292,11 +294,24 @@ fn device_error(err: &SimError) -> ApiError {
 }
 
 async fn healthz(State(state): State<Shared>) -> Response {
-    Json(serde_json::json!({
+    let mut body = serde_json::json!({
         "status": "ok",
         "dispatch": state.engine.dispatch().name(),
-    }))
-    .into_response()
+    });
+    if let Some(gate) = state.engine.gate() {
+        let stats = gate.stats();
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let pct = |p: &racegate::Percentiles| serde_json::json!({"p50": ms(p.p50), "p90": ms(p.p90), "p99": ms(p.p99), "max": ms(p.max)});
+        body["gate"] = serde_json::json!({
+            "name": stats.name,
+            "acquisitions": stats.acquisitions,
+            "holders": stats.holders.len(),
+            "waiters": stats.waiters,
+            "wait_ms": pct(&stats.wait),
+            "hold_ms": pct(&stats.hold),
+        });
+    }
+    Json(body).into_response()
 }
 
 async fn models() -> Response {
