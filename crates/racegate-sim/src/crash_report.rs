@@ -83,12 +83,30 @@ impl CrashReport {
         }
     }
 
-    /// The file name: `<app>-YYYY-MM-DD-HHMMSS.ips`, as ReportCrash names them.
+    /// The file name: `<app>-YYYY-MM-DD-HHMMSS.ips`, as ReportCrash names them. Characters of
+    /// the app name other than ASCII letters, digits, `.`, `_` and `-` become `_`, so the name
+    /// never leaves the crash directory.
     pub fn file_name(&self) -> String {
         let t = Civil::from(self.time);
+        let app: String = self
+            .app_name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let app = if app.is_empty() || app.starts_with('.') {
+            format!("_{app}")
+        } else {
+            app
+        };
         format!(
-            "{}-{:04}-{:02}-{:02}-{:02}{:02}{:02}.ips",
-            self.app_name, t.year, t.month, t.day, t.hour, t.minute, t.second
+            "{app}-{:04}-{:02}-{:02}-{:02}{:02}{:02}.ips",
+            t.year, t.month, t.day, t.hour, t.minute, t.second
         )
     }
 
@@ -428,6 +446,96 @@ mod tests {
         assert_eq!(frames[0].source_file.as_deref(), Some("./src/device.rs"));
         assert_eq!(frames[0].source_line, Some(250));
         assert_eq!(frames[1].source_line, None);
+    }
+
+    fn report(app: &str, exe: &str, thread: Option<String>, symbol: &str) -> CrashReport {
+        CrashReport {
+            app_name: app.to_owned(),
+            pid: 4242,
+            violation: Violation::SignalWithUncommittedEncoder,
+            time: UNIX_EPOCH + Duration::from_secs(1_778_412_345),
+            exe_path: exe.to_owned(),
+            thread_name: thread,
+            frames: vec![Frame {
+                symbol: symbol.to_owned(),
+                image_index: 0,
+                source_file: Some("src/x.rs".to_owned()),
+                source_line: Some(7),
+            }],
+        }
+    }
+
+    #[test]
+    fn report_matches_the_ips_layout() {
+        let r = report(
+            "sanctum-mlx",
+            "/opt/bin/sanctum-mlx",
+            Some("tokio-rt-worker".into()),
+            "main",
+        );
+        assert_eq!(r.file_name(), "sanctum-mlx-2026-05-10-112545.ips");
+        let text = r.render();
+        let (header, body) = text.split_once('\n').unwrap();
+        let header: serde_json::Value = serde_json::from_str(header).unwrap();
+        let body: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(header["bug_type"], "309");
+        assert_eq!(header["timestamp"], "2026-05-10 11:25:45.00 +0000");
+        assert_eq!(body["pid"], 4242);
+        assert_eq!(body["exception"]["signal"], "SIGABRT");
+        assert_eq!(
+            body["asi"]["Metal"][0],
+            "-[SimCommandBuffer encodeSignalEvent:value:]:427: failed assertion `encodeSignalEvent:value: with uncommitted encoder'"
+        );
+        let frames = body["threads"][0]["frames"].as_array().unwrap();
+        assert_eq!(
+            frames[4]["symbol"],
+            "-[SimCommandBuffer encodeSignalEvent:value:]"
+        );
+        assert_eq!(frames[5]["symbol"], "main");
+        assert_eq!(frames[5]["sourceLine"], 7);
+        assert_eq!(body["usedImages"][0]["path"], "/opt/bin/sanctum-mlx");
+    }
+
+    #[test]
+    fn write_to_is_atomic_and_never_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = report("app", "/bin/app", None, "main");
+        let first = r.write_to(dir.path()).unwrap();
+        let second = r.write_to(dir.path()).unwrap();
+        assert_ne!(first, second);
+        assert!(second
+            .to_string_lossy()
+            .ends_with("app-2026-05-10-112545-1.ips"));
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "no temporary file left: {names:?}");
+    }
+
+    use proptest::strategy::Strategy as _;
+
+    proptest::proptest! {
+        #[test]
+        fn any_names_render_valid_json(
+            app in proptest::collection::vec(proptest::prelude::any::<char>(), 0..24)
+                .prop_map(String::from_iter),
+            exe in "\\PC{0,48}",
+            thread in proptest::option::of("\\PC{0,16}"),
+            symbol in "\\PC{0,40}",
+        ) {
+            let r = report(&app, &exe, thread.clone(), &symbol);
+            let text = r.render();
+            let (header, body) = text.split_once('\n').unwrap();
+            let header: serde_json::Value = serde_json::from_str(header).unwrap();
+            let body: serde_json::Value = serde_json::from_str(body).unwrap();
+            proptest::prop_assert_eq!(header["app_name"].as_str(), Some(app.as_str()));
+            proptest::prop_assert_eq!(body["procPath"].as_str(), Some(exe.as_str()));
+            proptest::prop_assert_eq!(body["threads"][0]["name"].as_str(), thread.as_deref());
+            proptest::prop_assert_eq!(body["threads"][0]["frames"][5]["symbol"].as_str(), Some(symbol.as_str()));
+            let name = r.file_name();
+            proptest::prop_assert!(!name.contains('/') && !name.starts_with('.'), "{}", name);
+        }
     }
 
     #[test]

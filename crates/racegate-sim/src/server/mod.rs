@@ -158,6 +158,21 @@ pub fn run(args: ServeArgs) -> Result<(), ServeError> {
             message: format!("must be at least 1024, got `{}`", args.max_body_bytes),
         });
     }
+    if args.app_name.is_empty()
+        || args.app_name.starts_with('.')
+        || !args
+            .app_name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        return Err(ServeError::Flag {
+            flag: "--app-name",
+            message: format!(
+                "must be ASCII letters, digits, `.`, `_` or `-` (it names crash report files), got `{}`",
+                args.app_name
+            ),
+        });
+    }
     if args.work_us > 10_000_000 {
         return Err(ServeError::Flag {
             flag: "--work-us",
