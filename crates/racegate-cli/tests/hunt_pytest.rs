@@ -1,0 +1,131 @@
+//! `racegate hunt` end to end on `fixtures/pytest-leaky-pool`: the real binary drives real
+//! pytest-xdist runs that hang, captures the stuck workers' stacks with py-spy before killing
+//! them, bisects to a hanging group, names the leaking fixture, and verifies the emitted
+//! `xdist_group` serialization.
+//!
+//! Needs python3 with pytest, pytest-xdist and py-spy (`.ci/install-deps` installs the pinned
+//! versions from `fixtures/requirements.txt`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+fn fixture() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/pytest-leaky-pool")
+        .canonicalize()
+        .unwrap()
+}
+
+fn python_tools_present() {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", "import pytest, xdist"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "python3 with pytest and pytest-xdist is required: run `bash .ci/install-deps`"
+    );
+}
+
+#[test]
+fn finds_the_hanging_group_with_the_blocked_pool_acquire_and_verifies_the_groups() {
+    python_tools_present();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("hunt.json");
+    let out = Command::cargo_bin("racegate")
+        .unwrap()
+        .current_dir(fixture())
+        .timeout(Duration::from_secs(300))
+        .args(["hunt", "--runs", "2", "--jobs", "2", "--test-timeout", "3s"])
+        .args(["--budget", "4m", "--verify", "--json"])
+        .arg(&json)
+        .args(["--", "python3", "-m", "pytest"])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("--dist loadgroup"), "{stdout}");
+    assert!(
+        stdout.contains("leaking fixture: `chunked_solved_solver`"),
+        "{stdout}"
+    );
+
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(r["runner"], "pytest");
+    assert_eq!(r["tests"], 20);
+    assert_eq!(r["verdict"], "races_found");
+    let findings = r["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    let f = &findings[0];
+    assert_eq!(f["kind"], "hang");
+    assert_eq!(f["classification"], "race");
+
+    // The stacks were taken before the kill and show the workers blocked in the pool.
+    let stacks = f["stacks"].as_array().unwrap();
+    assert!(stacks.iter().any(|s| s["tool"] == "py-spy"
+        && s["text"].as_str().unwrap().contains("PinnedPool.acquire")
+        && s["text"]
+            .as_str()
+            .unwrap()
+            .contains("chunked_solved_solver")));
+
+    // The hanging group is made of the leaking fixture's users only.
+    let fixture = &f["leaking_fixture"];
+    assert_eq!(fixture["name"], "chunked_solved_solver");
+    let users: Vec<&str> = fixture["used_by"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u.as_str().unwrap())
+        .collect();
+    assert_eq!(users.len(), 6, "{users:?}");
+    let set = f["conflict_set"].as_array().unwrap();
+    assert!(set.len() >= 2, "{set:?}");
+    assert!(
+        set.iter().all(|t| users.contains(&t.as_str().unwrap())),
+        "{set:?}"
+    );
+
+    let pytest_fix = r["fix"]["pytest"].as_str().unwrap();
+    for u in &users {
+        assert!(
+            pytest_fix.contains(&format!("\"{u}\": \"racegate-conflict-1\"")),
+            "{pytest_fix}"
+        );
+    }
+    assert!(r["fix"]["root_cause"]
+        .as_str()
+        .unwrap()
+        .contains("yield fixture"));
+    assert_eq!(r["verify"]["passed"], true, "{}", r["verify"]);
+
+    // No process of the hunt outlives it: nothing (but zombies) still runs in the fixture.
+    #[cfg(target_os = "linux")]
+    {
+        let me = std::process::id().to_string();
+        let mut orphans = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.chars().all(|c| c.is_ascii_digit()) || name == me {
+                continue;
+            }
+            let cwd = std::fs::read_link(entry.path().join("cwd")).ok();
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            let zombie = stat
+                .rsplit_once(") ")
+                .map(|(_, r)| r.starts_with('Z'))
+                .unwrap_or(true);
+            if cwd.as_deref() == Some(fixture().as_path()) && !zombie {
+                orphans.push(
+                    std::fs::read_to_string(entry.path().join("cmdline")).unwrap_or_default(),
+                );
+            }
+        }
+        assert!(orphans.is_empty(), "orphans: {orphans:?}");
+    }
+}
