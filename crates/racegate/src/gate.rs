@@ -3,7 +3,7 @@
 use std::any::Any;
 use std::fmt;
 use std::future::Future;
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
@@ -487,7 +487,7 @@ impl Gate {
         timeout: Duration,
     ) -> Result<OwnedGateGuard, AcquireTimeoutError> {
         let g = self
-            .grant_timeout(self.req(1), timeout)
+            .grant_async(self.req(1), Some(timeout))
             .await
             .map_err(expect_timeout)?;
         Ok(OwnedGateGuard::new(self.clone(), g))
@@ -512,7 +512,7 @@ impl Gate {
         n: u32,
         timeout: Duration,
     ) -> Result<GateGuard<'_>, TimedAcquireError> {
-        let g = self.grant_timeout(self.req(n), timeout).await?;
+        let g = self.grant_async(self.req(n), Some(timeout)).await?;
         Ok(GateGuard::new(&self.inner, g))
     }
 
@@ -600,13 +600,22 @@ impl Gate {
 
     // --- shared implementations (also used by `Labeled` and `Gated`) ------------------------------
 
+    // The untimed async paths try `grant_now` inline, so the uncontended case is one small
+    // state machine with no `Result<Grant, TimedAcquireError>` to move around.
+
     pub(crate) async fn acquire_req(&self, req: Request) -> GateGuard<'_> {
-        let g = expect_untimed(&self.inner.name, self.grant_async(req, None).await);
+        let g = match self.inner.grant_now(req) {
+            Ok(g) => g,
+            Err(req) => expect_untimed(&self.inner.name, self.grant_boxed(req, None).await),
+        };
         GateGuard::new(&self.inner, g)
     }
 
     pub(crate) async fn acquire_owned_req(&self, req: Request) -> OwnedGateGuard {
-        let g = expect_untimed(&self.inner.name, self.grant_async(req, None).await);
+        let g = match self.inner.grant_now(req) {
+            Ok(g) => g,
+            Err(req) => expect_untimed(&self.inner.name, self.grant_boxed(req, None).await),
+        };
         OwnedGateGuard::new(self.clone(), g)
     }
 
@@ -632,7 +641,7 @@ impl Gate {
         timeout: Duration,
     ) -> Result<GateGuard<'_>, AcquireTimeoutError> {
         let g = self
-            .grant_timeout(req, timeout)
+            .grant_async(req, Some(timeout))
             .await
             .map_err(expect_timeout)?;
         Ok(GateGuard::new(&self.inner, g))
@@ -663,6 +672,28 @@ impl Gate {
 
     /// Async grant, optionally bounded by `timeout` (Tokio time driver needed for a timeout).
     pub(crate) async fn grant_async(
+        &self,
+        req: Request,
+        timeout: Option<Duration>,
+    ) -> Result<Grant, TimedAcquireError> {
+        // Uncontended fast path: no clock read for the wait, no timer, and the large slow-path
+        // future is neither built nor moved (it is boxed: it only runs when the caller queues,
+        // where one allocation is noise next to the wait).
+        match self.inner.grant_now(req) {
+            Ok(g) => Ok(g),
+            Err(req) => self.grant_boxed(req, timeout).await,
+        }
+    }
+
+    fn grant_boxed(
+        &self,
+        req: Request,
+        timeout: Option<Duration>,
+    ) -> Pin<Box<dyn Future<Output = Result<Grant, TimedAcquireError>> + Send + '_>> {
+        Box::pin(self.grant_slow(req, timeout))
+    }
+
+    async fn grant_slow(
         &self,
         req: Request,
         timeout: Option<Duration>,
@@ -703,6 +734,10 @@ impl Gate {
         timeout: Option<Duration>,
     ) -> Result<Grant, TimedAcquireError> {
         assert_blocking_allowed();
+        let req = match self.inner.grant_now(req) {
+            Ok(g) => return Ok(g),
+            Err(req) => req,
+        };
         let start = Instant::now();
         let deadline = timeout.and_then(|t| start.checked_add(t));
         let label = req.label.clone();
@@ -851,6 +886,19 @@ impl Inner {
             }
         };
         Ok(self.register(permit, req, asked_at, machine))
+    }
+
+    /// Grants at once if the permits are free, nobody is queued and there is no backend;
+    /// otherwise hands the request back for the full path.
+    #[inline]
+    fn grant_now(&self, req: Request) -> Result<Grant, Request> {
+        if self.backend.is_some() || req.weight > self.config.capacity {
+            return Err(req);
+        }
+        match self.sem.try_acquire_many(req.weight) {
+            Ok(p) => Ok(self.register(p, req, None, None)),
+            Err(_) => Err(req),
+        }
     }
 
     fn try_grant(&self, req: Request) -> Result<Grant, TryAcquireError> {
@@ -1063,9 +1111,10 @@ pub struct Labeled<'a> {
 }
 
 impl<'a> Labeled<'a> {
-    fn req(&self, weight: u32) -> Request {
+    /// Moves the label into the request (no clone: an owned label is not reallocated).
+    fn req(self, weight: u32) -> Request {
         Request {
-            label: Some(self.label.clone()),
+            label: Some(self.label),
             weight,
         }
     }
@@ -1076,7 +1125,8 @@ impl<'a> Labeled<'a> {
     ///
     /// Cancel safe.
     pub async fn acquire(self) -> GateGuard<'a> {
-        self.gate.acquire_req(self.req(1)).await
+        let gate = self.gate;
+        gate.acquire_req(self.req(1)).await
     }
 
     /// [`Gate::acquire_owned`] with this label.
@@ -1085,7 +1135,8 @@ impl<'a> Labeled<'a> {
     ///
     /// Cancel safe.
     pub async fn acquire_owned(self) -> OwnedGateGuard {
-        self.gate.acquire_owned_req(self.req(1)).await
+        let gate = self.gate;
+        gate.acquire_owned_req(self.req(1)).await
     }
 
     /// [`Gate::acquire_many`] with this label.
@@ -1098,7 +1149,8 @@ impl<'a> Labeled<'a> {
     ///
     /// Cancel safe.
     pub async fn acquire_many(self, n: u32) -> Result<GateGuard<'a>, AcquireError> {
-        self.gate.acquire_many_req(self.req(n)).await
+        let gate = self.gate;
+        gate.acquire_many_req(self.req(n)).await
     }
 
     /// [`Gate::acquire_many_owned`] with this label.
@@ -1111,7 +1163,8 @@ impl<'a> Labeled<'a> {
     ///
     /// Cancel safe.
     pub async fn acquire_many_owned(self, n: u32) -> Result<OwnedGateGuard, AcquireError> {
-        self.gate.acquire_many_owned_req(self.req(n)).await
+        let gate = self.gate;
+        gate.acquire_many_owned_req(self.req(n)).await
     }
 
     /// [`Gate::acquire_timeout`] with this label.
@@ -1131,7 +1184,8 @@ impl<'a> Labeled<'a> {
         self,
         timeout: Duration,
     ) -> Result<GateGuard<'a>, AcquireTimeoutError> {
-        self.gate.acquire_timeout_req(self.req(1), timeout).await
+        let gate = self.gate;
+        gate.acquire_timeout_req(self.req(1), timeout).await
     }
 
     /// [`Gate::acquire_owned_timeout`] with this label.
@@ -1151,12 +1205,13 @@ impl<'a> Labeled<'a> {
         self,
         timeout: Duration,
     ) -> Result<OwnedGateGuard, AcquireTimeoutError> {
+        let gate = self.gate;
         let g = self
             .gate
-            .grant_timeout(self.req(1), timeout)
+            .grant_async(self.req(1), Some(timeout))
             .await
             .map_err(expect_timeout)?;
-        Ok(OwnedGateGuard::new(self.gate.clone(), g))
+        Ok(OwnedGateGuard::new(gate.clone(), g))
     }
 
     /// [`Gate::acquire_many_timeout`] with this label.
@@ -1177,8 +1232,9 @@ impl<'a> Labeled<'a> {
         n: u32,
         timeout: Duration,
     ) -> Result<GateGuard<'a>, TimedAcquireError> {
-        let g = self.gate.grant_timeout(self.req(n), timeout).await?;
-        Ok(GateGuard::new(&self.gate.inner, g))
+        let gate = self.gate;
+        let g = gate.grant_async(self.req(n), Some(timeout)).await?;
+        Ok(GateGuard::new(&gate.inner, g))
     }
 
     /// [`Gate::try_acquire`] with this label.
@@ -1187,7 +1243,8 @@ impl<'a> Labeled<'a> {
     ///
     /// As [`Gate::try_acquire`].
     pub fn try_acquire(self) -> Result<GateGuard<'a>, TryAcquireError> {
-        self.gate.try_acquire_req(self.req(1))
+        let gate = self.gate;
+        gate.try_acquire_req(self.req(1))
     }
 
     /// [`Gate::try_acquire_many`] with this label.
@@ -1196,7 +1253,8 @@ impl<'a> Labeled<'a> {
     ///
     /// As [`Gate::try_acquire_many`].
     pub fn try_acquire_many(self, n: u32) -> Result<GateGuard<'a>, TryAcquireError> {
-        self.gate.try_acquire_req(self.req(n))
+        let gate = self.gate;
+        gate.try_acquire_req(self.req(n))
     }
 
     /// [`Gate::acquire_blocking`] with this label.
@@ -1205,7 +1263,8 @@ impl<'a> Labeled<'a> {
     ///
     /// As [`Gate::acquire_blocking`].
     pub fn acquire_blocking(self) -> GateGuard<'a> {
-        self.gate.acquire_blocking_req(self.req(1))
+        let gate = self.gate;
+        gate.acquire_blocking_req(self.req(1))
     }
 
     /// [`Gate::acquire_owned_blocking`] with this label.
@@ -1214,11 +1273,9 @@ impl<'a> Labeled<'a> {
     ///
     /// As [`Gate::acquire_blocking`].
     pub fn acquire_owned_blocking(self) -> OwnedGateGuard {
-        let g = expect_untimed(
-            &self.gate.inner.name,
-            self.gate.grant_blocking(self.req(1), None),
-        );
-        OwnedGateGuard::new(self.gate.clone(), g)
+        let gate = self.gate;
+        let g = expect_untimed(&gate.inner.name, gate.grant_blocking(self.req(1), None));
+        OwnedGateGuard::new(gate.clone(), g)
     }
 
     /// [`Gate::acquire_blocking_timeout`] with this label.
@@ -1234,7 +1291,8 @@ impl<'a> Labeled<'a> {
         self,
         timeout: Duration,
     ) -> Result<GateGuard<'a>, AcquireTimeoutError> {
-        self.gate.acquire_blocking_timeout_req(self.req(1), timeout)
+        let gate = self.gate;
+        gate.acquire_blocking_timeout_req(self.req(1), timeout)
     }
 
     /// [`Gate::acquire_many_blocking`] with this label.
@@ -1247,11 +1305,12 @@ impl<'a> Labeled<'a> {
     ///
     /// As [`Gate::acquire_blocking`].
     pub fn acquire_many_blocking(self, n: u32) -> Result<GateGuard<'a>, AcquireError> {
+        let gate = self.gate;
         let g = self
             .gate
             .grant_blocking(self.req(n), None)
             .map_err(untimed)?;
-        Ok(GateGuard::new(&self.gate.inner, g))
+        Ok(GateGuard::new(&gate.inner, g))
     }
 }
 
