@@ -78,3 +78,8 @@ pub use global::{configure, global};
 pub use machine::{configure_machine_wide, MachineGate, MachineGateBuilder, MachineGateError};
 pub use stats::{GateStats, Label, LabelStats, Percentiles};
 pub use test_guard::{test_guard, TestGuard};
+
+/// The README's Rust examples, compiled and run as doctests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
