@@ -418,3 +418,49 @@ fn on_violation_error_answers_500_and_keeps_serving() {
     assert_eq!(resp.status, 200, "{}", resp.text());
     server.stop();
 }
+
+/// The streaming path holds its owned gate guard while events are still being produced, and
+/// releases it once the stream ended.
+#[test]
+fn gated_stream_holds_the_guard_while_streaming_and_releases_it_after() {
+    use std::io::{BufRead, BufReader, Write};
+
+    let server = Server::start(&["--dispatch", "gated", "--work-us", "5000"]);
+    let body = serde_json::json!({
+        "messages": [{"role": "user", "content": "a long answer"}],
+        "max_tokens": 256,
+        "stream": true,
+    })
+    .to_string();
+    let mut tcp = std::net::TcpStream::connect(server.addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        tcp,
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut reader = BufReader::new(tcp);
+    let mut line = String::new();
+    while !line.starts_with("data: ") {
+        line.clear();
+        assert!(
+            reader.read_line(&mut line).unwrap() > 0,
+            "stream ended early"
+        );
+    }
+    // 256 tokens at 5 ms each are still being produced: the guard is held.
+    let health = request(server.addr, "GET", "/healthz", b"").unwrap().json();
+    assert_eq!(health["gate"]["holders"], 1, "{health}");
+
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
+    // (chunked transfer encoding: the chunk framing is still around the events)
+    assert!(rest.contains("data: [DONE]"), "{rest}");
+    // The producer drops the guard right after the response stream ended; give it a bounded
+    // number of looks.
+    let released = (0..500).any(|_| {
+        request(server.addr, "GET", "/healthz", b"").unwrap().json()["gate"]["holders"] == 0
+    });
+    assert!(released, "the guard outlived the stream");
+}
