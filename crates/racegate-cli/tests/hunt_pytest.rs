@@ -75,9 +75,9 @@ fn finds_the_hanging_group_with_the_blocked_pool_acquire_and_verifies_the_groups
             .contains("chunked_solved_solver")));
 
     // The hanging group is made of the leaking fixture's users only.
-    let fixture = &f["leaking_fixture"];
-    assert_eq!(fixture["name"], "chunked_solved_solver");
-    let users: Vec<&str> = fixture["used_by"]
+    let leak = &f["leaking_fixture"];
+    assert_eq!(leak["name"], "chunked_solved_solver");
+    let users: Vec<&str> = leak["used_by"]
         .as_array()
         .unwrap()
         .iter()
