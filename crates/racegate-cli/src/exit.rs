@@ -3,9 +3,12 @@
 //! | code | meaning |
 //! |------|---------|
 //! | 0    | success (stress: PASS) |
-//! | 1    | stress: FAIL |
+//! | 1    | stress: FAIL; hunt: conflicting tests found (serialization printed) |
 //! | 2    | usage, configuration, or an unhealthy target (ERROR) |
 //! | 3    | stress: PARTIAL |
+//! | 4    | hunt: `--verify` still saw failures with the emitted serialization applied |
+//! | 5    | hunt: failures, but none is a race (broken, order-dependent or flaky tests) |
+//! | 6    | hunt: the `--budget` ran out before the hunt finished (report still written) |
 //! | 124  | run: timed out waiting for the gate (like `timeout(1)`); the message names the holder |
 //! | 130  | interrupted (Ctrl-C; stress: ABORTED) |
 //!
@@ -21,6 +24,12 @@ pub const FAILURE: u8 = 1;
 pub const USAGE: u8 = 2;
 /// Stress verdict PARTIAL: errors, but no crash and no failed check.
 pub const PARTIAL: u8 = 3;
+/// `racegate hunt`: the serialization did not hold under `--verify`.
+pub const HUNT_VERIFY_FAILED: u8 = 4;
+/// `racegate hunt`: failures, none of them needing concurrency.
+pub const HUNT_NO_RACE: u8 = 5;
+/// `racegate hunt`: the budget ran out first.
+pub const HUNT_INCOMPLETE: u8 = 6;
 /// The run was interrupted (SIGINT); reports were still written.
 pub const INTERRUPTED: u8 = 130;
 /// `racegate run`: the gate was not granted within `--timeout`.
@@ -45,6 +54,13 @@ impl CliError {
             CliError::Other(_) => USAGE,
             CliError::GateTimeout(_) => GATE_TIMEOUT,
         }
+    }
+}
+
+/// Hunt errors (the test command cannot be started, listed, or runs no test): usage (2).
+impl From<crate::hunt::HuntError> for CliError {
+    fn from(e: crate::hunt::HuntError) -> Self {
+        CliError::Usage(anyhow::Error::new(e))
     }
 }
 

@@ -50,11 +50,11 @@ pub const EXIT_CLEAN: u8 = crate::exit::SUCCESS;
 /// Exit status: conflict sets found (serialization printed; with `--verify`, it held).
 pub const EXIT_RACES: u8 = crate::exit::FAILURE;
 /// Exit status: `--verify` still failed with the serialization applied.
-pub const EXIT_VERIFY_FAILED: u8 = 4;
+pub const EXIT_VERIFY_FAILED: u8 = crate::exit::HUNT_VERIFY_FAILED;
 /// Exit status: failures, but none is a race (broken, order-dependent or flaky tests).
-pub const EXIT_BROKEN_ONLY: u8 = 5;
+pub const EXIT_BROKEN_ONLY: u8 = crate::exit::HUNT_NO_RACE;
 /// Exit status: the budget ran out before the hunt finished.
-pub const EXIT_INCOMPLETE: u8 = 6;
+pub const EXIT_INCOMPLETE: u8 = crate::exit::HUNT_INCOMPLETE;
 
 impl HuntVerdict {
     /// The process exit status of this verdict.
@@ -777,11 +777,7 @@ pub fn hunt(args: crate::cli::hunt::HuntArgs) -> Result<u8, CliError> {
         if args.quiet { &mut quiet } else { &mut printer };
     let result = run_hunt(&cfg, runner.as_ref(), &mut exec, on_event);
     let _ = std::fs::remove_dir_all(&scratch);
-    let report = result.map_err(|e| match e {
-        HuntError::Spawn { .. } | HuntError::List { .. } | HuntError::NoResults { .. } => {
-            CliError::Usage(anyhow::Error::new(e))
-        }
-    })?;
+    let report = result?;
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&report)
             .map_err(|e| CliError::Other(anyhow::anyhow!("cannot encode the report: {e}")))?;
