@@ -135,7 +135,7 @@ fn classify(line: &str) -> Option<Hit> {
         return done(SignatureKind::Fatal, &format!("Python: {}", msg.trim()));
     }
     for marker in ["fatal runtime error: ", "fatal error: "] {
-        if let Some(at) = find_ascii_ci(line, marker) {
+        if let Some(at) = find_word_ci(line, marker) {
             return done(SignatureKind::Fatal, line[at + marker.len()..].trim());
         }
     }
@@ -143,6 +143,22 @@ fn classify(line: &str) -> Option<Hit> {
         return Some(hit);
     }
     signal_line(line).and_then(|name| done(SignatureKind::Signal, name))
+}
+
+/// Like [`find_ascii_ci`], but only where `needle` starts a word (`non-fatal error:` is not
+/// `fatal error:`).
+fn find_word_ci(line: &str, needle: &str) -> Option<usize> {
+    let mut from = 0;
+    while let Some(i) = find_ascii_ci(&line[from..], needle) {
+        let at = from + i;
+        let before = line[..at].chars().next_back();
+        if !before.is_some_and(|c| c.is_alphanumeric() || c == '-' || c == '_') {
+            return Some(at);
+        }
+        // `needle` is ASCII, so one byte on is a char boundary.
+        from = at + 1;
+    }
+    None
 }
 
 /// `==123==ERROR: AddressSanitizer: heap-use-after-free on address 0x…` →
@@ -403,6 +419,7 @@ mod tests {
             "received SIGTERM, shutting down",
             "GET /healthz 200",
             "SIGSEGVX is not a signal",
+            "warn: non-fatal error: retrying in 1s",
         ] {
             assert_eq!(key(line), None, "line: {line}");
         }
