@@ -122,6 +122,19 @@ pub fn runs_per_probe(rate: f64, confidence: f64, cap: u32) -> u32 {
     }
 }
 
+/// Probes a search over `n` candidates for a pair is expected to make: `2 * ceil(log2 n) + 2`.
+pub fn expected_probes(n: usize) -> usize {
+    let log = (usize::BITS - n.max(2).saturating_sub(1).leading_zeros()) as usize;
+    2 * log + 2
+}
+
+/// The per-probe confidence that makes the whole bisection over `n` candidates right with
+/// probability `confidence` (a union bound over its expected probes): every probe of a
+/// reproducing set must reproduce, or the result grows past the minimal set.
+pub fn probe_confidence(confidence: f64, n: usize) -> f64 {
+    1.0 - (1.0 - confidence) / expected_probes(n) as f64
+}
+
 /// The probe bound for one conflict set of up to `max_set` tests among `n` (with slack for a
 /// flaky oracle): enough for the search above to finish on a correct oracle.
 pub fn probe_limit(n: usize, max_set: usize) -> usize {
@@ -213,6 +226,16 @@ mod tests {
             calls % 3 != 0 && truth(s)
         });
         assert!(truth(&r.conflict_set));
+    }
+
+    #[test]
+    fn per_probe_confidence_covers_the_whole_search() {
+        assert_eq!(expected_probes(30), 12);
+        assert_eq!(expected_probes(32), 12);
+        assert_eq!(expected_probes(33), 14);
+        let c = probe_confidence(0.95, 30);
+        assert!((c - (1.0 - 0.05 / 12.0)).abs() < 1e-12);
+        assert_eq!(runs_per_probe(0.5, c, 100), 8);
     }
 
     #[test]

@@ -563,9 +563,10 @@ fn analyse<E: Executor>(
 
     // Needs concurrency: bisect with repeated probes.
     (engine.on_event)(HuntEvent::Phase("bisection"));
+    // The stated confidence is for the whole search, so each probe gets a stricter one.
     let runs_per_probe = bisect::runs_per_probe(
         finding.parallel_rate,
-        cfg.confidence,
+        bisect::probe_confidence(cfg.confidence, candidates.len()),
         cfg.max_runs_per_probe,
     );
     let runs_before = engine.total_runs;

@@ -84,7 +84,8 @@ pub struct BisectionReport {
     pub runs_per_probe: u32,
     /// Suite runs actually spent.
     pub runs: u32,
-    /// Stated confidence that a probe of a reproducing set reproduces.
+    /// Stated confidence that the whole search ends on the minimal set (each probe is
+    /// repeated for `1 - (1 - confidence) / expected probes`).
     pub confidence: f64,
     /// Whether the set is 1-minimal (false: the probe limit stopped the search).
     pub minimal: bool,
@@ -166,7 +167,7 @@ pub struct HuntReport {
     pub test_timeout_ms: u64,
     /// `--budget` in milliseconds.
     pub budget_ms: u64,
-    /// The stated confidence for probes.
+    /// `--confidence`: for the whole bisection of each finding.
     pub confidence: f64,
     /// Tests listed.
     pub tests: usize,
