@@ -518,3 +518,56 @@ fn types_are_send_and_sync_where_they_must_be() {
     drop(send_fut(gate.labeled("x").acquire_timeout(Duration::ZERO)));
     drop(send_fut(gate.acquire_many(1)));
 }
+
+#[test]
+fn owned_guard_moves_to_another_thread() {
+    let gate = Gate::new("owned-thread");
+    let guard = gate.labeled("handoff").acquire_owned_blocking();
+    let (tx, rx) = mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        rx.recv_timeout(LIMIT).expect("told to finish");
+        drop(guard);
+    });
+    let err = gate
+        .acquire_blocking_timeout(Duration::from_millis(5))
+        .unwrap_err();
+    assert_eq!(err.holders[0].label.as_deref(), Some("handoff"));
+    tx.send(()).unwrap();
+    holder.join().unwrap();
+    drop(
+        gate.acquire_blocking_timeout(LIMIT)
+            .expect("released by the other thread"),
+    );
+}
+
+#[test]
+fn short_holds_do_not_warn() {
+    let out = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let sink = Arc::clone(&out);
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || SinkWriter(Arc::clone(&sink)))
+        .finish();
+    let gate = Gate::with_config(
+        "fast",
+        GateConfig::default().with_hold_warning(Duration::from_secs(3600)),
+    )
+    .unwrap();
+    tracing::subscriber::with_default(subscriber, || {
+        for _ in 0..10 {
+            drop(gate.labeled("quick").acquire_blocking());
+        }
+    });
+    assert!(out.lock().unwrap().is_empty());
+}
+
+struct SinkWriter(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for SinkWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
