@@ -4,8 +4,8 @@
 //! - `lane.<i>`: one per slot. A holder keeps an exclusive `flock` on one lane for as long as it
 //!   holds the gate. This lock *is* the gate: the kernel drops it when the holder dies, however
 //!   it dies, so a SIGKILLed holder can never wedge the machine.
-//! - `queue`: a 16-byte header (next ticket number, slot count) and a lock held only for a few
-//!   non-blocking system calls, never while waiting.
+//! - `queue`: a 16-byte header (next ticket number, slot count) and a lock held only while a
+//!   ticket is drawn (a few non-blocking system calls), never while waiting.
 //! - `waiting`: every queued waiter keeps a shared lock on it. An arrival that can take an
 //!   exclusive lock on it (without blocking) knows nobody is queued and may take a free lane
 //!   at once; otherwise it must queue.
@@ -15,8 +15,9 @@
 //! - `lane.<i>.rec`: the holder's record, written by temp file and rename.
 //!
 //! # Order
-//! Under the queue lock an arrival either takes a lane (nobody queued, a lane free) or draws
-//! the next ticket number. Tickets are served in number order: a waiter blocks on the nearest
+//! An arrival that finds nobody queued (its exclusive probe of `waiting` succeeds) and a lane
+//! free takes the lane; the probe orders it against waiters registering at the same moment.
+//! Otherwise it draws the next ticket number under the queue lock. Tickets are served in number order: a waiter blocks on the nearest
 //! *live* ticket below its own (a shared `flock` on it, which the kernel grants when that
 //! waiter leaves for any reason); the waiter with no live ticket below it is the head and is
 //! the only one that waits for a lane. A dead waiter's ticket lock is released by the kernel,
@@ -198,6 +199,8 @@ pub(crate) struct GateFiles {
     queue: Mutex<QueueFiles>,
     queue_path: PathBuf,
     pub(crate) history: History,
+    /// Write holder records (off: faster, but `status` and timeout messages cannot name holders).
+    pub(crate) records: bool,
 }
 
 struct QueueFiles {
@@ -266,6 +269,7 @@ impl GateFiles {
                 waiting_probe,
             }),
             queue_path,
+            records: true,
         })
     }
 
@@ -293,14 +297,14 @@ impl GateFiles {
         let start = Instant::now();
         let (ticket, waiting) = {
             let q = self.lock_queue();
-            blocking_flock(&q.queue, true).map_err(|e| self.io_err("lock", &self.queue_path, e))?;
-            let unlock = Unlock(&q.queue);
+            // Fast path, without the queue lock: nobody queued (nobody holds `waiting` shared)
+            // and a lane free. An arrival is ordered by this probe: a waiter that registers
+            // after it queues behind us, one that registered before it makes us queue.
             let nobody_queued = try_flock(&q.waiting_probe, true)
                 .map_err(|e| self.io_err("lock", &self.dir.join(WAITING_FILE), e))?;
             if nobody_queued {
                 let _ = flock(&q.waiting_probe, FlockOperation::Unlock);
                 if let Some((lane, file)) = self.try_lanes()? {
-                    drop(unlock);
                     drop(q);
                     return Ok(self.lease(lane, file, spec, start));
                 }
@@ -308,6 +312,8 @@ impl GateFiles {
             if try_only {
                 return Err(Failure::WouldBlock);
             }
+            blocking_flock(&q.queue, true).map_err(|e| self.io_err("lock", &self.queue_path, e))?;
+            let _unlock = Unlock(&q.queue);
             let (seq, slots) = read_header(&q.queue).unwrap_or((0, self.slots));
             let seq = seq + 1;
             write_header(&q.queue, seq, slots)
@@ -316,8 +322,8 @@ impl GateFiles {
             let waiting_path = self.dir.join(WAITING_FILE);
             let waiting =
                 open_rw(&waiting_path).map_err(|e| self.io_err("open", &waiting_path, e))?;
-            // Only the prober above takes this lock exclusively, and only under the queue lock
-            // we hold, so this never blocks.
+            // Blocks at most for the two system calls during which another process's fast path
+            // holds its exclusive probe.
             blocking_flock(&waiting, false).map_err(|e| self.io_err("lock", &waiting_path, e))?;
             (ticket, waiting)
         };
@@ -430,11 +436,13 @@ impl GateFiles {
 
     fn lease(self: &Arc<Self>, lane: u32, file: File, spec: &Spec<'_>, start: Instant) -> Lease {
         let waited = start.elapsed();
-        let record = Record::for_self(0, Some(lane), spec.label, spec.command);
-        let rec = rec_path(&self.dir, lane);
-        // Visibility only: a failure here must not cost the caller the gate it now holds.
-        if let Err(e) = write_atomically(&self.dir, &rec, record.encode().as_bytes()) {
-            tracing::debug!(gate = %self.name, error = %e, "could not write holder record");
+        if self.records {
+            let record = Record::for_self(0, Some(lane), spec.label, spec.command);
+            let rec = rec_path(&self.dir, lane);
+            // Visibility only: a failure here must not cost the caller the gate it now holds.
+            if let Err(e) = write_atomically(&self.dir, &rec, record.encode().as_bytes()) {
+                tracing::debug!(gate = %self.name, error = %e, "could not write holder record");
+            }
         }
         Lease {
             files: Arc::clone(self),
@@ -566,7 +574,9 @@ impl Drop for Lease {
     fn drop(&mut self) {
         let held = self.acquired.elapsed();
         // Record first: once the lane is free the next holder writes its own.
-        let _ = fs::remove_file(rec_path(&self.files.dir, self.lane));
+        if self.files.records {
+            let _ = fs::remove_file(rec_path(&self.files.dir, self.lane));
+        }
         drop(self.file.take());
         self.files
             .history

@@ -199,9 +199,19 @@ pub struct MachineGateBuilder {
     dir: Option<PathBuf>,
     command: Option<Vec<String>>,
     config: GateConfig,
+    records: bool,
 }
 
 impl MachineGateBuilder {
+    /// Whether holders write a record (default on). Off saves the record's temp file, rename
+    /// and unlink on every acquisition, but `racegate status` and other processes' timeout
+    /// messages then show this process's holds as "no current record". Queued waiters always
+    /// write theirs.
+    pub fn records(mut self, on: bool) -> Self {
+        self.records = on;
+        self
+    }
+
     /// Lanes machine-wide (default 1: exclusive). Every user of the gate must agree.
     pub fn slots(mut self, slots: u32) -> Self {
         self.slots = slots;
@@ -232,7 +242,9 @@ impl MachineGateBuilder {
             Some(d) => LockDir::at(d)?,
             None => LockDir::from_env()?,
         };
-        let files = Arc::new(GateFiles::open(&root, &self.name, self.slots)?);
+        let mut files = GateFiles::open(&root, &self.name, self.slots)?;
+        files.records = self.records;
+        let files = Arc::new(files);
         let command = self.command.unwrap_or_else(|| own_command().to_vec());
         let backend = Arc::new(MachineBackend { files, command });
         let config = self.config.with_capacity(self.slots);
@@ -265,6 +277,7 @@ impl MachineGate {
             dir: None,
             command: None,
             config: GateConfig::default(),
+            records: true,
         }
     }
 
