@@ -63,12 +63,18 @@ pub(crate) fn fmt_duration(d: Duration) -> String {
 #[non_exhaustive]
 pub enum TryAcquireError {
     /// Not enough permits are free right now, or others are already queued for them.
-    #[error("gate `{gate}` is busy: held by {}", Holders(holders))]
+    #[error(
+        "gate `{gate}` is busy: held by {}{}",
+        Holders(holders),
+        if *waiters > 0 { format!(", {waiters} waiter(s) queued ahead") } else { String::new() }
+    )]
     WouldBlock {
         /// The gate's name.
         gate: String,
         /// Who holds it at the moment of the attempt.
         holders: Vec<HolderInfo>,
+        /// Callers already queued (a `try_*` call never overtakes them).
+        waiters: usize,
     },
     /// The request can never be granted.
     #[error(transparent)]

@@ -909,6 +909,7 @@ impl Inner {
                 .map_err(|_| TryAcquireError::WouldBlock {
                     gate: self.name.to_string(),
                     holders: self.holders_now(),
+                    waiters: self.waiters.load(Ordering::Relaxed),
                 })?;
         let machine = match &self.backend {
             None => None,
@@ -923,6 +924,7 @@ impl Inner {
                     BackendError::Timeout { holders } => TryAcquireError::WouldBlock {
                         gate: self.name.to_string(),
                         holders,
+                        waiters: self.waiters.load(Ordering::Relaxed),
                     },
                     BackendError::Io(source) => TryAcquireError::Machine(MachineError {
                         gate: self.name.to_string(),

@@ -571,3 +571,24 @@ impl std::io::Write for SinkWriter {
         Ok(())
     }
 }
+
+#[tokio::test]
+async fn try_acquire_error_names_holders_and_queued_waiters() {
+    let gate = Gate::with_capacity("try-busy", 3);
+    let held = gate.labeled("decode").acquire_many(2).await.unwrap();
+    let head = {
+        let gate = gate.clone();
+        tokio::spawn(async move { gate.acquire_many(3).await.map(drop) })
+    };
+    until_waiters(&gate, 1).await;
+    match gate.try_acquire() {
+        Err(e @ TryAcquireError::WouldBlock { .. }) => {
+            let msg = e.to_string();
+            assert!(msg.contains("held by `decode` (2 permits)"), "{msg}");
+            assert!(msg.contains("1 waiter(s) queued ahead"), "{msg}");
+        }
+        other => panic!("expected WouldBlock, got {other:?}"),
+    }
+    drop(held);
+    bounded(head).await.unwrap().unwrap();
+}
