@@ -222,3 +222,128 @@ pub enum ConfigError {
         requested: String,
     },
 }
+
+/// Why a machine-wide gate ([`MachineGate`](crate::MachineGate), `racegate run`, the test guard)
+/// could not be opened or acquired.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MachineGateError {
+    /// The lock directory (or a gate's directory) is a symlink.
+    #[error("lock directory `{}` is a symlink; hint: point `RACEGATE_DIR` at a real directory you own", path.display())]
+    Symlink {
+        /// The offending path.
+        path: std::path::PathBuf,
+    },
+    /// The lock directory is owned by another user.
+    #[error(
+        "lock directory `{}` is owned by uid `{owner}`, not by you (uid `{uid}`); \
+         hint: set `RACEGATE_DIR` to a directory you own",
+        path.display()
+    )]
+    ForeignOwner {
+        /// The offending path.
+        path: std::path::PathBuf,
+        /// Its owner.
+        owner: u32,
+        /// The current user.
+        uid: u32,
+    },
+    /// The lock directory exists but is not a directory.
+    #[error("lock directory `{}` is not a directory; hint: set `RACEGATE_DIR` to a directory", path.display())]
+    NotADirectory {
+        /// The offending path.
+        path: std::path::PathBuf,
+    },
+    /// Others can write into the lock directory.
+    #[error(
+        "lock directory `{}` is writable by group or others (mode `{mode:o}`); hint: `chmod 700` it",
+        path.display()
+    )]
+    Insecure {
+        /// The offending path.
+        path: std::path::PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The lock directory cannot be created or read.
+    #[error(
+        "cannot use lock directory `{}`: {source}; hint: set `RACEGATE_DIR` to a writable directory",
+        path.display()
+    )]
+    Dir {
+        /// The offending path.
+        path: std::path::PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A gate name that cannot be a file name.
+    #[error(
+        "gate name `{name}` is invalid; hint: use 1 to 64 letters, digits, `.`, `_` or `-`, not starting with `.`"
+    )]
+    BadName {
+        /// The name given.
+        name: String,
+    },
+    /// A slot count out of range.
+    #[error("gate `{gate}`: slots must be between `1` and `{max}`, got `{requested}`")]
+    BadSlots {
+        /// The gate.
+        gate: String,
+        /// Slots requested.
+        requested: u32,
+        /// The largest allowed.
+        max: u32,
+    },
+    /// Other users of the gate use a different slot count.
+    #[error(
+        "gate `{gate}` is in use with `{existing}` slot(s), cannot use it with `{requested}`; \
+         hint: every user of a gate must ask for the same number of slots"
+    )]
+    SlotsMismatch {
+        /// The gate.
+        gate: String,
+        /// Slots in force.
+        existing: u32,
+        /// Slots requested.
+        requested: u32,
+    },
+    /// A weighted request (more than one lane at once).
+    #[error("gate `{gate}`: a machine-wide acquisition takes exactly one lane, `{weight}` were requested")]
+    Weighted {
+        /// The gate.
+        gate: String,
+        /// Lanes requested.
+        weight: u32,
+    },
+    /// A file in the gate's directory could not be used.
+    #[error("machine-wide gate `{gate}`: cannot {op} `{}`: {source}", path.display())]
+    Io {
+        /// The gate.
+        gate: String,
+        /// What was being done.
+        op: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The global gate of that name already exists as an in-process gate.
+    #[error(
+        "global gate `{gate}` already exists as an in-process gate (or with `{existing}` slot(s)); \
+         hint: call `racegate::configure_machine_wide(\"{gate}\", ..)` before the first `racegate::global(\"{gate}\")`"
+    )]
+    GlobalConflict {
+        /// The gate.
+        gate: String,
+        /// Capacity of the existing global gate.
+        existing: u32,
+    },
+    /// The gate was not granted in time; names the holders.
+    #[error(transparent)]
+    Timeout(#[from] AcquireTimeoutError),
+    /// `try_acquire`: the gate is held or others are queued.
+    #[error(transparent)]
+    WouldBlock(TryAcquireError),
+}
