@@ -5,7 +5,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -97,8 +97,10 @@ pub struct GateConfig {
     /// gate is a bare fair semaphore: timeout errors cannot name holders and there are no hold
     /// warnings.
     pub stats: bool,
-    /// Emit a `tracing` warning, naming the label and duration, when a guard is released after
-    /// holding the gate longer than this. Default none. Needs stats.
+    /// Emit a `tracing` warning, naming the label and duration, when a holder passes this
+    /// threshold (once, while it still holds: a stuck holder is reported too) and again when it
+    /// releases after holding longer. Default none. Needs stats. A gate with a hold warning runs
+    /// one small watchdog thread.
     pub hold_warning: Option<Duration>,
 }
 
@@ -291,18 +293,24 @@ impl Gate {
         backend: Option<Arc<dyn Backend>>,
     ) -> Result<Gate, ConfigError> {
         config.validate(&name)?;
-        Ok(Gate {
-            inner: Arc::new(Inner {
-                name: name.into_boxed_str(),
-                sem: Semaphore::new(config.capacity as usize),
-                config,
-                state: Mutex::new(StatsState::new()),
-                waiters: AtomicUsize::new(0),
-                timeouts: AtomicU64::new(0),
-                panics: AtomicU64::new(0),
-                backend,
-            }),
-        })
+        let watch = match config.hold_warning {
+            Some(threshold) if config.stats => Some(threshold),
+            _ => None,
+        };
+        let inner = Arc::new(Inner {
+            name: name.into_boxed_str(),
+            sem: Semaphore::new(config.capacity as usize),
+            config,
+            state: Mutex::new(StatsState::new()),
+            waiters: AtomicUsize::new(0),
+            timeouts: AtomicU64::new(0),
+            panics: AtomicU64::new(0),
+            backend,
+        });
+        if let Some(threshold) = watch {
+            spawn_hold_watchdog(Arc::downgrade(&inner), threshold);
+        }
+        Ok(Gate { inner })
     }
 
     /// The gate's name.
@@ -1037,6 +1045,36 @@ impl Inner {
                 "gate held too long"
             );
         }
+    }
+}
+
+/// Reports holders that exceed the hold warning *while they still hold*: a holder that is stuck
+/// (a hung kernel, a guard leaked into a forgotten task) never reaches the release-time warning.
+/// One thread per gate that has a hold warning; it ends within one interval after the last
+/// handle on the gate is dropped. The interval is a polling period, not synchronization: a
+/// holder is reported between `threshold` and `threshold + interval` into its hold.
+fn spawn_hold_watchdog(gate: Weak<Inner>, threshold: Duration) {
+    let interval = (threshold / 4).clamp(Duration::from_millis(1), Duration::from_secs(1));
+    let spawned = thread::Builder::new()
+        .name("racegate-hold-watchdog".into())
+        .spawn(move || loop {
+            thread::sleep(interval);
+            let Some(inner) = gate.upgrade() else { return };
+            let overdue = inner.state().overdue(threshold, Instant::now());
+            for h in overdue {
+                tracing::warn!(
+                    gate = %inner.name,
+                    label = h.label.as_deref().unwrap_or("(unlabeled)"),
+                    held_ms = h.held_for.as_secs_f64() * 1e3,
+                    threshold_ms = threshold.as_secs_f64() * 1e3,
+                    waiters = inner.waiters.load(Ordering::Relaxed),
+                    "gate still held past the hold warning"
+                );
+            }
+        });
+    if let Err(e) = spawned {
+        // The gate works without it; only the while-held warning is lost.
+        tracing::warn!(error = %e, "racegate: could not start the hold-warning watchdog thread");
     }
 }
 

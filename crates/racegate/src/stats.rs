@@ -197,6 +197,8 @@ struct Holder {
     label_idx: Option<usize>,
     weight: u32,
     since: Instant,
+    /// The hold-warning watchdog already reported this holder while it held.
+    warned: bool,
 }
 
 /// The mutable bookkeeping of one gate (behind the gate's stats mutex).
@@ -259,6 +261,7 @@ impl StatsState {
             label_idx,
             weight,
             since: now,
+            warned: false,
         };
         match self.free.pop() {
             Some(slot) => {
@@ -285,6 +288,23 @@ impl StatsState {
             self.labels[i].hold.saturating_record(ns);
         }
         (holder.label, held)
+    }
+
+    /// Holders that have held longer than `threshold` and were not reported yet; marks them.
+    pub(crate) fn overdue(&mut self, threshold: Duration, now: Instant) -> Vec<HolderInfo> {
+        let mut out = Vec::new();
+        for h in self.holders.iter_mut().flatten() {
+            let held_for = now.saturating_duration_since(h.since);
+            if !h.warned && held_for > threshold {
+                h.warned = true;
+                out.push(HolderInfo {
+                    label: h.label.as_ref().map(|l| l.as_str().to_owned()),
+                    weight: h.weight,
+                    held_for,
+                });
+            }
+        }
+        out
     }
 
     pub(crate) fn timed_out(&mut self, label: Option<&Label>) {
