@@ -790,8 +790,15 @@ pub fn hunt(args: crate::cli::hunt::HuntArgs) -> Result<u8, CliError> {
         })?;
     }
     let stdout = std::io::stdout();
-    report::write_summary(&mut stdout.lock(), &report)
-        .map_err(|e| CliError::Other(anyhow::anyhow!("cannot write the summary: {e}")))?;
+    match report::write_summary(&mut stdout.lock(), &report) {
+        // `racegate hunt … | head` is fine: the reader has what it wanted.
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            return Err(CliError::Other(anyhow::anyhow!(
+                "cannot write the summary: {e}"
+            )))
+        }
+        _ => {}
+    }
     Ok(report.verdict.exit_code())
 }
 
