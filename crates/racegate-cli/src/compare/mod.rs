@@ -134,10 +134,47 @@ pub fn plan(args: &CompareArgs) -> Result<Plan, CliError> {
     })
 }
 
+fn program_of(command: &[String]) -> Option<String> {
+    let first = command.first()?;
+    Path::new(first)
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+}
+
+/// Crash-report patterns that were derived from the scenario's program (or from none, for the
+/// built-in scenario) are derived again from `build`'s, so another process's crash on the
+/// machine is not blamed on the build; patterns the user wrote are kept.
+fn rescope_crash_patterns(s: &mut Scenario, base_program: Option<&str>, build: &Build) {
+    use crate::stress::watch::{scoped_patterns, REPORT_PATTERNS};
+    let program = program_of(&build.command);
+    let all: Vec<String> = REPORT_PATTERNS.iter().map(|p| p.to_string()).collect();
+    let os_defaults = crate::crash::default_dirs();
+    for d in &mut s.crash.dirs {
+        let mut candidates = vec![all.clone()];
+        candidates.extend(
+            os_defaults
+                .iter()
+                .filter(|o| o.path == d.path)
+                .map(|o| o.patterns.clone()),
+        );
+        if let Some(unscoped) = candidates
+            .into_iter()
+            .find(|p| scoped_patterns(p, base_program) == d.patterns)
+        {
+            d.patterns = scoped_patterns(&unscoped, program.as_deref());
+        }
+    }
+}
+
 /// The scenario for one start of `build` on `port`: the plan's scenario with the build as its
 /// managed target (restarted on exit only if the scenario file asks for it).
 pub fn side_scenario(plan: &Plan, build: &Build, port: u16) -> Scenario {
     let mut s = plan.scenario.clone();
+    let base_program = s
+        .target_process
+        .as_ref()
+        .and_then(|tp| program_of(&tp.command));
+    rescope_crash_patterns(&mut s, base_program.as_deref(), build);
     s.target.port = Some(port);
     s.target.url = s.target.base_url(Some(port));
     let port_text = port.to_string();
@@ -325,4 +362,79 @@ pub fn compare(args: CompareArgs) -> Result<u8, CliError> {
         write_to(p, |w| render::write_markdown(&comparison, w))?;
     }
     Ok(comparison.exit_code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crash::CrashDir;
+
+    fn plan_with(dirs: Vec<CrashDir>) -> Plan {
+        let mut scenario = Scenario::builtin(&Overrides {
+            target: Some("http://127.0.0.1:1".into()),
+            ..Overrides::default()
+        })
+        .unwrap();
+        scenario.crash.dirs = dirs;
+        Plan {
+            scenario,
+            a: Build {
+                label: "A".into(),
+                command: vec![
+                    "/opt/builds/server-a".into(),
+                    "--port".into(),
+                    "{port}".into(),
+                ],
+            },
+            b: Build {
+                label: "B".into(),
+                command: vec!["./server-b".into()],
+            },
+            runs: 1,
+            health: "/healthz".into(),
+        }
+    }
+
+    #[test]
+    fn each_start_gets_its_port_in_command_url_and_env() {
+        let plan = plan_with(Vec::new());
+        let s = side_scenario(&plan, &plan.a, 40123);
+        let tp = s.target_process.unwrap();
+        assert_eq!(tp.command, ["/opt/builds/server-a", "--port", "40123"]);
+        assert!(tp.env.contains(&("PORT".into(), "40123".into())));
+        assert_eq!(tp.health, "/healthz");
+        assert!(!tp.restart);
+        assert_eq!(s.target.base_url(None), "http://127.0.0.1:40123");
+        // A build without `{port}` still learns it from `PORT`.
+        let s = side_scenario(&plan, &plan.b, 40124);
+        let tp = s.target_process.unwrap();
+        assert_eq!(tp.command, ["./server-b"]);
+        assert!(tp.env.contains(&("PORT".into(), "40124".into())));
+    }
+
+    #[test]
+    fn default_crash_patterns_follow_the_build() {
+        let plan = plan_with(vec![
+            CrashDir {
+                path: "/reports".into(),
+                patterns: vec!["*.ips".into(), "*.crash".into(), "core.*".into()],
+            },
+            CrashDir {
+                path: "/mine".into(),
+                patterns: vec!["sanctum-*.ips".into()],
+            },
+        ]);
+        let s = side_scenario(&plan, &plan.a, 1);
+        assert_eq!(
+            s.crash.dirs[0].patterns,
+            ["server-a*.ips", "*server-a*.crash", "core.server-a.*"]
+        );
+        assert_eq!(
+            s.crash.dirs[1].patterns,
+            ["sanctum-*.ips"],
+            "written patterns are kept"
+        );
+        let s = side_scenario(&plan, &plan.b, 1);
+        assert_eq!(s.crash.dirs[0].patterns[0], "server-b*.ips");
+    }
 }

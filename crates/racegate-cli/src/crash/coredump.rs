@@ -44,6 +44,56 @@ impl CoredumpName {
     }
 }
 
+/// What systemd-coredump records in a core file's extended attributes (`user.coredump.*`):
+/// the name alone lacks the signal and the executable.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CoredumpAttrs {
+    /// `user.coredump.signal`.
+    pub signal: Option<i32>,
+    /// `user.coredump.exe`.
+    pub exe: Option<String>,
+}
+
+impl CoredumpAttrs {
+    /// Read them from `path`; empty where the file system, the OS or the file has none.
+    pub fn read(path: &Path) -> CoredumpAttrs {
+        let text =
+            |name: &str| get_xattr(path, name).map(|v| v.trim_end_matches('\0').trim().to_string());
+        CoredumpAttrs {
+            signal: text("user.coredump.signal").and_then(|s| s.parse().ok()),
+            exe: text("user.coredump.exe").filter(|s| !s.is_empty()),
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn get_xattr(path: &Path, name: &str) -> Option<String> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = CString::new(path.as_os_str().as_bytes()).ok()?;
+    let c_name = CString::new(name).ok()?;
+    // systemd's values are short (a number, a path): one page is plenty; longer is not ours.
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: both strings are NUL-terminated and outlive the call; `buf` is valid for
+    // `buf.len()` bytes and the kernel writes at most that many.
+    let n = unsafe {
+        libc::getxattr(
+            c_path.as_ptr(),
+            c_name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    let n = usize::try_from(n).ok()?;
+    buf.truncate(n);
+    String::from_utf8(buf).ok()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn get_xattr(_path: &Path, _name: &str) -> Option<String> {
+    None
+}
+
 /// Parse a systemd-coredump file name (the name only, not a path).
 pub fn parse_coredump_name(name: &str) -> Result<CoredumpName, CrashError> {
     let err = |reason: &str| CrashError::CoredumpName {

@@ -181,3 +181,43 @@ fn a_legacy_text_report_named_crash_is_refused() {
     let e = coredump::parse_apport(text.as_bytes(), "Xcodes.crash").unwrap_err();
     assert!(matches!(e, CrashError::LegacyText { .. }), "{e:?}");
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn coredump_xattrs_give_the_signal() {
+    // ext4 and tmpfs take `user.*` attributes; skip (saying so) where the file system does not.
+    let dir = std::env::temp_dir().join(format!("racegate-xattr-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let core =
+        dir.join("core.sim-server.1000.8f2d0c6bd3a54d2c9f0c4e7f5a1b2c3d.77.1763815267123456.zst");
+    std::fs::write(&core, b"").unwrap();
+    let set = |name: &str, value: &str| {
+        use std::os::unix::ffi::OsStrExt;
+        let p = std::ffi::CString::new(core.as_os_str().as_bytes()).unwrap();
+        let n = std::ffi::CString::new(name).unwrap();
+        // SAFETY: NUL-terminated strings and a value buffer valid for its length.
+        let r = unsafe {
+            libc::setxattr(
+                p.as_ptr(),
+                n.as_ptr(),
+                value.as_ptr().cast(),
+                value.len(),
+                0,
+            )
+        };
+        r == 0
+    };
+    let without = parse_file(&core).unwrap();
+    assert_eq!(without.signature.key(), "signal: core dumped by sim-server");
+    if !set("user.coredump.signal", "11")
+        || !set("user.coredump.exe", "/usr/local/bin/sim-server-v2")
+    {
+        eprintln!("skipped: {} takes no user xattrs", dir.display());
+    } else {
+        let with = parse_file(&core).unwrap();
+        assert_eq!(with.signature.key(), "signal: SIGSEGV");
+        assert_eq!(with.signal.as_deref(), Some("SIGSEGV"));
+        assert_eq!(with.process.as_deref(), Some("sim-server-v2"));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

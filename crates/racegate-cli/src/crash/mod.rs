@@ -167,11 +167,25 @@ pub fn parse_file(path: &Path) -> Result<CrashReport, CrashError> {
                 .and_then(|n| n.to_str())
                 .unwrap_or_default();
             let r = coredump::parse_coredump_name(name)?;
+            // The signal, when systemd recorded it, names the crash the way the exit status
+            // does, so the two sightings group under one signature.
+            let attrs = coredump::CoredumpAttrs::read(path);
+            let signal = attrs.signal.and_then(signal_name);
+            let signature = match signal {
+                Some(sig) => CrashSignature::signal(sig, None, CrashSource::CoreDump),
+                None => r.signature(),
+            };
+            let process = attrs
+                .exe
+                .as_deref()
+                .and_then(|e| Path::new(e).file_name())
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_else(|| r.comm.clone());
             Ok(report(
-                Some(r.comm.clone()),
+                Some(process),
                 Some(r.pid),
-                None,
-                r.signature(),
+                signal.map(str::to_string),
+                signature,
                 Vec::new(),
             ))
         }
