@@ -428,7 +428,8 @@ impl Gate {
     }
 
     /// Waits for `n` permits (e.g. MiB of a VRAM budget), in FIFO order: see the type's docs on
-    /// what a large request at the head of the queue does to smaller ones.
+    /// what a large request at the head of the queue does to smaller ones. `n = 0` is granted
+    /// at once, even past a queue, and holds nothing.
     ///
     /// # Errors
     ///

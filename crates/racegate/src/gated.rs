@@ -195,6 +195,31 @@ impl<T: ?Sized + fmt::Debug> fmt::Debug for Gated<T> {
 }
 
 /// Exclusive access to the value of a [`Gated`]; releases the gate when dropped.
+///
+/// Like `MutexGuard`, it is `Send` when `T: Send` and `Sync` only when `T` is also `Sync`:
+///
+/// ```compile_fail
+/// fn sync<T: Sync>() {}
+/// sync::<racegate::GatedGuard<'static, std::cell::Cell<u8>>>();
+/// ```
+///
+/// A value that must stay on one thread cannot be gated for others at all:
+///
+/// ```compile_fail
+/// fn sync<T: Sync>() {}
+/// sync::<racegate::Gated<std::rc::Rc<u8>>>();
+/// ```
+///
+/// And a guard cannot outlive its `Gated`:
+///
+/// ```compile_fail
+/// # async fn f() {
+/// let gated = racegate::Gated::new("gpu", 0u8);
+/// let guard = gated.lock().await;
+/// drop(gated);
+/// drop(guard);
+/// # }
+/// ```
 #[must_use = "the gate is released as soon as the guard is dropped"]
 pub struct GatedGuard<'a, T: ?Sized> {
     _guard: GateGuard<'a>,
