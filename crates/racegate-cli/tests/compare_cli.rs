@@ -163,10 +163,11 @@ fn bad_commands_are_usage_errors_naming_the_flag() {
         ("", "the command is empty"),
         ("./server | tee log", "needs a shell"),
         ("'./server", "never closed"),
+        ("/nonexistent/racegate-build --port {port}", "not found"),
     ] {
         let out = assert_cmd::Command::cargo_bin("racegate")
             .unwrap()
-            .args(["compare", "--a", a, "--b", "./other"])
+            .args(["compare", "--a", a, "--b", "sh"])
             .timeout(Duration::from_secs(30))
             .output()
             .unwrap();
@@ -179,9 +180,9 @@ fn bad_commands_are_usage_errors_naming_the_flag() {
         .args([
             "compare",
             "--a",
-            "x",
+            "sh",
             "--b",
-            "y",
+            "sh",
             "--label-a",
             "same",
             "--label-b",

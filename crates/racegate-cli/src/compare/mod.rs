@@ -108,6 +108,9 @@ pub fn plan(args: &CompareArgs) -> Result<Plan, CliError> {
             a.label
         )));
     }
+    for (flag, build) in [("--a", &a), ("--b", &b)] {
+        check_program(flag, &build.command[0])?;
+    }
     let overrides: Overrides = args.overrides();
     let scenario = match &args.scenario {
         Some(path) => Scenario::from_file(path, &overrides)?,
@@ -163,6 +166,29 @@ fn rescope_crash_patterns(s: &mut Scenario, base_program: Option<&str>, build: &
         {
             d.patterns = scoped_patterns(&unscoped, program.as_deref());
         }
+    }
+}
+
+/// A build whose program does not exist is a usage error now, not N runs of ERROR later.
+/// A path is checked as written; a bare name is looked up on `PATH`.
+fn check_program(flag: &str, program: &str) -> Result<(), CliError> {
+    let found = if program.contains('/') {
+        Path::new(program).is_file()
+    } else {
+        std::env::var_os("PATH")
+            .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
+    };
+    if found {
+        Ok(())
+    } else {
+        Err(usage(format!(
+            "`{flag}`: program `{program}` not found{}",
+            if program.contains('/') {
+                ""
+            } else {
+                " on PATH"
+            }
+        )))
     }
 }
 

@@ -278,3 +278,115 @@ pub fn write_json<W: Write>(c: &Comparison, mut w: W) -> std::io::Result<()> {
     serde_json::to_writer_pretty(&mut w, &doc)?;
     w.write_all(b"\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::summary::{PipelineSummary, RunSummary, Side, SideRuns, WinnerDecision};
+    use super::*;
+    use crate::verdict::Verdict;
+
+    fn run(verdict: Verdict, ok: u64, p50_ms: u64, rps: f64, crash: Option<&str>) -> RunSummary {
+        RunSummary {
+            verdict,
+            reason: String::new(),
+            duration: Duration::from_secs(2),
+            pipelines: vec![PipelineSummary {
+                name: "text".into(),
+                ok,
+                errors: 0,
+                p50: Duration::from_millis(p50_ms),
+                p99: Duration::from_millis(p50_ms * 2),
+                throughput_rps: rps,
+            }],
+            signatures: crash.map(|s| vec![(s.to_string(), 1)]).unwrap_or_default(),
+            crashes: u64::from(crash.is_some()),
+            restarts: 0,
+            failed_checks: 0,
+            errors: 0,
+            requests: ok,
+            throughput_rps: rps,
+            time_to_first_failure: crash.map(|_| Duration::from_millis(250)),
+            target_pids: vec![4242],
+        }
+    }
+
+    fn comparison() -> Comparison {
+        let build = |label: &str| Build {
+            label: label.into(),
+            command: vec!["./srv".into(), "{port}".into()],
+        };
+        let a = SideRuns {
+            label: "streams".into(),
+            runs: vec![
+                run(Verdict::Fail, 0, 0, 0.0, Some("assertion: x")),
+                run(Verdict::Fail, 3, 10, 1.5, Some("assertion: x")),
+                run(Verdict::Pass, 90, 20, 45.0, None),
+            ],
+        };
+        let b = SideRuns {
+            label: "mutex".into(),
+            runs: vec![
+                run(Verdict::Pass, 80, 30, 40.0, None),
+                run(Verdict::Pass, 82, 31, 41.0, None),
+                run(Verdict::Pass, 84, 32, 42.0, None),
+            ],
+        };
+        Comparison {
+            scenario_file: None,
+            runs_requested: 3,
+            duration: Duration::from_secs(2),
+            decision: WinnerDecision {
+                winner: Some(Side::B),
+                reason: "mutex never crashed".into(),
+            },
+            a: (build("streams"), a),
+            b: (build("mutex"), b),
+            reports: (Vec::new(), Vec::new()),
+            interrupted: false,
+            exit_code: 1,
+        }
+    }
+
+    #[test]
+    fn cells_show_min_median_max_and_skip_latency_without_success() {
+        let t = table(&comparison());
+        let row = |name: &str| t.rows.iter().find(|r| r[0] == name).unwrap().clone();
+        assert_eq!(row("verdict")[1], "FAIL FAIL PASS");
+        assert_eq!(row("verdict")[2], "PASS x3");
+        assert_eq!(row("text ok")[1], "0 / 3 / 90");
+        // The run with no success has no p50: two values, median of 10 and 20.
+        assert_eq!(row("text p50")[1], "10.00 / 15.00 / 20.00 ms");
+        assert_eq!(row("crashes")[1], "2 in 2 of 3 runs\n2x assertion: x");
+        assert_eq!(row("crashes")[2], "none");
+        assert_eq!(
+            row("time to first failure")[1],
+            "0.250 / 0.250 / 0.250 s (2 of 3 runs)"
+        );
+    }
+
+    #[test]
+    fn every_format_names_the_winner() {
+        let c = comparison();
+        let mut text = Vec::new();
+        write_terminal(&c, &mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert!(
+            text.contains("winner: B (mutex): mutex never crashed"),
+            "{text}"
+        );
+        let mut md = Vec::new();
+        write_markdown(&c, &mut md).unwrap();
+        let md = String::from_utf8(md).unwrap();
+        assert!(
+            md.contains("| verdict | FAIL FAIL PASS | PASS x3 |"),
+            "{md}"
+        );
+        let mut js = Vec::new();
+        write_json(&c, &mut js).unwrap();
+        let v: Value = serde_json::from_slice(&js).unwrap();
+        assert_eq!(v["winner"], "b");
+        assert_eq!(v["winner_label"], "mutex");
+        assert_eq!(v["a"]["summary"]["crashed_runs"], 2);
+        assert_eq!(v["b"]["summary"]["throughput_rps"]["median"], 41.0);
+    }
+}

@@ -1,8 +1,9 @@
 //! Linux crash traces: systemd-coredump file names and apport `.crash` reports.
 //!
 //! systemd-coredump stores `core.<comm>.<uid>.<boot_id>.<pid>.<timestamp_us>[.zst|.lz4|.xz]` in
-//! `/var/lib/systemd/coredump`; the name carries the process and pid but not the signal (a
-//! managed target's exit status gives that). apport writes `/var/crash/<exe>.<uid>.crash`, a
+//! `/var/lib/systemd/coredump`; the name carries the process and pid, and the file's extended
+//! attributes (`user.coredump.signal`, `user.coredump.exe`, read by [`CoredumpAttrs`]) the
+//! signal and executable, where the file system keeps them. apport writes `/var/crash/<exe>.<uid>.crash`, a
 //! `Key: value` file whose continuation lines start with a space; `Signal`, `ExecutablePath`,
 //! `ProcStatus` (`Name:`, `Pid:`) and `AssertionMessage` are read, and the base64 `CoreDump`
 //! value (often hundreds of megabytes) is skipped without being held in memory.
