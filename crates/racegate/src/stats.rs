@@ -138,7 +138,9 @@ pub struct GateStats {
     pub wait: Percentiles,
     /// Hold time, all completed holds.
     pub hold: Percentiles,
-    /// Per-label figures, in order of first appearance.
+    /// Per-label figures, in order of first appearance. The first 64 distinct labels get their
+    /// own entry; later new labels are counted together under `"(other labels)"` (holders and
+    /// errors still show each caller's own label).
     pub labels: Vec<LabelStats>,
 }
 
@@ -175,6 +177,11 @@ impl fmt::Display for GateStats {
 }
 
 const MAX_NS: u64 = 3_600_000_000_000;
+
+/// Distinct labels with their own figures; later new labels are counted together.
+pub(crate) const MAX_LABELS: usize = 64;
+/// The label under which labels past [`MAX_LABELS`] are counted.
+pub(crate) const OTHER_LABELS: &str = "(other labels)";
 
 fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_NS, 2).expect("static histogram bounds are valid")
@@ -228,8 +235,19 @@ impl StatsState {
         if let Some(i) = self.labels.iter().position(|l| l.label.same(label)) {
             return i;
         }
+        // Labels are meant to be a few pipeline names; a caller that labels by request id must
+        // not grow the stats without bound (each label keeps two histograms).
+        let label = if self.labels.len() < MAX_LABELS {
+            label.clone()
+        } else {
+            let other = Label::from(OTHER_LABELS);
+            if let Some(i) = self.labels.iter().position(|l| l.label.same(&other)) {
+                return i;
+            }
+            other
+        };
         self.labels.push(PerLabel {
-            label: label.clone(),
+            label,
             acquisitions: 0,
             timeouts: 0,
             wait: histogram(),

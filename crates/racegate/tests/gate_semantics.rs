@@ -601,3 +601,20 @@ async fn try_acquire_error_names_holders_and_queued_waiters() {
     drop(held);
     bounded(head).await.unwrap().unwrap();
 }
+
+#[test]
+fn per_label_figures_are_bounded() {
+    let gate = Gate::new("many-labels");
+    for i in 0..100 {
+        drop(gate.labeled(format!("request-{i}")).acquire_blocking());
+    }
+    let held = gate.labeled(String::from("request-100")).acquire_blocking();
+    let s = gate.stats();
+    assert_eq!(s.labels.len(), 65);
+    let other = s.labels.last().unwrap();
+    assert_eq!(other.label, "(other labels)");
+    assert_eq!(other.acquisitions, 100 + 1 - 64);
+    // The holder still shows its own label.
+    assert_eq!(s.holders[0].label.as_deref(), Some("request-100"));
+    drop(held);
+}
