@@ -67,12 +67,22 @@ fn demo_tells_the_story_and_leaves_no_child() {
     for m in &modes[..2] {
         let crashes = m["crashes"].as_array().unwrap();
         assert!(!crashes.is_empty(), "{m}");
-        // The sim's Metal-style assertion, normalized the same way from every channel.
+        // The sim's Metal-style assertion, normalized the same way from every channel: its
+        // stderr line, its exit signal and its `.ips` report group under one signature.
         for c in crashes {
             assert!(
                 c["signature"].as_str().unwrap().starts_with("assertion: "),
                 "{c}"
             );
+        }
+        let sources: Vec<&str> = crashes[0]["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap())
+            .collect();
+        for source in ["stderr", "exit_status", "crash_report"] {
+            assert!(sources.contains(&source), "{source} missing in {m}");
         }
     }
     assert!(modes[2]["crashes"].as_array().unwrap().is_empty());
