@@ -216,3 +216,50 @@ fn bad_input_is_a_usage_error_naming_the_problem() {
             "listing tests with `cargo test --manifest-path /nonexistent/Cargo.toml",
         ));
 }
+
+#[test]
+fn nextest_cross_process_conflict_is_found_and_the_emitted_test_group_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("hunt.json");
+    racegate()
+        .args([
+            "hunt",
+            "--runs",
+            "3",
+            "--jobs",
+            "4",
+            "--test-timeout",
+            "30s",
+            "-q",
+        ])
+        .args(["--verify", "--json"])
+        .arg(&json)
+        .args(["--", "cargo", "nextest", "run", "--manifest-path"])
+        .arg(manifest("nextest-device-suite"))
+        .assert()
+        .code(1);
+    let r = report(&json);
+    assert_eq!(r["runner"], "nextest");
+    assert_eq!(r["tests"], 12);
+    assert_eq!(r["verdict"], "races_found");
+    let findings = r["findings"].as_array().unwrap();
+    // Whichever test loses the device, it is one failure: same message, one finding.
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    let f = &findings[0];
+    assert_eq!(f["kind"], "failure");
+    assert_eq!(f["classification"], "race");
+    assert!(f["signature"].as_str().unwrap().contains("device busy"));
+    assert_eq!(
+        f["conflict_set"],
+        serde_json::json!([
+            "nextest-device-suite device::exclusive_download",
+            "nextest-device-suite device::exclusive_upload"
+        ])
+    );
+    assert!(r["fix"]["nextest_toml"]
+        .as_str()
+        .unwrap()
+        .contains("(binary_id(=nextest-device-suite) & test(=device::exclusive_upload))"));
+    // Applied through nextest's own test groups (a tool config file), the fix holds.
+    assert_eq!(r["verify"]["passed"], true, "{}", r["verify"]);
+}

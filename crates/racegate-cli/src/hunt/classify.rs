@@ -44,9 +44,14 @@ fn reported_signal(stderr: &str) -> Option<String> {
 }
 
 /// Classify one execution of the tests in `planned`.
+///
+/// `failure_output` is the runner's per-test failure text: a failed test whose text holds a
+/// panic or assertion is keyed by that signature, so the same failure is recognized whichever
+/// test shows it; without one it is keyed by the test.
 pub fn classify(
     exec: &Execution,
     results: Vec<(String, TestStatus)>,
+    failure_output: &[(String, String)],
     planned: &[String],
 ) -> RunObservation {
     let unfinished: Vec<String> = planned
@@ -120,13 +125,22 @@ pub fn classify(
                 unfinished: unfinished.clone(),
                 stacks: Vec::new(),
             }),
-            TestStatus::Failed => push(Failure {
-                key: FailureKey::Failure(name.clone()),
-                signature: format!("`{name}` failed"),
-                test: Some(name.clone()),
-                unfinished: unfinished.clone(),
-                stacks: Vec::new(),
-            }),
+            TestStatus::Failed => {
+                let message = failure_output
+                    .iter()
+                    .find(|(t, _)| t == name)
+                    .and_then(|(_, text)| stderr_signature(text));
+                push(Failure {
+                    key: FailureKey::Failure(message.clone().unwrap_or_else(|| name.clone())),
+                    signature: match &message {
+                        Some(m) => format!("`{name}` failed: {m}"),
+                        None => format!("`{name}` failed"),
+                    },
+                    test: Some(name.clone()),
+                    unfinished: unfinished.clone(),
+                    stacks: Vec::new(),
+                })
+            }
             TestStatus::Passed | TestStatus::Skipped => {}
         }
     }
@@ -158,6 +172,7 @@ mod tests {
         let obs = classify(
             &exec(Termination::Exited(101), stderr),
             vec![("a".into(), TestStatus::Passed)],
+            &[],
             &names(&["a", "b", "c"]),
         );
         assert_eq!(obs.failures.len(), 1);
@@ -181,6 +196,7 @@ mod tests {
                 "",
             ),
             vec![("a".into(), TestStatus::Failed)],
+            &[],
             &names(&["a", "b"]),
         );
         let keys: Vec<_> = obs.failures.iter().map(|f| f.key.clone()).collect();
@@ -192,10 +208,36 @@ mod tests {
     }
 
     #[test]
+    fn failures_with_one_message_are_one_failure() {
+        let text =
+            |line: u32| format!("thread 'x' (7) panicked at src/lib.rs:{line}:36:\ndevice busy\n");
+        let key_of = |test: &str, line: u32| {
+            classify(
+                &exec(Termination::Exited(101), ""),
+                vec![(test.into(), TestStatus::Failed)],
+                &[(test.into(), text(line))],
+                &names(&[test]),
+            )
+            .failures[0]
+                .key
+                .clone()
+        };
+        assert_eq!(key_of("dev::up", 43), key_of("dev::down", 37));
+        let plain = classify(
+            &exec(Termination::Exited(101), ""),
+            vec![("t".into(), TestStatus::Failed)],
+            &[],
+            &names(&["t"]),
+        );
+        assert_eq!(plain.failures[0].key, FailureKey::Failure("t".into()));
+    }
+
+    #[test]
     fn clean_run_has_no_failures() {
         let obs = classify(
             &exec(Termination::Exited(0), "   Compiling x\n"),
             vec![("a".into(), TestStatus::Passed)],
+            &[],
             &names(&["a"]),
         );
         assert!(obs.failures.is_empty());

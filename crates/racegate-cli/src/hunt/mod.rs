@@ -210,7 +210,8 @@ impl<E: Executor> Engine<'_, E> {
             nonzero |= ex.termination != exec::Termination::Exited(0);
             stderr_tail = tail(&format!("{}{}", ex.stdout, ex.stderr), 15);
             let results = self.runner.parse_results(&ex.stdout, &ex.stderr);
-            let obs = classify::classify(&ex, results, tests);
+            let failure_output = self.runner.failure_output(&ex.stdout, &ex.stderr);
+            let obs = classify::classify(&ex, results, &failure_output, tests);
             merged.results.extend(obs.results);
             for f in obs.failures {
                 if !merged.has(&f.key) {
@@ -371,6 +372,8 @@ pub fn run_hunt<E: Executor>(
     let mut findings: Vec<Finding> = Vec::new();
     let mut groups: Vec<Vec<String>> = Vec::new();
     let mut leaks: Vec<emit::LeakingFixture> = Vec::new();
+    // Failures that are not races (broken tests) do not fail the verification.
+    let mut known_broken: Vec<FailureKey> = Vec::new();
     for s in seen {
         let mut finding = Finding {
             kind: s.first.key.kind(),
@@ -409,6 +412,13 @@ pub fn run_hunt<E: Executor>(
                 continue;
             }
         }
+        if matches!(
+            finding.classification,
+            Classification::Broken | Classification::OrderDependent | Classification::Flaky
+        ) && finding.kind == FailureKind::Failure
+        {
+            known_broken.push(s.first.key.clone());
+        }
         if finding.classification == Classification::Race {
             let mut group = finding.conflict_set.clone();
             if finding.kind == FailureKind::Hang {
@@ -442,14 +452,6 @@ pub fn run_hunt<E: Executor>(
     let mut verify = None;
     if cfg.verify && !groups.is_empty() && !incomplete {
         (engine.on_event)(HuntEvent::Phase("verify"));
-        let known_broken: Vec<FailureKey> = findings
-            .iter()
-            .filter(|f| f.classification != Classification::Race)
-            .filter_map(|f| match (&f.kind, &f.test) {
-                (FailureKind::Failure, Some(t)) => Some(FailureKey::Failure(t.clone())),
-                _ => None,
-            })
-            .collect();
         let mut v = VerifyReport {
             runs: 0,
             clean_runs: 0,

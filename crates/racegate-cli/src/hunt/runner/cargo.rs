@@ -18,16 +18,18 @@ pub struct CargoTest {
 
 impl CargoTest {
     /// Wrap the user's `cargo test …` command.
+    ///
+    /// `-q`/`--quiet` are dropped: libtest's quiet format prints dots, not the per-test lines
+    /// the hunt reads.
     pub fn new(command: &[OsString]) -> Self {
-        match command.iter().position(|a| a == "--") {
-            Some(i) => CargoTest {
-                cargo: command[..i].to_vec(),
-                harness: command[i + 1..].to_vec(),
-            },
-            None => CargoTest {
-                cargo: command.to_vec(),
-                harness: Vec::new(),
-            },
+        let (cargo, harness) = match command.iter().position(|a| a == "--") {
+            Some(i) => (command[..i].to_vec(), command[i + 1..].to_vec()),
+            None => (command.to_vec(), Vec::new()),
+        };
+        let loud = |a: &OsString| a != "-q" && a != "--quiet";
+        CargoTest {
+            cargo: cargo.into_iter().filter(loud).collect(),
+            harness: harness.into_iter().filter(loud).collect(),
         }
     }
 
@@ -68,6 +70,31 @@ pub fn parse_terse_list(stdout: &str) -> Vec<String> {
         }
     }
     names
+}
+
+/// libtest's failure sections: `---- NAME stdout ----` up to the next section or the
+/// `failures:` list.
+pub fn parse_failure_sections(stdout: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut current: Option<(String, String)> = None;
+    for line in stdout.lines() {
+        let header = line
+            .strip_prefix("---- ")
+            .and_then(|r| r.strip_suffix(" ----"))
+            .and_then(|r| r.rsplit_once(' '))
+            .filter(|(_, stream)| *stream == "stdout" || *stream == "stderr");
+        if let Some((name, _)) = header {
+            out.extend(current.take());
+            current = Some((name.to_string(), String::new()));
+        } else if line.starts_with("failures:") || line.starts_with("test result:") {
+            out.extend(current.take());
+        } else if let Some((_, text)) = current.as_mut() {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    out.extend(current);
+    out
 }
 
 impl Runner for CargoTest {
@@ -132,6 +159,10 @@ impl Runner for CargoTest {
             .filter_map(parse_result_line)
             .map(|(n, s)| (n.to_string(), s))
             .collect()
+    }
+
+    fn failure_output(&self, stdout: &str, _stderr: &str) -> Vec<(String, String)> {
+        parse_failure_sections(stdout)
     }
 }
 
@@ -199,11 +230,27 @@ mod tests {
         assert_eq!(parse_terse_list(list), vec!["gpu::a", "b"]);
     }
 
+    #[test]
+    fn failure_sections_and_quiet_flags() {
+        let out = "failures:\n\n---- dev::a stdout ----\n\nthread 'dev::a' (12) panicked at src/lib.rs:37:36:\nbusy\n\n---- dev::b stdout ----\nx\n\nfailures:\n    dev::a\n";
+        let s = parse_failure_sections(out);
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0].0, "dev::a");
+        assert!(s[0].1.contains("panicked at src/lib.rs:37:36:\nbusy"));
+        assert_eq!(s[1], ("dev::b".to_string(), "x\n\n".to_string()));
+        let r = CargoTest::new(&["cargo".into(), "test".into(), "-q".into()]);
+        assert_eq!(
+            words(&r.list_command()),
+            "cargo test -- --list --format terse"
+        );
+    }
+
     proptest! {
         #[test]
         fn parsers_never_panic(s in "\\PC*") {
             let _ = parse_result_line(&s);
             let _ = parse_terse_list(&s);
+            let _ = parse_failure_sections(&s);
         }
 
         #[test]

@@ -96,6 +96,12 @@ pub trait Runner {
     fn is_progress(&self, line: &str) -> bool;
     /// Every per-test result in the output.
     fn parse_results(&self, stdout: &str, stderr: &str) -> Vec<(String, TestStatus)>;
+    /// The output the runner printed for each failed test, `(test, text)`, when it prints
+    /// one: the failure's message is what identifies "the same failure" across runs (two
+    /// tests racing for one resource fail with one message, whichever of them loses).
+    fn failure_output(&self, _stdout: &str, _stderr: &str) -> Vec<(String, String)> {
+        Vec::new()
+    }
 }
 
 /// Split a test command into program and arguments.

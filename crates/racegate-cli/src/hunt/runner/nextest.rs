@@ -134,6 +134,27 @@ pub fn parse_status_line(line: &str) -> Option<(String, TestStatus)> {
     Some((format!("{bin} {}", name.trim()), status))
 }
 
+/// The output nextest prints under each `FAIL`/`SIG…` status line, up to the next status line.
+pub fn parse_failure_blocks(stderr: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut current: Option<(String, String)> = None;
+    for line in stderr.lines() {
+        if let Some((id, status)) = parse_status_line(line) {
+            out.extend(current.take());
+            if !matches!(status, TestStatus::Passed | TestStatus::Skipped) {
+                current = Some((id, String::new()));
+            }
+        } else if line.trim_start().starts_with("Summary [") {
+            out.extend(current.take());
+        } else if let Some((_, text)) = current.as_mut() {
+            text.push_str(line.trim());
+            text.push('\n');
+        }
+    }
+    out.extend(current);
+    out
+}
+
 /// The tool config that serializes `groups` (names must carry the `@tool:racegate:` prefix).
 pub fn tool_config(groups: &[Vec<String>]) -> String {
     let mut s = String::from("[test-groups]\n");
@@ -210,6 +231,10 @@ impl Runner for Nextest {
         parse_status_line(line).is_some()
     }
 
+    fn failure_output(&self, _stdout: &str, stderr: &str) -> Vec<(String, String)> {
+        parse_failure_blocks(stderr)
+    }
+
     fn parse_results(&self, stdout: &str, stderr: &str) -> Vec<(String, TestStatus)> {
         let mut out: Vec<(String, TestStatus)> = Vec::new();
         for (id, st) in stderr
@@ -256,6 +281,19 @@ mod tests {
     }
 
     #[test]
+    fn failure_blocks() {
+        let err = "        FAIL [   0.199s] (11/12) suite dev::up\n  stderr ───\n\n    thread 'dev::up' (1) panicked at src/lib.rs:43:36:\n    busy\n        PASS [   0.4s] (12/12) suite dev::down\n";
+        let b = parse_failure_blocks(err);
+        assert_eq!(b.len(), 1);
+        assert_eq!(b[0].0, "suite dev::up");
+        assert!(
+            b[0].1.contains("panicked at src/lib.rs:43:36:\nbusy\n"),
+            "{:?}",
+            b[0].1
+        );
+    }
+
+    #[test]
     fn parses_listing() {
         let json = r#"{"test-count":3,"rust-suites":{"suite":{"binary-id":"suite","testcases":{"a":{"ignored":false,"filter-match":{"status":"matches"}},"b":{"ignored":true,"filter-match":{"status":"matches"}},"c":{"ignored":false,"filter-match":{"status":"mismatch"}}}}}}"#;
         assert_eq!(parse_list_json(json).unwrap(), vec!["suite a"]);
@@ -277,6 +315,7 @@ mod tests {
         fn parsers_never_panic(s in "\\PC*") {
             let _ = parse_status_line(&s);
             let _ = parse_list_json(&s);
+            let _ = parse_failure_blocks(&s);
         }
     }
 }
