@@ -25,7 +25,8 @@ use crate::stats::{GateStats, Label, StatsState};
 // whoever already holds the in-process permits. Threads of one process therefore queue fairly on
 // the in-process semaphore first, and only the winner(s) contend with other processes. Every
 // acquisition path (async, owned, blocking, try, timeout, weighted) goes through `Inner::grant`
-// (or `Inner::try_grant` for the non-waiting path), which:
+// (or `Inner::try_grant` for the non-waiting path; a gate without a backend first tries
+// `Inner::grant_now`, the synchronous uncontended fast path with the same steps 1 and 3), which:
 //   1. takes the semaphore permit(s),
 //   2. asks the backend, if any, for its lock with the remaining time budget (async callers run
 //      the blocking backend call on tokio's blocking pool, so the runtime is never blocked),
