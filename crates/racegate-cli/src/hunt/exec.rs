@@ -285,3 +285,103 @@ impl Executor for ProcessExecutor {
         ))
     }
 }
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> CommandSpec {
+        CommandSpec {
+            program: "sh".into(),
+            args: vec!["-c".into(), script.into()],
+            env: Vec::new(),
+            cwd: None,
+        }
+    }
+
+    fn alive(pid: u32) -> bool {
+        // Zombies count as gone: they hold no resources and their parent reaps them.
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(stat) => !stat
+                .rsplit_once(") ")
+                .is_some_and(|(_, r)| r.starts_with('Z')),
+            Err(_) => {
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
+                    && !cfg!(target_os = "linux")
+            }
+        }
+    }
+
+    #[test]
+    fn progress_keeps_a_slow_run_alive_and_silence_ends_it() {
+        let progress = |l: &str| l.ends_with("... ok");
+        let limits = Limits {
+            idle: Duration::from_millis(1500),
+            total: Duration::from_secs(30),
+            capture_stacks: false,
+        };
+        // Six progress lines 0.4 s apart: 2.4 s in all, never 1.5 s without progress.
+        let ex = ProcessExecutor
+            .execute(
+                &sh("for i in 1 2 3 4 5 6; do echo \"test t$i ... ok\"; sleep 0.4; done"),
+                limits,
+                &progress,
+            )
+            .unwrap();
+        assert_eq!(ex.termination, Termination::Exited(0));
+        assert_eq!(ex.stdout.lines().count(), 6);
+
+        // Output that is not progress does not count.
+        let ex = ProcessExecutor
+            .execute(
+                &sh("while true; do echo compiling; sleep 0.1; done"),
+                limits,
+                &progress,
+            )
+            .unwrap();
+        assert!(
+            matches!(ex.termination, Termination::Hung { .. }),
+            "{:?}",
+            ex.termination
+        );
+    }
+
+    #[test]
+    fn a_hung_tree_is_dumped_then_killed_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let pids = dir.path().join("pids");
+        // A child in the background and one in the foreground, both stuck.
+        let script = format!(
+            "sleep 300 & echo $! > {p}; sleep 300 & echo $! >> {p}; wait",
+            p = pids.display()
+        );
+        let limits = Limits {
+            idle: Duration::from_millis(800),
+            total: Duration::from_secs(60),
+            capture_stacks: true,
+        };
+        let ex = ProcessExecutor
+            .execute(&sh(&script), limits, &|_| false)
+            .unwrap();
+        assert!(matches!(ex.termination, Termination::Hung { .. }));
+        let children: Vec<u32> = std::fs::read_to_string(&pids)
+            .unwrap()
+            .lines()
+            .map(|l| l.trim().parse().unwrap())
+            .collect();
+        assert_eq!(children.len(), 2);
+        for pid in &children {
+            assert!(!alive(*pid), "pid {pid} outlived the hang");
+        }
+        let has_gdb = std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("gdb").is_file()));
+        if has_gdb {
+            // Both stuck `sleep`s were dumped (the shell is skipped as a driver).
+            assert_eq!(ex.stacks.len(), 2, "{:#?}", ex.stacks);
+            assert!(ex
+                .stacks
+                .iter()
+                .all(|s| s.tool == "gdb" && s.text.contains("#0")));
+        }
+    }
+}
