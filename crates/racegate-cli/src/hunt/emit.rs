@@ -41,15 +41,21 @@ pub fn group_name(i: usize) -> String {
     format!("racegate-conflict-{}", i + 1)
 }
 
-/// Build the fix for `groups` (each a set of tests that must never overlap).
-pub fn fix(runner: RunnerKind, groups: &[Vec<String>], leaks: &[LeakingFixture]) -> Fix {
+/// Build the fix for `groups` (each a set of tests that must never overlap). `locations`
+/// maps Rust test names to `file:line` where they were found (see [`locate_rust_tests`]).
+pub fn fix(
+    runner: RunnerKind,
+    groups: &[Vec<String>],
+    leaks: &[LeakingFixture],
+    locations: &[(String, String)],
+) -> Fix {
     if groups.is_empty() {
         return Fix::default();
     }
     match runner {
         RunnerKind::Cargo | RunnerKind::Nextest => Fix {
             nextest_toml: Some(nextest_toml(groups)),
-            cargo_test_guard: Some(cargo_guard(runner, groups)),
+            cargo_test_guard: Some(cargo_guard(runner, groups, locations)),
             pytest: None,
             root_cause: None,
         },
@@ -78,7 +84,11 @@ fn nextest_toml(groups: &[Vec<String>]) -> String {
     s
 }
 
-fn cargo_guard(runner: RunnerKind, groups: &[Vec<String>]) -> String {
+fn cargo_guard(
+    runner: RunnerKind,
+    groups: &[Vec<String>],
+    locations: &[(String, String)],
+) -> String {
     let mut s = String::from(
         "Put these tests behind racegate's test guard (first line of each test body), or mark them #[serial]:\n",
     );
@@ -90,11 +100,87 @@ fn cargo_guard(runner: RunnerKind, groups: &[Vec<String>]) -> String {
             } else {
                 t.as_str()
             };
-            s.push_str(&format!("  {name}\n"));
+            match locations.iter().find(|(n, _)| n == name) {
+                Some((_, at)) => s.push_str(&format!("  {name}  ({at})\n")),
+                None => s.push_str(&format!("  {name}\n")),
+            }
         }
     }
     s.push_str("\n    let _gpu = racegate::test_guard(\"gpu\");\n");
     s
+}
+
+/// Where each Rust test in `names` is defined under `root`: the first `fn LAST_SEGMENT(` in a
+/// `.rs` file whose path or text mentions the test's module, as `path:line` (relative to the
+/// current directory when under it). Bounded: at most 5,000 files, `target/` and hidden directories skipped.
+pub fn locate_rust_tests(root: &std::path::Path, names: &[&str]) -> Vec<(String, String)> {
+    let mut files = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || name == "target" {
+                continue;
+            }
+            if path.is_dir() {
+                dirs.push(path);
+            } else if name.ends_with(".rs") && files.len() < 5_000 {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    let texts: Vec<(std::path::PathBuf, String)> = files
+        .into_iter()
+        .filter_map(|p| std::fs::read_to_string(&p).ok().map(|t| (p, t)))
+        .collect();
+    let cwd = std::env::current_dir().ok();
+    let mut out = Vec::new();
+    for name in names {
+        let mut segments: Vec<&str> = name.split("::").collect();
+        let Some(func) = segments.pop() else { continue };
+        let needle = format!("fn {func}(");
+        let module = segments.last().copied();
+        let mut best: Option<(bool, String)> = None;
+        for (path, text) in &texts {
+            let lines: Vec<&str> = text.lines().collect();
+            // Inside `mod m` when the file declares it, else anywhere.
+            let mod_line = module.and_then(|m| {
+                lines.iter().position(|l| {
+                    let l = l.trim_start();
+                    l.starts_with(&format!("mod {m} ")) || l.starts_with(&format!("mod {m}{{"))
+                })
+            });
+            let start = mod_line.unwrap_or(0);
+            let Some(line) = lines[start..]
+                .iter()
+                .position(|l| l.contains(&needle))
+                .map(|i| i + start)
+            else {
+                continue;
+            };
+            // Relative to where the user stands, so the path can be opened as printed.
+            let rel = cwd
+                .as_ref()
+                .and_then(|c| path.strip_prefix(c).ok())
+                .unwrap_or(path)
+                .display()
+                .to_string();
+            let mentions = module.is_none_or(|m| mod_line.is_some() || rel.contains(m));
+            let at = format!("{rel}:{}", line + 1);
+            if best.as_ref().is_none_or(|(m, _)| !m && mentions) {
+                best = Some((mentions, at));
+            }
+        }
+        if let Some((_, at)) = best {
+            out.push((name.to_string(), at));
+        }
+    }
+    out
 }
 
 fn pytest_groups(groups: &[Vec<String>]) -> String {
@@ -204,23 +290,47 @@ mod tests {
     #[test]
     fn nextest_fix_parses_as_toml() {
         let g = vec![vec!["suite gpu::a".to_string(), "suite gpu::b".to_string()]];
-        let f = fix(RunnerKind::Nextest, &g, &[]);
+        let f = fix(
+            RunnerKind::Nextest,
+            &g,
+            &[],
+            &[("gpu::a".into(), "src/gpu.rs:12".into())],
+        );
         let toml_text = f.nextest_toml.unwrap();
         let t: toml::Table = toml_text.parse().unwrap();
         assert!(t["test-groups"]["racegate-conflict-1"]["max-threads"].as_integer() == Some(1));
         assert!(toml_text
             .contains("(binary_id(=suite) & test(=gpu::a)) | (binary_id(=suite) & test(=gpu::b))"));
-        assert!(f.cargo_test_guard.unwrap().contains("  gpu::a\n"));
+        assert!(f
+            .cargo_test_guard
+            .unwrap()
+            .contains("  gpu::a  (src/gpu.rs:12)\n"));
     }
 
     #[test]
     fn pytest_fix_names_groups_and_loadgroup() {
         let g = vec![vec!["t.py::test_a".to_string()]];
-        let f = fix(RunnerKind::Pytest, &g, &[]);
+        let f = fix(RunnerKind::Pytest, &g, &[], &[]);
         let p = f.pytest.unwrap();
         assert!(p.contains("--dist loadgroup"));
         assert!(p.contains("\"t.py::test_a\": \"racegate-conflict-1\""));
         assert!(f.root_cause.is_none());
+    }
+
+    #[test]
+    fn locates_rust_tests_by_module() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("src")).unwrap();
+        std::fs::write(
+            dir.path().join("src/lib.rs"),
+            "mod other {\n    fn run() {}\n}\nmod gpu {\n    #[test]\n    fn run() {}\n}\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("src/a.rs"), "fn run() {}\n").unwrap();
+        let found = locate_rust_tests(dir.path(), &["gpu::run", "missing"]);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].0, "gpu::run");
+        assert!(found[0].1.ends_with("src/lib.rs:6"), "{found:?}");
     }
 
     #[test]

@@ -448,7 +448,17 @@ pub fn run_hunt<E: Executor>(
     }
 
     // 4. Verify.
-    let fix = emit::fix(cfg.runner, &groups, &leaks);
+    let locations = if cfg.runner == RunnerKind::Pytest || groups.is_empty() {
+        Vec::new()
+    } else {
+        let names: Vec<&str> = groups
+            .iter()
+            .flatten()
+            .map(|t| runner::nextest::split_id(t).1)
+            .collect();
+        emit::locate_rust_tests(&rust_root(&cfg.command), &names)
+    };
+    let fix = emit::fix(cfg.runner, &groups, &leaks, &locations);
     let mut verify = None;
     if cfg.verify && !groups.is_empty() && !incomplete {
         (engine.on_event)(HuntEvent::Phase("verify"));
@@ -672,6 +682,26 @@ fn fixture_users<E: Executor>(
         .filter(|(id, fx)| fx.iter().any(|f| f == name) && tests.contains(id))
         .map(|(id, _)| id)
         .collect()
+}
+
+/// The directory holding the suite's sources: that of `--manifest-path`, else the current one.
+fn rust_root(command: &[OsString]) -> PathBuf {
+    let manifest = command
+        .iter()
+        .position(|a| a == "--manifest-path")
+        .and_then(|i| command.get(i + 1))
+        .map(PathBuf::from)
+        .or_else(|| {
+            command.iter().find_map(|a| {
+                a.to_str()
+                    .and_then(|s| s.strip_prefix("--manifest-path="))
+                    .map(PathBuf::from)
+            })
+        });
+    match manifest.as_ref().and_then(|m| m.parent()) {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+    }
 }
 
 /// A private scratch directory for helper files (pytest plugin, nextest tool config).
