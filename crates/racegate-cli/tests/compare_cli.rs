@@ -2,11 +2,16 @@
 //! (itself, as `sim-serve`) on loopback ports and compares them.
 #![cfg(unix)]
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
 use std::time::Duration;
 
+use assert_cmd::cargo::CommandCargoExt;
+
 use nix::errno::Errno;
-use nix::sys::signal::kill;
+use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
 
@@ -192,4 +197,75 @@ fn bad_commands_are_usage_errors_naming_the_flag() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn ctrl_c_stops_the_comparison_and_its_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("compare.json");
+    let build = sim("gated");
+    let mut child = Command::cargo_bin("racegate")
+        .unwrap()
+        .args([
+            "compare",
+            "--a",
+            &build,
+            "--b",
+            &build,
+            "--duration",
+            "60s",
+            "--json",
+        ])
+        .arg(&json)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut server = None;
+    let mut seen = Vec::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) {
+        if let Some(rest) = line.split("target started (pid ").nth(1) {
+            server = rest.trim_end_matches(')').parse::<u64>().ok();
+        }
+        let hammering = line.contains("hammering");
+        seen.push(line);
+        if hammering {
+            break;
+        }
+    }
+    let server = server.unwrap_or_else(|| panic!("no target pid in:\n{}", seen.join("\n")));
+    assert!(alive(server), "build A should be running");
+
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
+    let (done_tx, done_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done_tx.send(child.wait());
+    });
+    let status = done_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("racegate compare did not stop within 30 s of Ctrl-C")
+        .unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        !alive(server),
+        "build A's server {server} outlived an interrupted compare"
+    );
+    let doc: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(doc["interrupted"], true);
+    assert_eq!(doc["winner"], Value::Null);
+    assert_eq!(doc["a"]["runs"][0]["verdict"], "ABORTED");
+    assert_eq!(
+        doc["b"]["runs"].as_array().unwrap().len(),
+        0,
+        "B never started"
+    );
 }

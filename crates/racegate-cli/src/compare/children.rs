@@ -44,6 +44,7 @@ impl Children {
 pub struct PidSink<S> {
     inner: S,
     children: Children,
+    announce: Option<String>,
     /// Pids started during this run, in order.
     pub pids: Vec<u32>,
 }
@@ -54,8 +55,16 @@ impl<S: EventSink> PidSink<S> {
         PidSink {
             inner,
             children,
+            announce: None,
             pids: Vec::new(),
         }
+    }
+
+    /// Also print `<prefix>: target started (pid N)` on stderr at each start, so a user (or a
+    /// test) can check that nothing outlives the run.
+    pub fn announce(mut self, prefix: String) -> PidSink<S> {
+        self.announce = Some(prefix);
+        self
     }
 
     /// The wrapped sink.
@@ -69,6 +78,9 @@ impl<S: EventSink> EventSink for PidSink<S> {
         if let Event::TargetStarted { pid, .. } = event {
             if *pid != 0 {
                 self.pids.push(*pid);
+                if let Some(prefix) = &self.announce {
+                    eprintln!("{prefix}: target started (pid {pid})");
+                }
                 self.children.lock().push(*pid);
             }
         }

@@ -271,6 +271,9 @@ async fn run_once(
         .map_err(|e| CliError::Other(anyhow::anyhow!("cannot find a free loopback port: {e}")))?;
     let scenario = side_scenario(plan, build, port);
     let mut sink = PidSink::new(ProgressLine::new(quiet), children.clone());
+    if !quiet {
+        sink = sink.announce(format!("racegate compare: {}", build.label));
+    }
     let result = stress::run(&scenario, &mut sink, cancel).await;
     children.run_ended();
     let pids = std::mem::take(&mut sink.pids);
