@@ -170,9 +170,9 @@ pub fn locate_rust_tests(root: &std::path::Path, names: &[&str]) -> Vec<(String,
                 .unwrap_or(path)
                 .display()
                 .to_string();
-            let mentions = module.is_none_or(|m| mod_line.is_some() || rel.contains(m));
+            let mentions = module.map_or(true, |m| mod_line.is_some() || rel.contains(m));
             let at = format!("{rel}:{}", line + 1);
-            if best.as_ref().is_none_or(|(m, _)| !m && mentions) {
+            if best.as_ref().map_or(true, |(m, _)| !m && mentions) {
                 best = Some((mentions, at));
             }
         }
