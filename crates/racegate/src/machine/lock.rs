@@ -12,7 +12,8 @@
 //! - `t.<seq>`: a waiter's ticket, locked exclusively by its owner from before it becomes
 //!   visible (created as a temp file, locked, then renamed) until its owner holds a lane, gives
 //!   up, or dies. Its contents are the waiter's record.
-//! - `lane.<i>.rec`: the holder's record, written by temp file and rename.
+//! - `lane.<i>.rec`: the holder's record, rewritten in place (one padded write, checksummed)
+//!   and spoiled (first byte `-`) before the lane is released.
 //!
 //! # Order
 //! An arrival that finds nobody queued (its exclusive probe of `waiting` succeeds) and a lane
@@ -36,7 +37,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -201,6 +202,8 @@ pub(crate) struct GateFiles {
     pub(crate) history: History,
     /// Write holder records (off: faster, but `status` and timeout messages cannot name holders).
     pub(crate) records: bool,
+    /// `lane.<i>.rec`, opened once: only the lane's holder writes it, so no two threads do.
+    rec_files: Vec<OnceLock<File>>,
 }
 
 struct QueueFiles {
@@ -270,6 +273,7 @@ impl GateFiles {
             }),
             queue_path,
             records: true,
+            rec_files: (0..slots).map(|_| OnceLock::new()).collect(),
         })
     }
 
@@ -438,9 +442,8 @@ impl GateFiles {
         let waited = start.elapsed();
         if self.records {
             let record = Record::for_self(0, Some(lane), spec.label, spec.command);
-            let rec = rec_path(&self.dir, lane);
             // Visibility only: a failure here must not cost the caller the gate it now holds.
-            if let Err(e) = write_atomically(&self.dir, &rec, record.encode().as_bytes()) {
+            if let Err(e) = self.write_holder_record(lane, record.encode().as_bytes()) {
                 tracing::debug!(gate = %self.name, error = %e, "could not write holder record");
             }
         }
@@ -451,6 +454,34 @@ impl GateFiles {
             waited,
             acquired: Instant::now(),
             label: spec.label.map(str::to_owned),
+        }
+    }
+
+    fn rec_file(&self, lane: u32) -> io::Result<&File> {
+        let cell = &self.rec_files[lane as usize];
+        if let Some(f) = cell.get() {
+            return Ok(f);
+        }
+        let f = open_rw(&rec_path(&self.dir, lane))?;
+        Ok(cell.get_or_init(|| f))
+    }
+
+    /// Rewrite the lane's record in place: the whole record in one write at offset 0, padded
+    /// with newlines to the file's length. The file never shrinks or grows back, so after the
+    /// first use no blocks are allocated or freed (on ext4 and APFS that is most of the cost
+    /// of a temp file and a rename). A reader racing the write may see a mix of the old and
+    /// new bytes; the record's checksum line rejects that, as it rejects the invalidated
+    /// record a released lane leaves (see `Lease::drop`).
+    fn write_holder_record(&self, lane: u32, bytes: &[u8]) -> io::Result<()> {
+        let f = self.rec_file(lane)?;
+        let len = f.metadata()?.len() as usize;
+        if len > bytes.len() {
+            let mut padded = Vec::with_capacity(len);
+            padded.extend_from_slice(bytes);
+            padded.resize(len, b'\n');
+            f.write_all_at(&padded, 0)
+        } else {
+            f.write_all_at(bytes, 0)
         }
     }
 
@@ -523,26 +554,9 @@ fn idle(dir: &Path, lanes: u32) -> io::Result<bool> {
     try_flock(&w, true)
 }
 
-/// Write `bytes` to `path` through a temp file in `dir` and a rename, so a reader sees the old
-/// file or the new one, never half of one.
-pub(crate) fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let tmp = dir.join(format!(
-        ".rec.{}.{}.tmp",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    if let Err(e) = f.write_all(bytes).and_then(|()| fs::rename(&tmp, path)) {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
-    Ok(())
+/// Spoil a holder record's first line (one byte, no truncation), so no reader believes it.
+pub(crate) fn invalidate_record(f: &File) -> io::Result<()> {
+    f.write_all_at(b"-", 0)
 }
 
 /// A waiter's place in the queue. Dropping it deletes the file, then closes it, which releases
@@ -575,7 +589,9 @@ impl Drop for Lease {
         let held = self.acquired.elapsed();
         // Record first: once the lane is free the next holder writes its own.
         if self.files.records {
-            let _ = fs::remove_file(rec_path(&self.files.dir, self.lane));
+            if let Some(f) = self.files.rec_files[self.lane as usize].get() {
+                let _ = invalidate_record(f);
+            }
         }
         drop(self.file.take());
         self.files

@@ -18,10 +18,14 @@
 //! label=vision
 //! arg=python
 //! arg=bench.py
+//! sum=9c0b5a7e2f1d4c33
 //! end
 //! ```
 //!
-//! Values escape `\`, newline and carriage return as `\\`, `\n`, `\r`. `start` is the process
+//! `sum` is the FNV-1a 64-bit hash (16 hex digits) of every byte before its line; a record
+//! without a matching `sum` or an `end` line is rejected, and only empty lines may follow `end`
+//! (holder records are rewritten in place and padded). Values escape `\`, newline and carriage
+//! return as `\\`, `\n`, `\r`. `start` is the process
 //! start time in the OS's own unit (clock ticks since boot on Linux, microseconds since the
 //! epoch on macOS), `0` when unknown.
 
@@ -80,8 +84,8 @@ impl Record {
         shell_join(&self.command)
     }
 
-    /// Serialize to the text format above.
-    pub(crate) fn encode(&self) -> String {
+    /// Serialize to the text format above (the documented format, `sum` line included).
+    pub fn encode(&self) -> String {
         let mut out = String::with_capacity(128);
         out.push_str(MAGIC);
         out.push('\n');
@@ -103,7 +107,8 @@ impl Record {
             escape_into(arg, &mut out);
             out.push('\n');
         }
-        out.push_str("end\n");
+        let sum = fnv1a(out.as_bytes());
+        out.push_str(&format!("sum={sum:016x}\nend\n"));
         out
     }
 
@@ -113,19 +118,27 @@ impl Record {
             return None;
         }
         let text = std::str::from_utf8(bytes).ok()?;
-        let mut lines = text.split('\n');
-        if lines.next()? != MAGIC {
+        let mut lines = text.split_inclusive('\n');
+        let mut offset = 0;
+        let first = lines.next()?;
+        if first.strip_suffix('\n')? != MAGIC {
             return None;
         }
+        offset += first.len();
         let (mut pid, mut start, mut seq, mut since_ms) = (None, None, None, None);
         let mut lane = None;
         let mut label = None;
         let mut command = Vec::new();
+        let mut summed = false;
         let mut ended = false;
-        for line in lines.by_ref() {
+        for raw in lines.by_ref() {
+            let line = raw.strip_suffix('\n').unwrap_or(raw);
             if line == "end" {
-                ended = true;
+                ended = raw.ends_with('\n');
                 break;
+            }
+            if summed {
+                return None; // only `end` may follow the checksum
             }
             let (key, value) = line.split_once('=')?;
             match key {
@@ -143,12 +156,21 @@ impl Record {
                 "since_ms" => since_ms = Some(value.parse::<u64>().ok()?),
                 "label" => label = Some(unescape(value)?),
                 "arg" => command.push(unescape(value)?),
+                "sum" => {
+                    let want = u64::from_str_radix(value, 16).ok()?;
+                    if value.len() != 16 || fnv1a(&bytes[..offset]) != want {
+                        return None;
+                    }
+                    summed = true;
+                }
                 // Newer writers may add keys; older readers skip them.
                 _ => {}
             }
+            offset += raw.len();
         }
-        // Only an empty remainder may follow `end`: anything else means two writers mixed.
-        if !ended || lines.any(|l| !l.is_empty()) {
+        // Records are rewritten in place and padded with newlines: only empty lines may follow
+        // `end`. Without a matching checksum the bytes may mix two writers.
+        if !ended || !summed || lines.any(|l| l != "\n") {
             return None;
         }
         Some(Record {
@@ -173,6 +195,16 @@ impl Record {
             (recorded, Some(now)) => recorded == now,
         }
     }
+}
+
+/// FNV-1a, 64 bits: enough to tell a torn or mixed record from a whole one.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
 }
 
 fn escape_into(s: &str, out: &mut String) {

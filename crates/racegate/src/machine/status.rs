@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime};
 
 use super::history::read_history;
 use super::lock::{
-    believed_holder, lane_path, live_tickets, open_ro, open_rw, read_header, rec_path, try_flock,
-    MAX_SLOTS,
+    believed_holder, invalidate_record, lane_path, live_tickets, open_ro, open_rw, read_capped,
+    read_header, rec_path, try_flock, MAX_SLOTS,
 };
 use super::record::Record;
 
@@ -96,7 +96,15 @@ pub fn gate_status(dir: &Path, name: &str) -> GateStatus {
         match try_flock(&lock, true) {
             Ok(true) => {
                 // Free, and we hold it: any record left is stale and nobody can write a new one.
-                let _ = std::fs::remove_file(rec_path(dir, lane));
+                // Spoiled, not deleted: holders keep the file open and rewrite it in place.
+                if let Ok(mut rec) = open_ro(&rec_path(dir, lane)) {
+                    let bytes = read_capped(&mut rec, 64).unwrap_or_default();
+                    if bytes.first().is_some_and(|b| *b != b'-') {
+                        if let Ok(rec) = open_rw(&rec_path(dir, lane)) {
+                            let _ = invalidate_record(&rec);
+                        }
+                    }
+                }
             }
             Ok(false) => {
                 drop(lock);
