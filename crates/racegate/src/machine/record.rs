@@ -18,7 +18,7 @@
 //! label=vision
 //! arg=python
 //! arg=bench.py
-//! sum=9c0b5a7e2f1d4c33
+//! sum=a4278707cdc43326
 //! end
 //! ```
 //!
@@ -352,6 +352,19 @@ mod tests {
     fn round_trips() {
         let r = sample();
         assert_eq!(Record::parse(r.encode().as_bytes()), Some(r));
+    }
+
+    #[test]
+    fn the_documented_example_parses() {
+        let doc = "racegate-record 1\npid=4242\nstart=123456789\nseq=17\nlane=0\n\
+                   since_ms=1732280000000\nlabel=vision\narg=python\narg=bench.py\n\
+                   sum=a4278707cdc43326\nend\n";
+        let r = Record::parse(doc.as_bytes()).expect("docs/machine-gate.md example");
+        assert_eq!(
+            (r.pid, r.lane, r.command_line().as_str()),
+            (4242, Some(0), "python bench.py")
+        );
+        assert_eq!(r.encode(), doc);
     }
 
     #[test]
