@@ -1,5 +1,6 @@
-//! The HTTP(S) client: hyper 1's pooled legacy client over rustls (ring), one connection per
-//! busy worker, reused across requests.
+//! The HTTP(S) client: one dedicated HTTP/1.1 keep-alive connection per worker (hyper's
+//! connection API, like oha), over rustls with the ring provider. A connection that fails or
+//! times out is dropped and the next request dials a new one.
 
 use std::io::BufReader;
 use std::sync::Arc;
@@ -7,25 +8,34 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{HeaderValue, HOST};
 use hyper::{Request, Uri};
 use hyper_rustls::{ConfigBuilderExt, HttpsConnector};
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use tower_service::Service;
 
 use super::errors::StressError;
 use crate::events::ErrorKind;
 use crate::scenario::{Pipeline, Tls};
 
-/// The pooled client every worker shares.
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
-
-/// Build the client. `max_idle` should cover every worker so connections are kept.
-pub fn build(
-    tls: &Tls,
-    max_idle: usize,
+/// Dials connections to the target (plain or TLS); cheap to clone.
+#[derive(Clone)]
+pub struct Connector {
+    inner: HttpsConnector<HttpConnector>,
     connect_timeout: Duration,
-) -> Result<HttpClient, StressError> {
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector")
+            .field("connect_timeout", &self.connect_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Build the connector from the scenario's TLS material.
+pub fn build(tls: &Tls, connect_timeout: Duration) -> Result<Connector, StressError> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
@@ -42,12 +52,87 @@ pub fn build(
         }
         None => builder,
     };
-    let https = builder.enable_http1().wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(max_idle.max(1))
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build(https))
+    Ok(Connector {
+        inner: builder.enable_http1().wrap_connector(http),
+        connect_timeout,
+    })
 }
+
+/// One keep-alive connection, owned by one worker (or the probes, or the health check).
+#[derive(Debug)]
+pub struct Conn {
+    connector: Connector,
+    sender: Option<SendRequest<Full<Bytes>>>,
+}
+
+impl Conn {
+    /// Not connected yet: the first request dials.
+    pub fn new(connector: &Connector) -> Conn {
+        Conn {
+            connector: connector.clone(),
+            sender: None,
+        }
+    }
+
+    async fn connect(&mut self, t: &RequestTemplate) -> Result<(), ErrorKind> {
+        let mut svc = self.connector.inner.clone();
+        let io =
+            match tokio::time::timeout(self.connector.connect_timeout, svc.call(t.origin.clone()))
+                .await
+            {
+                Err(_) => return Err(ErrorKind::Connect),
+                Ok(Err(e)) => return Err(classify_connect(&*e)),
+                Ok(Ok(io)) => io,
+            };
+        let (sender, conn) = hyper::client::conn::http1::handshake(io)
+            .await
+            .map_err(|e| classify_connect(&e))?;
+        // The connection's I/O is driven by its own task; it ends when the sender is dropped.
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        self.sender = Some(sender);
+        Ok(())
+    }
+
+    async fn exchange(&mut self, t: &RequestTemplate) -> Result<Answer, ErrorKind> {
+        if self.sender.as_ref().map_or(true, SendRequest::is_closed) {
+            self.connect(t).await?;
+        }
+        let sender = self.sender.as_mut().ok_or(ErrorKind::Other)?;
+        sender.ready().await.map_err(|e| classify(&e))?;
+        let resp = sender
+            .send_request(t.request())
+            .await
+            .map_err(|e| classify(&e))?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| classify(&e))?
+            .to_bytes();
+        Ok(Answer { status, body })
+    }
+
+    /// Send one request and read the whole answer, bounded by `timeout` (connecting included).
+    pub async fn send(
+        &mut self,
+        t: &RequestTemplate,
+        timeout: Duration,
+    ) -> Result<Answer, ErrorKind> {
+        let r = match tokio::time::timeout(timeout, self.exchange(t)).await {
+            Ok(r) => r,
+            Err(_) => Err(ErrorKind::Timeout),
+        };
+        if r.is_err() {
+            // The connection's state is unknown (half-read answer, dead peer): dial anew.
+            self.sender = None;
+        }
+        r
+    }
+}
+
 
 fn tls_config(tls: &Tls) -> Result<rustls::ClientConfig, StressError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -110,6 +195,11 @@ fn read_certs(
 #[derive(Debug, Clone)]
 pub struct RequestTemplate {
     uri: Uri,
+    /// `scheme://authority`, what the connector dials.
+    origin: Uri,
+    /// Path and query, sent in origin form.
+    path: Uri,
+    host: HeaderValue,
     pipeline: Pipeline,
 }
 
@@ -123,11 +213,21 @@ impl RequestTemplate {
             .and_then(|i| base[i + 3..].find('/').map(|j| i + 3 + j))
             .unwrap_or(base.len());
         let url = format!("{}{}", &base[..authority_end], pipeline.path);
-        let uri = url
-            .parse()
-            .map_err(|e| StressError::Target(format!("`{url}` is not a URL: {e}")))?;
+        let bad =
+            |e: &dyn std::fmt::Display| StressError::Target(format!("`{url}` is not a URL: {e}"));
+        let uri: Uri = url.parse().map_err(|e| bad(&e))?;
+        let origin: Uri = base[..authority_end].parse().map_err(|e| bad(&e))?;
+        let path: Uri = pipeline.path.parse().map_err(|e| bad(&e))?;
+        let authority = uri
+            .authority()
+            .ok_or_else(|| StressError::Target(format!("`{url}` has no host")))?;
+        let host = HeaderValue::from_str(authority.as_str())
+            .map_err(|e| StressError::Target(format!("`{url}`: {e}")))?;
         Ok(RequestTemplate {
             uri,
+            origin,
+            path,
+            host,
             pipeline: pipeline.clone(),
         })
     }
@@ -140,8 +240,9 @@ impl RequestTemplate {
     fn request(&self) -> Request<Full<Bytes>> {
         let mut req = Request::new(Full::new(self.pipeline.body.clone()));
         *req.method_mut() = self.pipeline.method.clone();
-        *req.uri_mut() = self.uri.clone();
+        *req.uri_mut() = self.path.clone();
         let headers = req.headers_mut();
+        headers.insert(HOST, self.host.clone());
         for (k, v) in &self.pipeline.headers {
             headers.append(k.clone(), v.clone());
         }
@@ -157,40 +258,18 @@ pub struct Answer {
     pub body: Bytes,
 }
 
-/// Send one request and read the whole answer, bounded by `timeout`.
-pub async fn send(
-    client: &HttpClient,
-    template: &RequestTemplate,
-    timeout: Duration,
-) -> Result<Answer, ErrorKind> {
-    let fut = async {
-        let resp = client
-            .request(template.request())
-            .await
-            .map_err(|e| classify(&e))?;
-        let status = resp.status().as_u16();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| classify(&e))?
-            .to_bytes();
-        Ok(Answer { status, body })
-    };
-    match tokio::time::timeout(timeout, fut).await {
-        Ok(r) => r,
-        Err(_) => Err(ErrorKind::Timeout),
+/// Name the kind of an error raised while dialing (TCP connect, TLS handshake).
+pub fn classify_connect(err: &(dyn std::error::Error + 'static)) -> ErrorKind {
+    match classify(err) {
+        ErrorKind::Other | ErrorKind::Timeout => ErrorKind::Connect,
+        k => k,
     }
 }
 
 /// Name the kind of a transport error by walking its causes.
 pub fn classify(err: &(dyn std::error::Error + 'static)) -> ErrorKind {
-    let mut is_connect = false;
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cur {
-        if let Some(le) = e.downcast_ref::<hyper_util::client::legacy::Error>() {
-            is_connect |= le.is_connect();
-        }
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
             use std::io::ErrorKind as K;
             match io.kind() {
@@ -199,13 +278,7 @@ pub fn classify(err: &(dyn std::error::Error + 'static)) -> ErrorKind {
                     return ErrorKind::Reset
                 }
                 K::UnexpectedEof => return ErrorKind::Closed,
-                K::TimedOut => {
-                    return if is_connect {
-                        ErrorKind::Connect
-                    } else {
-                        ErrorKind::Timeout
-                    }
-                }
+                K::TimedOut => return ErrorKind::Timeout,
                 _ => {}
             }
             if io
@@ -228,9 +301,5 @@ pub fn classify(err: &(dyn std::error::Error + 'static)) -> ErrorKind {
         }
         cur = e.source();
     }
-    if is_connect {
-        ErrorKind::Connect
-    } else {
-        ErrorKind::Other
-    }
+    ErrorKind::Other
 }

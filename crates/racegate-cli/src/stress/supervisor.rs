@@ -15,7 +15,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
 
 use super::cancel::CancelToken;
-use super::client::{self, HttpClient, RequestTemplate};
+use super::client::{Conn, Connector, RequestTemplate};
 use super::Clock;
 use crate::crash::{CrashSignature, CrashSource, SignatureKind, StderrScanner, Termination};
 use crate::events::{CrashSeen, ErrorKind, Event};
@@ -50,7 +50,7 @@ pub struct Supervisor {
     spec: TargetProcess,
     port: Option<u16>,
     health: RequestTemplate,
-    client: HttpClient,
+    connector: Connector,
     tx: UnboundedSender<Event>,
     clock: Clock,
 }
@@ -67,7 +67,7 @@ impl Supervisor {
         spec: TargetProcess,
         port: Option<u16>,
         base_url: &str,
-        client: HttpClient,
+        connector: Connector,
         tx: UnboundedSender<Event>,
         clock: Clock,
     ) -> Result<Supervisor, super::StressError> {
@@ -88,7 +88,7 @@ impl Supervisor {
             spec,
             port,
             health,
-            client,
+            connector,
             tx,
             clock,
         })
@@ -159,6 +159,7 @@ impl Supervisor {
         let deadline = Instant::now() + limit;
         let mut interval = tokio::time::interval(Duration::from_millis(50));
         let mut tls_failures = 0u32;
+        let mut conn = Conn::new(&self.connector);
         loop {
             if let Ok(Some(status)) = inc.child.try_wait() {
                 return Err(StartFailure(format!(
@@ -167,7 +168,7 @@ impl Supervisor {
                     tail_text(&inc.tail)
                 )));
             }
-            match client::send(&self.client, &self.health, Duration::from_secs(2)).await {
+            match conn.send(&self.health, Duration::from_secs(2)).await {
                 Ok(a) if (200..300).contains(&a.status) => return Ok(()),
                 // A target that is up but refuses our TLS will not get better by waiting.
                 Err(ErrorKind::Tls) => {
