@@ -16,7 +16,7 @@ use crate::errors::{
     AcquireError, AcquireTimeoutError, ConfigError, HolderInfo, MachineError, TimedAcquireError,
     TooLargeError, TryAcquireError,
 };
-use crate::stats::{GateStats, Label, StatsState};
+use crate::stats::{GateStats, Label, Stamp, StatsClock, StatsState};
 
 // ---------------------------------------------------------------------------------------------
 // The machine-wide seam.
@@ -223,6 +223,8 @@ pub(crate) struct Inner {
     config: GateConfig,
     sem: Semaphore,
     state: Mutex<StatsState>,
+    /// The stats' clock; `None` when stats are off (its one-time calibration is then skipped).
+    clock: Option<StatsClock>,
     waiters: AtomicUsize,
     timeouts: AtomicU64,
     panics: AtomicU64,
@@ -309,6 +311,7 @@ impl Gate {
         let inner = Arc::new(Inner {
             name: name.into_boxed_str(),
             sem: Semaphore::new(config.capacity as usize),
+            clock: config.stats.then(StatsClock::get),
             config,
             state: Mutex::new(StatsState::new()),
             waiters: AtomicUsize::new(0),
@@ -381,8 +384,8 @@ impl Gate {
             hold: Default::default(),
             labels: Vec::new(),
         };
-        if inner.config.stats {
-            inner.state().fill(&mut s, Instant::now());
+        if let Some(now) = inner.stamp() {
+            inner.state().fill(&mut s, now);
         }
         s
     }
@@ -831,11 +834,16 @@ impl Inner {
         Ok(())
     }
 
+    /// Now on the stats' clock; `None` when stats are off.
+    #[inline]
+    fn stamp(&self) -> Option<Stamp> {
+        self.clock.as_ref().map(StatsClock::now)
+    }
+
     fn holders_now(&self) -> Vec<HolderInfo> {
-        if self.config.stats {
-            self.state().holders(Instant::now())
-        } else {
-            Vec::new()
+        match self.stamp() {
+            Some(now) => self.state().holders(now),
+            None => Vec::new(),
         }
     }
 
@@ -846,10 +854,10 @@ impl Inner {
         machine_holders: Vec<HolderInfo>,
     ) -> AcquireTimeoutError {
         self.timeouts.fetch_add(1, Ordering::Relaxed);
-        let mut holders = if self.config.stats {
+        let mut holders = if let Some(now) = self.stamp() {
             let mut st = self.state();
             st.timed_out(label.as_ref());
-            st.holders(Instant::now())
+            st.holders(now)
         } else {
             Vec::new()
         };
@@ -876,7 +884,7 @@ impl Inner {
         let (permit, asked_at) = match self.sem.try_acquire_many(req.weight) {
             Ok(p) => (p, None),
             Err(_) => {
-                let asked_at = Instant::now();
+                let asked_at = self.stamp();
                 let mut acquire = pin!(self.sem.acquire_many(req.weight));
                 // Count the caller as a waiter only once its first poll has put it in the
                 // semaphore's queue, so `waiters` means "queued", exactly.
@@ -889,18 +897,18 @@ impl Inner {
                     }
                 }
                 .expect("the gate's semaphore is never closed");
-                (p, Some(asked_at))
+                (p, asked_at)
             }
         };
         let machine = match &self.backend {
             None => None,
             Some(b) => {
-                let asked_at = asked_at.unwrap_or_else(Instant::now);
+                let asked_at = asked_at.or_else(|| self.stamp());
                 let hold = {
                     let _queued = Queued::new(&self.waiters);
                     self.machine_lock(b, &req, mode, deadline).await?
                 };
-                return Ok(self.register(permit, req, Some(asked_at), Some(hold)));
+                return Ok(self.register(permit, req, asked_at, Some(hold)));
             }
         };
         Ok(self.register(permit, req, asked_at, machine))
@@ -1007,17 +1015,18 @@ impl Inner {
     }
 
     /// Turns held permits into a `Grant`; no `.await` between this and the guard's construction,
-    /// so a grant can never be lost to cancellation.
+    /// so a grant can never be lost to cancellation. `asked_at` is `None` for a grant that did
+    /// not queue (the permits were free on the first try): its wait is recorded as zero without a
+    /// clock read, which is honest (the only time spent is the `try_acquire` itself, tens of ns).
     fn register(
         &self,
         permit: SemaphorePermit<'_>,
         req: Request,
-        asked_at: Option<Instant>,
+        asked_at: Option<Stamp>,
         machine: Option<MachineHold>,
     ) -> Grant {
         permit.forget();
-        let slot = if self.config.stats {
-            let now = Instant::now();
+        let slot = if let Some(now) = self.stamp() {
             let waited = asked_at.map_or(Duration::ZERO, |a| now.saturating_duration_since(a));
             self.state().granted(req.label, req.weight, waited, now)
         } else {
@@ -1037,8 +1046,10 @@ impl Inner {
             self.panics.fetch_add(1, Ordering::Relaxed);
         }
         let mut warn = None;
-        if grant.slot != NO_SLOT {
-            let (label, held) = self.state().released(grant.slot, Instant::now());
+        // A slot exists only with stats on. One clock read at release: it ends the hold and is
+        // all the warning needs.
+        if let (true, Some(now)) = (grant.slot != NO_SLOT, self.stamp()) {
+            let (label, held) = self.state().released(grant.slot, now);
             if let Some(threshold) = self.config.hold_warning {
                 if held > threshold {
                     warn = Some((label, held, threshold));
@@ -1070,7 +1081,8 @@ fn spawn_hold_watchdog(gate: Weak<Inner>, threshold: Duration) {
         .spawn(move || loop {
             thread::sleep(interval);
             let Some(inner) = gate.upgrade() else { return };
-            let overdue = inner.state().overdue(threshold, Instant::now());
+            let Some(now) = inner.stamp() else { return };
+            let overdue = inner.state().overdue(threshold, now);
             for h in overdue {
                 tracing::warn!(
                     gate = %inner.name,
