@@ -61,7 +61,7 @@ pub fn classify(
         .collect();
     let mut failures: Vec<Failure> = Vec::new();
     let mut push = |f: Failure| {
-        if !failures.iter().any(|g| g.key == f.key) {
+        if !failures.iter().any(|g| g.key.matches(&f.key)) {
             failures.push(f);
         }
     };

@@ -233,7 +233,9 @@ impl<E: Executor> Engine<'_, E> {
                 command: self.runner.run_commands(&plan)[0].display(),
                 detail: format!(
                     "it failed before any test ran{}:\n{stderr_tail}",
-                    if self.runner.kind() == RunnerKind::Pytest && jobs > 1 {
+                    if self.runner.kind() == RunnerKind::Pytest
+                        && stderr_tail.contains("unrecognized arguments: -n")
+                    {
                         " (parallel pytest runs need pytest-xdist: `pip install pytest-xdist`)"
                     } else {
                         ""
@@ -348,7 +350,7 @@ pub fn run_hunt<E: Executor>(
             failures: obs.failures.iter().map(|f| f.key.kind()).collect(),
         });
         for f in obs.failures {
-            match seen.iter_mut().find(|s| s.first.key == f.key) {
+            match seen.iter_mut().find(|s| s.first.key.matches(&f.key)) {
                 Some(s) => {
                     s.count += 1;
                     if !s.signatures.contains(&f.signature) {
@@ -475,7 +477,7 @@ pub fn run_hunt<E: Executor>(
                     let bad: Vec<&Failure> = obs
                         .failures
                         .iter()
-                        .filter(|f| !known_broken.contains(&f.key))
+                        .filter(|f| !known_broken.iter().any(|k| k.matches(&f.key)))
                         .collect();
                     if bad.is_empty() {
                         v.clean_runs += 1;
@@ -553,7 +555,7 @@ fn analyse<E: Executor>(
         Ok(o) => o,
         Err(e) => return Ok(Err(e)),
     };
-    if let Some(f) = serial.failures.iter().find(|f| f.key == key) {
+    if let Some(f) = serial.failures.iter().find(|f| f.key.matches(&key)) {
         // Serially, the culprit is the failing test or the first one that never finished.
         let suspect = f
             .test

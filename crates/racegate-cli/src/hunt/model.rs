@@ -58,6 +58,15 @@ pub enum FailureKey {
 }
 
 impl FailureKey {
+    /// Whether two observed failures are the same. A crash whose signal the runner did not
+    /// name (an xdist worker that died) matches a crash of any signal.
+    pub fn matches(&self, other: &FailureKey) -> bool {
+        match (self, other) {
+            (FailureKey::Crash(a), FailureKey::Crash(b)) => a.is_none() || b.is_none() || a == b,
+            _ => self == other,
+        }
+    }
+
     /// The kind of this key.
     pub fn kind(&self) -> FailureKind {
         match self {
@@ -107,8 +116,25 @@ pub struct RunObservation {
 }
 
 impl RunObservation {
-    /// Whether this run shows a failure with `key`.
+    /// Whether this run shows a failure matching `key`.
     pub fn has(&self, key: &FailureKey) -> bool {
-        self.failures.iter().any(|f| &f.key == key)
+        self.failures.iter().any(|f| f.key.matches(key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unnamed_crashes_match_any_signal() {
+        let abrt = FailureKey::Crash(Some("SIGABRT".into()));
+        let segv = FailureKey::Crash(Some("SIGSEGV".into()));
+        let unknown = FailureKey::Crash(None);
+        assert!(abrt.matches(&abrt));
+        assert!(!abrt.matches(&segv));
+        assert!(unknown.matches(&segv) && segv.matches(&unknown));
+        assert!(!unknown.matches(&FailureKey::Hang));
+        assert!(!FailureKey::Failure("a".into()).matches(&FailureKey::Failure("b".into())));
     }
 }

@@ -20,8 +20,44 @@ import os
 import pytest
 
 
+_config = None
+
+
+def pytest_configure(config):
+    global _config
+    _config = config
+
+
+def pytest_runtest_logreport(report):
+    # One line per test outcome, with the node id as collected (pytest's own -v lines show
+    # paths relative to the invocation directory instead). xdist workers forward their reports
+    # to the controller, which prints them.
+    if _config is None or hasattr(_config, "workerinput"):
+        return
+    if report.when == "call" or report.outcome != "passed":
+        if report.when == "setup" and report.outcome == "skipped":
+            outcome = "skipped"
+        elif report.when != "call" and report.failed:
+            outcome = "error"
+        else:
+            outcome = report.outcome
+        terminal = _config.pluginmanager.get_plugin("terminalreporter")
+        if terminal is not None:
+            terminal.write_line("racegate-result %s %s" % (outcome, report.nodeid))
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
+    # Node ids are relative to the rootdir, not to where pytest was started, so the hunt
+    # selects tests here rather than on the command line.
+    select = os.environ.get("RACEGATE_HUNT_SELECT")
+    if select:
+        wanted = set(json.loads(select))
+        keep = [item for item in items if item.nodeid in wanted]
+        dropped = [item for item in items if item.nodeid not in wanted]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
     groups = os.environ.get("RACEGATE_HUNT_GROUPS")
     if groups:
         membership = {}
@@ -122,17 +158,6 @@ pub fn parse_collect(stdout: &str) -> Vec<String> {
     ids
 }
 
-const WORDS: [&str; 6] = ["PASSED", "FAILED", "ERROR", "SKIPPED", "XFAIL", "XPASS"];
-
-fn status_of(word: &str) -> Option<TestStatus> {
-    Some(match word {
-        "PASSED" | "XFAIL" => TestStatus::Passed,
-        "FAILED" | "ERROR" | "XPASS" => TestStatus::Failed,
-        "SKIPPED" => TestStatus::Skipped,
-        _ => return None,
-    })
-}
-
 /// Drop the `@group` suffix xdist's `loadgroup` mode appends to node ids.
 fn strip_group(id: &str) -> &str {
     match id.rsplit_once('@') {
@@ -148,45 +173,33 @@ fn strip_group(id: &str) -> &str {
     }
 }
 
-/// One `-v` status line: xdist's `[gw0] [ 10%] PASSED id` or plain `id PASSED [ 10%]`; also
-/// xdist's `worker 'gw0' crashed while running 'id'`.
+/// One result line: the helper plugin's `racegate-result OUTCOME NODEID`, or xdist's
+/// `worker 'gw0' crashed while running 'NODEID'`.
 pub fn parse_status_line(line: &str) -> Option<(String, TestStatus)> {
     let line = line.trim_end();
     if let Some(rest) = line.split("crashed while running '").nth(1) {
         let id = rest.strip_suffix('\'')?;
+        if id.is_empty() {
+            return None;
+        }
         return Some((
             strip_group(id).to_string(),
             TestStatus::Crashed { signal: None },
         ));
     }
-    if line.starts_with("[gw") {
-        // [gw0] [ 10%] PASSED id
-        let after = line.split_once("] ")?.1;
-        let after = if after.starts_with('[') {
-            after.split_once("] ")?.1
-        } else {
-            after
-        };
-        let (word, id) = after.split_once(' ')?;
-        let status = status_of(word)?;
-        let id = id.trim();
-        if !id.contains("::") || id.contains(' ') && !id.contains('[') {
-            return None;
-        }
-        return Some((strip_group(id).to_string(), status));
-    }
-    // id PASSED [ 10%]
-    let before_pct = match line.rfind(" [") {
-        Some(i) if line.ends_with("%]") => &line[..i],
-        _ => line,
+    let rest = line.trim_start().strip_prefix("racegate-result ")?;
+    let (outcome, id) = rest.split_once(' ')?;
+    let status = match outcome {
+        "passed" => TestStatus::Passed,
+        "failed" | "error" => TestStatus::Failed,
+        "skipped" => TestStatus::Skipped,
+        _ => return None,
     };
-    let (id, rest) = before_pct.trim_end().split_once(' ')?;
-    let word = rest.split_whitespace().next()?;
-    if !WORDS.contains(&word) || !id.contains("::") {
+    let id = id.trim();
+    if id.is_empty() {
         return None;
     }
-    let status = status_of(word)?;
-    Some((strip_group(id.trim()).to_string(), status))
+    Some((strip_group(id).to_string(), status))
 }
 
 impl Runner for Pytest {
@@ -207,16 +220,18 @@ impl Runner for Pytest {
 
     fn run_commands(&self, plan: &RunPlan<'_>) -> Vec<CommandSpec> {
         let jobs = plan.jobs.to_string();
-        let mut extra: Vec<&str> = vec!["-v", "-p", "no:cacheprovider"];
+        let mut extra: Vec<&str> = vec!["-p", "no:cacheprovider", "-p", PLUGIN];
         if plan.jobs > 1 {
             extra.extend(["-n", &jobs]);
             if !plan.serialized.is_empty() {
-                extra.extend(["--dist", "loadgroup", "-p", PLUGIN]);
+                extra.extend(["--dist", "loadgroup"]);
             }
         }
         let mut spec = self.base(&extra);
         if !plan.whole_suite {
-            spec.args.extend(plan.tests.iter().map(OsString::from));
+            let select = serde_json::to_string(plan.tests).unwrap_or_default();
+            spec.env
+                .push(("RACEGATE_HUNT_SELECT".into(), select.into()));
         }
         if plan.jobs > 1 && !plan.serialized.is_empty() {
             let groups = serde_json::to_string(plan.serialized).unwrap_or_default();
@@ -231,16 +246,20 @@ impl Runner for Pytest {
     }
 
     fn parse_results(&self, stdout: &str, stderr: &str) -> Vec<(String, TestStatus)> {
-        // A test appears once with its final status; later lines (the short summary) repeat
-        // failures, so keep the first report per id.
+        // A test may be reported more than once (a teardown error after a passing call, a
+        // worker crash after the failure xdist records for it): the worst report wins.
+        let rank = |s: &TestStatus| match s {
+            TestStatus::Skipped => 0,
+            TestStatus::Passed => 1,
+            TestStatus::Failed => 2,
+            TestStatus::TimedOut => 3,
+            TestStatus::Crashed { .. } => 4,
+        };
         let mut out: Vec<(String, TestStatus)> = Vec::new();
         for line in stdout.lines().chain(stderr.lines()) {
-            if line.starts_with("FAILED ") || line.starts_with("ERROR ") {
-                continue; // short test summary lines
-            }
             if let Some((id, st)) = parse_status_line(line) {
                 match out.iter_mut().find(|(i, _)| *i == id) {
-                    Some(entry) if matches!(st, TestStatus::Crashed { .. }) => entry.1 = st,
+                    Some(entry) if rank(&st) > rank(&entry.1) => entry.1 = st,
                     Some(_) => {}
                     None => out.push((id, st)),
                 }
@@ -256,35 +275,72 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
-    fn parses_xdist_and_serial_lines() {
+    fn parses_result_lines() {
         assert_eq!(
-            parse_status_line("[gw1] [ 15%] PASSED tests/test_pool.py::test_a "),
+            parse_status_line("racegate-result passed tests/test_pool.py::test_a"),
             Some(("tests/test_pool.py::test_a".into(), TestStatus::Passed))
         );
         assert_eq!(
-            parse_status_line("[gw0] [ 50%] FAILED t.py::test_b@racegate-conflict-1"),
+            parse_status_line("racegate-result failed t.py::test_b@racegate-conflict-1"),
             Some(("t.py::test_b".into(), TestStatus::Failed))
         );
         assert_eq!(
-            parse_status_line("t.py::test_c[1-x] SKIPPED (why)                          [ 20%]"),
-            Some(("t.py::test_c[1-x]".into(), TestStatus::Skipped))
+            parse_status_line("racegate-result skipped t.py::test_c[1-x y]"),
+            Some(("t.py::test_c[1-x y]".into(), TestStatus::Skipped))
         );
         assert_eq!(
-            parse_status_line("t.py::test_c[1-x] PASSED                          [ 20%]"),
-            Some(("t.py::test_c[1-x]".into(), TestStatus::Passed))
-        );
-        assert_eq!(
-            parse_status_line("[gw0] node down: Not properly terminated"),
+            parse_status_line("[gw0] [ 50%] PASSED ../../t.py::test_b"),
             None
         );
         assert_eq!(
             parse_status_line("worker 'gw0' crashed while running 't.py::test_d'"),
             Some(("t.py::test_d".into(), TestStatus::Crashed { signal: None }))
         );
+        assert_eq!(parse_status_line("racegate-result weird t.py::x"), None);
+        let py = Pytest {
+            command: vec![],
+            scratch: PathBuf::new(),
+        };
+        let out = "racegate-result failed t.py::d\nracegate-result passed t.py::e\nracegate-result error t.py::e\n";
+        let err = "worker 'gw1' crashed while running 't.py::d'\n";
         assert_eq!(
-            parse_status_line("FAILED t.py::test_b - assert 1 == 2"),
-            None
+            py.parse_results(out, err),
+            vec![
+                ("t.py::d".to_string(), TestStatus::Crashed { signal: None }),
+                ("t.py::e".to_string(), TestStatus::Failed),
+            ]
         );
+    }
+
+    #[test]
+    fn run_commands_select_through_the_plugin() {
+        let dir = tempfile::tempdir().unwrap();
+        let py = Pytest::new(&["pytest".into(), "tests".into()], dir.path()).unwrap();
+        assert!(dir.path().join("racegate_hunt_plugin.py").is_file());
+        let tests = vec!["t.py::a".to_string(), "t.py::b".to_string()];
+        let groups = vec![vec!["t.py::a".to_string()]];
+        let plan = RunPlan {
+            tests: &tests[..1],
+            whole_suite: false,
+            jobs: 3,
+            serialized: &groups,
+        };
+        let spec = &py.run_commands(&plan)[0];
+        assert_eq!(
+            spec.display(),
+            "pytest tests -p no:cacheprovider -p racegate_hunt_plugin -n 3 --dist loadgroup"
+        );
+        let env = |k: &str| {
+            spec.env
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.to_string_lossy().into_owned())
+        };
+        assert_eq!(env("RACEGATE_HUNT_SELECT").unwrap(), r#"["t.py::a"]"#);
+        assert_eq!(env("RACEGATE_HUNT_GROUPS").unwrap(), r#"[["t.py::a"]]"#);
+        assert!(env("PYTHONPATH")
+            .unwrap()
+            .starts_with(&dir.path().display().to_string()));
     }
 
     #[test]
@@ -312,10 +368,14 @@ mod tests {
         }
 
         #[test]
-        fn xdist_lines_round_trip(file in "[a-z_]{1,10}", name in "test_[a-z0-9_]{1,12}", gw in 0u8..16, pct in 0u8..=100) {
-            let id = format!("{file}.py::{name}");
-            let line = format!("[gw{gw}] [{pct:>3}%] PASSED {id}");
-            prop_assert_eq!(parse_status_line(&line), Some((id, TestStatus::Passed)));
+        fn result_lines_round_trip(file in "[a-z_]{1,10}", name in "test_[a-z0-9_]{1,12}", param in "[a-z0-9 -]{0,8}") {
+            let id = if param.is_empty() {
+                format!("{file}.py::{name}")
+            } else {
+                format!("{file}.py::{name}[{param}]")
+            };
+            let line = format!("racegate-result passed {id}");
+            prop_assert_eq!(parse_status_line(&line), Some((id.trim().to_string(), TestStatus::Passed)));
         }
     }
 }
