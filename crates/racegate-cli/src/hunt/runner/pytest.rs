@@ -317,7 +317,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let py = Pytest::new(&["pytest".into(), "tests".into()], dir.path()).unwrap();
         assert!(dir.path().join("racegate_hunt_plugin.py").is_file());
-        let tests = vec!["t.py::a".to_string(), "t.py::b".to_string()];
+        let tests = ["t.py::a".to_string(), "t.py::b".to_string()];
         let groups = vec![vec!["t.py::a".to_string()]];
         let plan = RunPlan {
             tests: &tests[..1],
