@@ -31,6 +31,9 @@ pub fn run(args: RunArgs) -> Result<u8, CliError> {
     let gate = MachineGate::builder(&args.gate)
         .slots(args.slots)
         .command(words.clone())
+        // One acquisition per process: in-process histograms would cost more to allocate than
+        // the whole lock protocol. The history log keeps the machine-wide figures.
+        .config(racegate::GateConfig::default().with_stats(false))
         .open()
         .map_err(setup_error)?;
     let guard = match gate.acquire_blocking_with(args.label.clone().map(Into::into), args.timeout) {
