@@ -210,3 +210,70 @@ fn ctrl_c_aborts_writes_reports_and_stops_the_target() {
         "{target} still up"
     );
 }
+
+#[test]
+fn a_target_that_stops_answering_counts_as_a_crash() {
+    // An unmanaged server (racegate cannot see its exit) killed once the load is running.
+    let mut server = Command::new(BIN)
+        .args([
+            "sim-serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--dispatch",
+            "gated",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let url = first.trim().trim_start_matches("listening on ").to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let mut child = Command::new(BIN)
+        .args([
+            "stress",
+            "--target",
+            &url,
+            "--duration",
+            "4s",
+            "--workers",
+            "2",
+        ])
+        .arg("--json")
+        .arg(&json)
+        .arg("--crash-dir")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "ended before the load"
+        );
+        if line.contains("hammering") {
+            break;
+        }
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let status = wait_bounded(&mut child, Duration::from_secs(30));
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(status.code(), Some(1), "{v:#}");
+    let crashes = v["crashes"].as_array().unwrap();
+    assert_eq!(crashes.len(), 1, "{v:#}");
+    assert_eq!(crashes[0]["source"], "unresponsive");
+    assert_eq!(crashes[0]["count"], 1);
+    assert!(crashes[0]["signature"]
+        .as_str()
+        .unwrap()
+        .starts_with("unresponsive:"));
+}

@@ -41,12 +41,13 @@ struct JsonPipeline<'a> {
     throughput_rps: f64,
 }
 
+/// `null` when the pipeline had no successful request.
 #[derive(Serialize)]
 struct JsonLatency {
-    p50: f64,
-    p90: f64,
-    p99: f64,
-    max: f64,
+    p50: Option<f64>,
+    p90: Option<f64>,
+    p99: Option<f64>,
+    max: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -92,11 +93,14 @@ pub fn write<W: Write>(r: &RunReport, mut w: W) -> std::io::Result<()> {
                 errors_by_kind: &p.errors_by_kind,
                 failed_checks: p.failed_checks,
                 check_failures: &p.check_messages,
-                latency_ms: JsonLatency {
-                    p50: ms(p.latency.p50),
-                    p90: ms(p.latency.p90),
-                    p99: ms(p.latency.p99),
-                    max: ms(p.latency.max),
+                latency_ms: {
+                    let l = |d| (p.ok > 0).then(|| ms(d));
+                    JsonLatency {
+                        p50: l(p.latency.p50),
+                        p90: l(p.latency.p90),
+                        p99: l(p.latency.p99),
+                        max: l(p.latency.max),
+                    }
                 },
                 throughput_rps: (p.throughput_rps * 100.0).round() / 100.0,
             })

@@ -27,14 +27,21 @@ pub fn write<W: Write>(r: &RunReport, mut w: W) -> std::io::Result<()> {
     writeln!(w, "| pipeline | ok | errors | p50 ms | p99 ms | req/s |")?;
     writeln!(w, "|---|---:|---:|---:|---:|---:|")?;
     for p in &r.pipelines {
+        let lat = |d| {
+            if p.ok == 0 {
+                "-".to_string()
+            } else {
+                format!("{:.2}", ms(d))
+            }
+        };
         writeln!(
             w,
-            "| {} | {} | {} | {:.2} | {:.2} | {:.1} |",
+            "| {} | {} | {} | {} | {} | {:.1} |",
             cell(&p.name),
             p.ok,
             p.errors,
-            ms(p.latency.p50),
-            ms(p.latency.p99),
+            lat(p.latency.p50),
+            lat(p.latency.p99),
             p.throughput_rps
         )?;
     }

@@ -31,14 +31,22 @@ pub fn write<W: Write>(r: &RunReport, mut w: W) -> std::io::Result<()> {
             .iter()
             .map(|(k, v)| format!("{k} {v}"))
             .collect();
+        // No successful request, no latency: a dash, not a misleading zero.
+        let lat = |d| {
+            if p.ok == 0 {
+                "-".to_string()
+            } else {
+                format!("{:.2}", ms(d))
+            }
+        };
         writeln!(
             w,
-            "  {:<width$} {:>9} {:>9} {:>9.2} {:>9.2} {:>10.1}  {}",
+            "  {:<width$} {:>9} {:>9} {:>9} {:>9} {:>10.1}  {}",
             p.name,
             p.ok,
             p.errors,
-            ms(p.latency.p50),
-            ms(p.latency.p99),
+            lat(p.latency.p50),
+            lat(p.latency.p99),
             p.throughput_rps,
             kinds.join(", ")
         )?;
