@@ -133,7 +133,6 @@ impl Conn {
     }
 }
 
-
 fn tls_config(tls: &Tls) -> Result<rustls::ClientConfig, StressError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)

@@ -230,7 +230,10 @@ impl Drive<'_> {
                     if self.cancel.is_cancelled() {
                         break 'probes;
                     }
-                    let (outcome, message) = attempt(&mut conn, p).await;
+                    let (outcome, message) = tokio::select! {
+                        r = attempt(&mut conn, p) => r,
+                        _ = self.cancel.cancelled() => break 'probes,
+                    };
                     match outcome {
                         Outcome::Ok => {
                             let _ = self.tx.send(Event::ProbePassed { pipeline: p.index });

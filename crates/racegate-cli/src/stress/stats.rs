@@ -279,15 +279,17 @@ impl RunStats {
             }
             Event::Crash(c) => self.add_crash(c),
             Event::TargetExited { .. } => self.target_down = true,
-            Event::TargetStarted { incarnation, .. } if *incarnation > 0 => {
-                self.target_down = false;
-                self.outage_since = None;
-                self.outage_counted = false;
-            }
             Event::Restart {
                 at,
                 time_to_recover,
             } => {
+                // Down until the restarted target answers its health check: the refused
+                // connections while it starts are the known exit, not a new outage.
+                if time_to_recover.is_some() {
+                    self.target_down = false;
+                    self.outage_since = None;
+                    self.outage_counted = false;
+                }
                 self.restarts.push(RestartRecord {
                     at: *at,
                     time_to_recover: *time_to_recover,
@@ -581,6 +583,12 @@ mod tests {
             at: ms(1),
             status: "SIGABRT".into(),
         });
+        // Still down while the restarted process starts...
+        s.apply(&Event::TargetStarted {
+            pid: 2,
+            incarnation: 1,
+            at: ms(2),
+        });
         for i in 0..100u64 {
             for p in [0, 1] {
                 assert!(s
@@ -588,6 +596,16 @@ mod tests {
                     .is_none());
             }
         }
+        // ... but once it was healthy again, a new outage counts.
+        s.apply(&Event::Restart {
+            at: ms(1),
+            time_to_recover: Some(ms(2100)),
+        });
+        let fired = (0..100u64)
+            .flat_map(|i| [0, 1].map(|p| (p, 2100 + i * 20)))
+            .filter_map(|(p, at)| s.apply(&resp(p, at, Outcome::Err(ErrorKind::Timeout))))
+            .count();
+        assert_eq!(fired, 1);
     }
 
     #[test]
