@@ -409,6 +409,8 @@ fn an_unhealthy_target_is_an_error_and_nothing_is_hammered() {
             "1s",
             "--crash-dir",
             dir.path().to_str().unwrap(),
+            "--crash-dir",
+            "/nonexistent-racegate-crash-folder",
         ],
         &json,
     );
@@ -416,6 +418,13 @@ fn an_unhealthy_target_is_an_error_and_nothing_is_hammered() {
     assert_eq!(o.json["verdict"], "ERROR");
     assert_eq!(o.json["requests"], 0);
     assert!(!o.json["probe_failures"].as_array().unwrap().is_empty());
+    // A named crash folder that does not exist is reported, not silently ignored.
+    let warnings = o.json["warnings"].to_string();
+    assert!(
+        warnings.contains("/nonexistent-racegate-crash-folder"),
+        "{}",
+        show(&o)
+    );
 }
 
 #[test]

@@ -27,6 +27,7 @@ struct Json<'a> {
     crashes: Vec<JsonCrash<'a>>,
     restarts: Vec<JsonRestart>,
     probe_failures: &'a [String],
+    warnings: &'a [String],
 }
 
 #[derive(Serialize)]
@@ -127,6 +128,7 @@ pub fn write<W: Write>(r: &RunReport, mut w: W) -> std::io::Result<()> {
             })
             .collect(),
         probe_failures: &r.probe_failures,
+        warnings: &r.warnings,
     };
     serde_json::to_writer_pretty(&mut w, &doc)?;
     w.write_all(b"\n")

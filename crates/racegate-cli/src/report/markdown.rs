@@ -80,5 +80,9 @@ pub fn write<W: Write>(r: &RunReport, mut w: W) -> std::io::Result<()> {
         writeln!(w)?;
         writeln!(w, "Smoke probe failed: {}", cell(f))?;
     }
+    for x in &r.warnings {
+        writeln!(w)?;
+        writeln!(w, "Warning: {}", cell(x))?;
+    }
     Ok(())
 }

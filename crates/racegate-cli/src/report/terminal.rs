@@ -92,6 +92,9 @@ pub fn write<W: Write>(r: &RunReport, mut w: W) -> std::io::Result<()> {
     for f in &r.probe_failures {
         writeln!(w, "  smoke probe failed: {f}")?;
     }
+    for x in &r.warnings {
+        writeln!(w, "  warning: {x}")?;
+    }
     match r.time_to_first_failure {
         Some(t) => writeln!(w, "  time to first failure: {:.3} s", secs(t))?,
         None => writeln!(w, "  time to first failure: none")?,

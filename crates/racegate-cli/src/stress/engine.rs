@@ -437,6 +437,9 @@ pub async fn run<S: EventSink + ?Sized>(
     );
     let names: Vec<String> = scenario.pipelines.iter().map(|p| p.name.clone()).collect();
     let mut stats = RunStats::new(&names, base_url.clone(), scenario.target_process.is_some());
+    for w in super::watch::folder_warnings(&scenario.crash.dirs) {
+        stats.warn(w);
+    }
     let done = CancelToken::new();
     let drive = Drive {
         scenario,

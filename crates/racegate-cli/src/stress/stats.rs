@@ -115,6 +115,8 @@ pub struct RunReport {
     pub restarts: Vec<RestartRecord>,
     /// Smoke-probe failures (verdict ERROR).
     pub probe_failures: Vec<String>,
+    /// Things that may make the run see less than it should (an unreadable crash folder).
+    pub warnings: Vec<String>,
     /// The facts the verdict was computed from.
     pub facts: Facts,
 }
@@ -163,6 +165,7 @@ pub struct RunStats {
     crashes: BTreeMap<String, GroupBuild>,
     restarts: Vec<RestartRecord>,
     probe_failures: Vec<String>,
+    warnings: Vec<String>,
     first_failure: Option<Duration>,
     target: String,
     managed: bool,
@@ -202,6 +205,7 @@ impl RunStats {
             crashes: BTreeMap::new(),
             restarts: Vec::new(),
             probe_failures: Vec::new(),
+            warnings: Vec::new(),
             first_failure: None,
             target,
             managed,
@@ -358,6 +362,11 @@ impl RunStats {
         self.fail_at(c.at);
     }
 
+    /// Record a warning for the report.
+    pub fn warn(&mut self, message: String) {
+        self.warnings.push(message);
+    }
+
     /// Whether a crash was seen at run time (stderr, exit) with no report file yet: the caller
     /// may wait a little for the OS to write one.
     pub fn awaiting_report_file(&self) -> bool {
@@ -463,6 +472,7 @@ impl RunStats {
             crashes,
             restarts: self.restarts,
             probe_failures: self.probe_failures,
+            warnings: self.warnings,
             facts,
         }
     }

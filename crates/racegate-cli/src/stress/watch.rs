@@ -70,6 +70,32 @@ pub struct DirScanner {
     since: SystemTime,
 }
 
+/// Folders that will not be watched as asked: missing ones (still polled: they may appear)
+/// and unreadable ones.
+pub fn folder_warnings(dirs: &[CrashDir]) -> Vec<String> {
+    let defaults: Vec<_> = crash::default_dirs().into_iter().map(|d| d.path).collect();
+    let mut out = Vec::new();
+    for d in dirs {
+        match std::fs::read_dir(&d.path) {
+            Ok(_) => {}
+            // A missing OS default (no systemd-coredump, no apport) is normal.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if !defaults.contains(&d.path) {
+                    out.push(format!(
+                        "crash folder `{}` does not exist (it is still polled, in case it appears)",
+                        d.path.display()
+                    ));
+                }
+            }
+            Err(e) => out.push(format!(
+                "cannot read crash folder `{}`: {e}; crashes reported there will not be seen",
+                d.path.display()
+            )),
+        }
+    }
+    out
+}
+
 /// A report found by a poll.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Found {
