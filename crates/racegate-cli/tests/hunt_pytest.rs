@@ -129,3 +129,62 @@ fn finds_the_hanging_group_with_the_blocked_pool_acquire_and_verifies_the_groups
         assert!(orphans.is_empty(), "orphans: {orphans:?}");
     }
 }
+
+/// With pytest-xdist (worker processes) and without it (racegate's own concurrent pytest
+/// processes), tests that fail alone are broken, not races: exit 5, no conflict set, no fix.
+#[test]
+fn tests_that_fail_alone_are_broken_not_races_with_and_without_xdist() {
+    python_tools_present();
+    let suite = fixture()
+        .join("../pytest-broken-suite")
+        .canonicalize()
+        .unwrap();
+    for extra in [&[][..], &["-p", "no:xdist"][..]] {
+        let dir = tempfile::tempdir().unwrap();
+        let json = dir.path().join("hunt.json");
+        Command::cargo_bin("racegate")
+            .unwrap()
+            .current_dir(&suite)
+            .timeout(Duration::from_secs(120))
+            .args([
+                "hunt",
+                "--runs",
+                "2",
+                "--jobs",
+                "2",
+                "--test-timeout",
+                "20s",
+                "-q",
+            ])
+            .arg("--json")
+            .arg(&json)
+            .args(["--", "python3", "-m", "pytest"])
+            .args(extra)
+            .assert()
+            .code(5);
+        let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        assert_eq!(r["tests"], 8);
+        assert_eq!(r["verdict"], "broken_only", "{extra:?}");
+        let mut found: Vec<(String, String, String)> = r["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                assert_eq!(f["classification"], "broken", "{extra:?}: {f:#}");
+                (
+                    f["kind"].as_str().unwrap().to_string(),
+                    f["conflict_set"][0].as_str().unwrap().to_string(),
+                    f["signature"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        found.sort();
+        assert_eq!(found.len(), 2, "{extra:?}: {found:?}");
+        assert_eq!(found[0].0, "crash");
+        assert_eq!(found[0].1, "test_broken.py::test_native_abort_always");
+        assert!(found[0].2.contains("Aborted"), "{found:?}");
+        assert_eq!(found[1].0, "failure");
+        assert_eq!(found[1].1, "test_broken.py::test_assertion_always");
+        assert!(r["fix"].as_object().unwrap().is_empty());
+    }
+}

@@ -23,6 +23,12 @@ pub fn stderr_signature(stderr: &str) -> Option<String> {
 /// SIGABRT: process abort signal)` line.
 fn reported_signal(stderr: &str) -> Option<String> {
     for line in stderr.lines() {
+        // racegate's own pytest shards (see `runner::pytest`).
+        if let Some(n) = line.trim().strip_prefix("racegate-shard-signal ") {
+            if let Some(name) = n.parse::<i32>().ok().and_then(signal_name) {
+                return Some(name.to_string());
+            }
+        }
         if let Some(rest) = line.split("(signal: ").nth(1) {
             let num: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
             if let Some(name) = num.parse::<i32>().ok().and_then(signal_name) {

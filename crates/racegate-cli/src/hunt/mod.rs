@@ -550,7 +550,19 @@ fn analyse<E: Executor>(
     let candidates = &s.candidates;
     (engine.on_event)(HuntEvent::Phase("serial baseline"));
 
-    // Does it need concurrency at all? One serial run of the same tests.
+    // Does it need concurrency at all? A test the runner named is first run alone.
+    if let Some(test) = s.first.test.clone() {
+        let alone = match engine.run("alone", std::slice::from_ref(&test), false, 1, &[])? {
+            Ok(o) => o,
+            Err(e) => return Ok(Err(e)),
+        };
+        if alone.has(&key) {
+            finding.classification = Classification::Broken;
+            finding.conflict_set = vec![test];
+            return Ok(Ok(()));
+        }
+    }
+    // Then one serial run of the same tests.
     let serial = match engine.run("serial baseline", candidates, true, 1, &[])? {
         Ok(o) => o,
         Err(e) => return Ok(Err(e)),
@@ -643,12 +655,13 @@ fn analyse<E: Executor>(
         }
     }
     rep.rate = f64::from(rep.reproduced) / f64::from(rep.runs.max(1));
+    let every_time = rep.reproduced == rep.runs;
     finding.reproduction = Some(rep);
-    finding.classification = if set.len() == 1 {
-        // One test that fails on its own, only sometimes.
-        Classification::Flaky
-    } else {
-        Classification::Race
+    finding.classification = match (set.len(), every_time) {
+        // One test, failing on its own: every time (broken), or only sometimes (flaky).
+        (1, true) => Classification::Broken,
+        (1, false) => Classification::Flaky,
+        _ => Classification::Race,
     };
     Ok(Ok(()))
 }

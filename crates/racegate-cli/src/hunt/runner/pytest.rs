@@ -43,7 +43,16 @@ def pytest_runtest_logreport(report):
             outcome = report.outcome
         terminal = _config.pluginmanager.get_plugin("terminalreporter")
         if terminal is not None:
+            terminal.ensure_newline()
             terminal.write_line("racegate-result %s %s" % (outcome, report.nodeid))
+
+
+def pytest_sessionstart(session):
+    if os.environ.get("RACEGATE_HUNT_PROBE") and not hasattr(session.config, "workerinput"):
+        terminal = session.config.pluginmanager.get_plugin("terminalreporter")
+        if terminal is not None:
+            xdist = session.config.pluginmanager.hasplugin("xdist")
+            terminal.write_line("racegate-xdist %s" % ("yes" if xdist else "no"))
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -81,6 +90,8 @@ def pytest_collection_modifyitems(config, items):
 pub struct Pytest {
     command: Vec<OsString>,
     scratch: PathBuf,
+    /// Whether pytest-xdist is loaded, as the listing reported (unknown: assume it is).
+    xdist: std::cell::Cell<Option<bool>>,
 }
 
 impl Pytest {
@@ -91,6 +102,7 @@ impl Pytest {
         Ok(Pytest {
             command: command.to_vec(),
             scratch: scratch.to_path_buf(),
+            xdist: std::cell::Cell::new(None),
         })
     }
 
@@ -119,6 +131,65 @@ impl Pytest {
         ]);
         spec.env
             .push(("RACEGATE_HUNT_FIXTURES".into(), out.as_os_str().to_owned()));
+        spec
+    }
+}
+
+/// Quote `w` for `sh`.
+fn sh_quote(w: &str) -> String {
+    format!("'{}'", w.replace('\'', r"'\''"))
+}
+
+impl Pytest {
+    /// Without pytest-xdist, racegate runs the tests concurrently itself: `jobs` pytest
+    /// processes, each with a shard of the tests (a serialized group stays in one shard), all
+    /// started by one `sh` so that the run is one process group with merged output. A shard
+    /// killed by a signal is reported as `racegate-shard-signal N` on stderr.
+    fn sharded(&self, plan: &RunPlan<'_>) -> CommandSpec {
+        let jobs = plan.jobs as usize;
+        let mut units: Vec<Vec<&String>> = plan
+            .serialized
+            .iter()
+            .map(|g| {
+                g.iter()
+                    .filter(|t| plan.tests.contains(t))
+                    .collect::<Vec<_>>()
+            })
+            .filter(|g: &Vec<&String>| !g.is_empty())
+            .collect();
+        for t in plan.tests {
+            if !plan.serialized.iter().flatten().any(|g| g == t) {
+                units.push(vec![t]);
+            }
+        }
+        let mut shards: Vec<Vec<&String>> = vec![Vec::new(); jobs];
+        for unit in units {
+            // The least loaded shard takes the next unit.
+            let i = (0..jobs).min_by_key(|&i| shards[i].len()).unwrap_or(0);
+            shards[i].extend(unit);
+        }
+        let mut words: Vec<String> = self
+            .command
+            .iter()
+            .map(|w| w.to_string_lossy().into_owned())
+            .collect();
+        words.extend(["-p", "no:cacheprovider", "-p", PLUGIN].map(String::from));
+        let cmd: Vec<String> = words.iter().map(|w| sh_quote(w)).collect();
+        let mut script = String::from("pids=''\n");
+        for shard in shards.iter().filter(|s| !s.is_empty()) {
+            let select = serde_json::to_string(shard).unwrap_or_default();
+            script.push_str(&format!(
+                "RACEGATE_HUNT_SELECT={} {} &\npids=\"$pids $!\"\n",
+                sh_quote(&select),
+                cmd.join(" ")
+            ));
+        }
+        script.push_str(
+            "rc=0\nfor p in $pids; do\n  wait \"$p\"; s=$?\n  if [ \"$s\" -gt 128 ]; then echo \"racegate-shard-signal $((s - 128))\" >&2; fi\n  if [ \"$s\" -ne 0 ]; then rc=1; fi\ndone\nexit $rc\n",
+        );
+        let mut spec = self.base(&[]);
+        spec.program = "sh".into();
+        spec.args = vec!["-c".into(), script.into()];
         spec
     }
 }
@@ -187,7 +258,8 @@ pub fn parse_status_line(line: &str) -> Option<(String, TestStatus)> {
             TestStatus::Crashed { signal: None },
         ));
     }
-    let rest = line.trim_start().strip_prefix("racegate-result ")?;
+    // Progress characters (`.`, `F`) may precede it on the same line.
+    let rest = &line[line.find("racegate-result ")? + "racegate-result ".len()..];
     let (outcome, id) = rest.split_once(' ')?;
     let status = match outcome {
         "passed" => TestStatus::Passed,
@@ -208,10 +280,24 @@ impl Runner for Pytest {
     }
 
     fn list_command(&self) -> CommandSpec {
-        self.base(&["--collect-only", "-q", "-p", "no:cacheprovider"])
+        let mut spec = self.base(&[
+            "--collect-only",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            PLUGIN,
+        ]);
+        spec.env.push(("RACEGATE_HUNT_PROBE".into(), "1".into()));
+        spec
     }
 
     fn parse_list(&self, stdout: &str, _stderr: &str) -> Result<Vec<String>, String> {
+        if stdout.lines().any(|l| l.trim() == "racegate-xdist no") {
+            self.xdist.set(Some(false));
+        } else if stdout.lines().any(|l| l.trim() == "racegate-xdist yes") {
+            self.xdist.set(Some(true));
+        }
         if stdout.contains("ERROR collecting") || stdout.contains("errors during collection") {
             return Err("pytest reported errors during collection".into());
         }
@@ -219,6 +305,9 @@ impl Runner for Pytest {
     }
 
     fn run_commands(&self, plan: &RunPlan<'_>) -> Vec<CommandSpec> {
+        if plan.jobs > 1 && self.xdist.get() == Some(false) {
+            return vec![self.sharded(plan)];
+        }
         let jobs = plan.jobs.to_string();
         let mut extra: Vec<&str> = vec!["-p", "no:cacheprovider", "-p", PLUGIN];
         if plan.jobs > 1 {
@@ -297,9 +386,14 @@ mod tests {
             Some(("t.py::test_d".into(), TestStatus::Crashed { signal: None }))
         );
         assert_eq!(parse_status_line("racegate-result weird t.py::x"), None);
+        assert_eq!(
+            parse_status_line(".Fracegate-result failed t.py::x"),
+            Some(("t.py::x".into(), TestStatus::Failed))
+        );
         let py = Pytest {
             command: vec![],
             scratch: PathBuf::new(),
+            xdist: std::cell::Cell::new(None),
         };
         let out = "racegate-result failed t.py::d\nracegate-result passed t.py::e\nracegate-result error t.py::e\n";
         let err = "worker 'gw1' crashed while running 't.py::d'\n";
@@ -341,6 +435,45 @@ mod tests {
         assert!(env("PYTHONPATH")
             .unwrap()
             .starts_with(&dir.path().display().to_string()));
+    }
+
+    #[test]
+    fn without_xdist_racegate_runs_shards_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let py = Pytest::new(
+            &["pytest".into(), "-p".into(), "no:xdist".into()],
+            dir.path(),
+        )
+        .unwrap();
+        py.parse_list("racegate-xdist no\nt.py::a\n", "").unwrap();
+        let tests: Vec<String> = ["a", "b", "c", "d"]
+            .iter()
+            .map(|t| format!("t.py::{t}"))
+            .collect();
+        let groups = vec![vec![tests[0].clone(), tests[3].clone()]];
+        let plan = RunPlan {
+            tests: &tests,
+            whole_suite: true,
+            jobs: 2,
+            serialized: &groups,
+        };
+        let spec = &py.run_commands(&plan)[0];
+        assert_eq!(spec.program, "sh");
+        let script = spec.args[1].to_string_lossy().into_owned();
+        // The group stays together; the other two tests go to the other shard.
+        assert!(
+            script.contains(
+                r#"RACEGATE_HUNT_SELECT='["t.py::a","t.py::d"]' 'pytest' '-p' 'no:xdist'"#
+            ),
+            "{script}"
+        );
+        assert!(
+            script.contains(r#"RACEGATE_HUNT_SELECT='["t.py::b","t.py::c"]'"#),
+            "{script}"
+        );
+        assert!(script.contains("racegate-shard-signal"));
+        assert!(!script.contains("'-n'"));
+        assert_eq!(sh_quote("it's"), r"'it'\''s'");
     }
 
     #[test]
