@@ -94,8 +94,10 @@ pub fn status_json(lock_dir: &Path, gates: &[GateStatus], now: SystemTime) -> Va
 fn fmt_d(d: Duration) -> String {
     if d < Duration::from_millis(1) {
         format!("{}µs", d.as_micros())
-    } else if d < Duration::from_secs(10) {
+    } else if d < Duration::from_secs(1) {
         format!("{:.1}ms", d.as_secs_f64() * 1e3)
+    } else if d < Duration::from_secs(60) {
+        format!("{:.1}s", d.as_secs_f64())
     } else {
         humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
     }
@@ -160,7 +162,8 @@ pub fn write_status_text<W: Write>(
         if h.count == 0 {
             writeln!(out, "  history: none yet")?;
         } else {
-            writeln!(out, "  history: {} acquisitions", h.count)?;
+            let plural = if h.count == 1 { "" } else { "s" };
+            writeln!(out, "  history: {} acquisition{plural}", h.count)?;
             for (what, p) in [("wait", &h.wait), ("hold", &h.hold)] {
                 writeln!(
                     out,
