@@ -33,8 +33,14 @@ fn run_suite(runner: (&[&str], &[&str]), guard: bool) -> (usize, Vec<String>) {
         .env("GUARD_SUITE_LOG", &log)
         .env("RACEGATE_TEST_GUARD_TIMEOUT", "60s")
         .env_remove("RUSTFLAGS");
-    if !guard {
-        cmd.env("GUARD_SUITE_NO_GUARD", "1");
+    if guard {
+        // Every GPU test holds this long: with the guard nobody else can be inside.
+        cmd.env("GUARD_SUITE_HOLD_MS", "150");
+    } else {
+        // Without it, tests wait (up to 2 s) to meet one another: generous, so that processes
+        // started far apart on a loaded machine still overlap in the control.
+        cmd.env("GUARD_SUITE_NO_GUARD", "1")
+            .env("GUARD_SUITE_HOLD_MS", "2000");
     }
     let out = cmd.output().unwrap();
     assert!(
