@@ -244,7 +244,10 @@ fn py_frame(line: &str) -> Option<(&str, &str)> {
 /// just inside pytest's `call_fixture_func`) names that fixture.
 pub fn leaking_fixtures(stacks: &[super::model::ProcessStack]) -> Vec<LeakingFixture> {
     let mut out: Vec<LeakingFixture> = Vec::new();
-    for s in stacks.iter().filter(|s| s.tool == "py-spy") {
+    for s in stacks
+        .iter()
+        .filter(|s| s.tool == "py-spy" || s.tool == "faulthandler")
+    {
         for thread in super::stacks::split_threads(&s.text) {
             let frames: Vec<(&str, &str)> =
                 thread.iter().skip(1).filter_map(|l| py_frame(l)).collect();

@@ -100,8 +100,26 @@ pub trait Executor {
 }
 
 /// The executor that runs real processes.
-#[derive(Debug, Default)]
-pub struct ProcessExecutor;
+#[derive(Debug, Clone)]
+pub struct ProcessExecutor {
+    /// The tools hung processes are dumped with.
+    pub tools: super::stacks::StackTools,
+}
+
+impl ProcessExecutor {
+    /// An executor using the dump tools found on `PATH`.
+    pub fn new() -> Self {
+        ProcessExecutor {
+            tools: super::stacks::StackTools::detect(),
+        }
+    }
+}
+
+impl Default for ProcessExecutor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 #[cfg(unix)]
 mod unix {
@@ -176,6 +194,7 @@ mod unix {
             let mut status = None;
             let mut stacks = Vec::new();
             let mut forced: Option<Termination> = None;
+            let mut faulthandler = false;
             while status.is_none() || open_streams > 0 {
                 let now = Instant::now();
                 let idle_deadline = last_progress + limits.idle;
@@ -193,7 +212,12 @@ mod unix {
                     };
                     let tree = super::super::stacks::process_tree(pid);
                     if limits.capture_stacks && matches!(termination, Termination::Hung { .. }) {
-                        stacks = super::super::stacks::capture(&tree);
+                        let captured = super::super::stacks::capture(&tree, self.tools);
+                        stacks = captured.stacks;
+                        if !captured.faulthandler.is_empty() {
+                            ask_faulthandler(&captured.faulthandler);
+                            faulthandler = true;
+                        }
                     }
                     kill_tree(pid, &tree);
                     forced = Some(termination);
@@ -234,6 +258,9 @@ mod unix {
             }
             // Whatever the runner left behind in its group goes too.
             kill_group(pid);
+            if faulthandler {
+                stacks.extend(super::super::stacks::parse_faulthandler(&stderr));
+            }
             let termination = match (forced, status) {
                 (Some(t), _) => t,
                 (None, Some(s)) => match (s.code(), s.signal()) {
@@ -250,6 +277,26 @@ mod unix {
                 stacks,
                 elapsed: start.elapsed(),
             })
+        }
+    }
+
+    /// SIGABRT makes a Python process with faulthandler enabled (pytest enables it) write
+    /// every thread's traceback to its stderr before it dies. Wait up to 3 s for them to go;
+    /// they are not our children, so their exit can only be polled.
+    fn ask_faulthandler(pids: &[u32]) {
+        use nix::sys::signal::{kill, Signal};
+        use nix::unistd::Pid;
+        for pid in pids {
+            let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGABRT);
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let gone = |pid: &u32| {
+            kill(Pid::from_raw(*pid as i32), None).is_err()
+                || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')))
+        };
+        while Instant::now() < deadline && !pids.iter().all(gone) {
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -321,7 +368,7 @@ mod tests {
             capture_stacks: false,
         };
         // Six progress lines 0.4 s apart: 2.4 s in all, never 1.5 s without progress.
-        let ex = ProcessExecutor
+        let ex = ProcessExecutor::new()
             .execute(
                 &sh("for i in 1 2 3 4 5 6; do echo \"test t$i ... ok\"; sleep 0.4; done"),
                 limits,
@@ -332,7 +379,7 @@ mod tests {
         assert_eq!(ex.stdout.lines().count(), 6);
 
         // Output that is not progress does not count.
-        let ex = ProcessExecutor
+        let ex = ProcessExecutor::new()
             .execute(
                 &sh("while true; do echo compiling; sleep 0.1; done"),
                 limits,
@@ -343,6 +390,45 @@ mod tests {
             matches!(ex.termination, Termination::Hung { .. }),
             "{:?}",
             ex.termination
+        );
+    }
+
+    #[test]
+    fn without_py_spy_python_dumps_itself_through_faulthandler() {
+        let tools = super::super::stacks::StackTools {
+            py_spy: false,
+            gdb: false,
+            eu_stack: false,
+            lldb: false,
+        };
+        let spec = CommandSpec {
+            program: "python3".into(),
+            args: vec![
+                "-X".into(),
+                "faulthandler".into(),
+                "-c".into(),
+                "import threading\ndef blocked_acquire():\n    threading.Event().wait()\nblocked_acquire()\n".into(),
+            ],
+            env: Vec::new(),
+            cwd: None,
+        };
+        let limits = Limits {
+            idle: Duration::from_millis(1500),
+            total: Duration::from_secs(60),
+            capture_stacks: true,
+        };
+        let ex = ProcessExecutor { tools }
+            .execute(&spec, limits, &|_| false)
+            .unwrap();
+        assert!(matches!(ex.termination, Termination::Hung { .. }));
+        assert_eq!(ex.stacks.len(), 1, "{:#?}\n{}", ex.stacks, ex.stderr);
+        assert_eq!(ex.stacks[0].tool, "faulthandler");
+        assert!(
+            ex.stacks[0]
+                .text
+                .contains("    blocked_acquire (<string>:3)"),
+            "{}",
+            ex.stacks[0].text
         );
     }
 
@@ -360,7 +446,7 @@ mod tests {
             total: Duration::from_secs(60),
             capture_stacks: true,
         };
-        let ex = ProcessExecutor
+        let ex = ProcessExecutor::new()
             .execute(&sh(&script), limits, &|_| false)
             .unwrap();
         assert!(matches!(ex.termination, Termination::Hung { .. }));
@@ -370,6 +456,12 @@ mod tests {
             .map(|l| l.trim().parse().unwrap())
             .collect();
         assert_eq!(children.len(), 2);
+        // SIGKILL was sent before `execute` returned; its delivery is asynchronous, so allow
+        // the kernel a bounded moment to finish the job.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while children.iter().any(|p| alive(*p)) && std::time::Instant::now() < deadline {
+            std::thread::yield_now();
+        }
         for pid in &children {
             assert!(!alive(*pid), "pid {pid} outlived the hang");
         }

@@ -818,7 +818,7 @@ pub fn hunt(args: crate::cli::hunt::HuntArgs) -> Result<u8, CliError> {
             scratch.display()
         ))
     })?;
-    let mut exec = exec::ProcessExecutor;
+    let mut exec = exec::ProcessExecutor::new();
     let mut printer = progress_printer(std::io::stderr());
     let mut quiet = |_: HuntEvent<'_>| {};
     let on_event: &mut dyn FnMut(HuntEvent<'_>) =

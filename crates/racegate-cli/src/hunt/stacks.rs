@@ -85,31 +85,66 @@ fn on_path(tool: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Which dump tools are available.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StackTools {
+    /// `py-spy` (Python processes).
+    pub py_spy: bool,
+    /// `gdb` (native processes).
+    pub gdb: bool,
+    /// `eu-stack` (native, when gdb is missing).
+    pub eu_stack: bool,
+    /// `lldb` (native, macOS).
+    pub lldb: bool,
+}
+
+impl StackTools {
+    /// What is on `PATH`.
+    pub fn detect() -> Self {
+        StackTools {
+            py_spy: on_path("py-spy"),
+            gdb: on_path("gdb"),
+            eu_stack: on_path("eu-stack"),
+            lldb: on_path("lldb"),
+        }
+    }
+}
+
+/// What [`capture`] got.
+#[derive(Debug, Default)]
+pub struct Captured {
+    /// Dumps taken by an outside tool.
+    pub stacks: Vec<ProcessStack>,
+    /// Python processes with no py-spy to dump them: the caller asks their own faulthandler
+    /// (SIGABRT; pytest enables it) and reads the dump from their stderr.
+    pub faulthandler: Vec<u32>,
+}
+
 /// Dump every thread of every interesting process in `tree`.
-pub fn capture(tree: &[(u32, String)]) -> Vec<ProcessStack> {
-    let py_spy = on_path("py-spy");
-    let gdb = on_path("gdb");
-    let eu_stack = on_path("eu-stack");
-    let lldb = on_path("lldb");
-    let mut stacks = Vec::new();
+pub fn capture(tree: &[(u32, String)], tools: StackTools) -> Captured {
+    let mut out = Captured::default();
     for (pid, command) in tree {
         if is_driver(command) {
             continue;
         }
         let pid_s = pid.to_string();
-        let (tool, mut cmd) = if is_python(command) && py_spy {
+        let (tool, mut cmd) = if is_python(command) {
+            if !tools.py_spy {
+                out.faulthandler.push(*pid);
+                continue;
+            }
             let mut c = Command::new("py-spy");
             c.args(["dump", "--pid", &pid_s]);
             ("py-spy", c)
-        } else if gdb {
+        } else if tools.gdb {
             let mut c = Command::new("gdb");
             c.args(["-p", &pid_s, "-batch", "-nx", "-ex", "thread apply all bt"]);
             ("gdb", c)
-        } else if eu_stack {
+        } else if tools.eu_stack {
             let mut c = Command::new("eu-stack");
             c.args(["-p", &pid_s]);
             ("eu-stack", c)
-        } else if lldb {
+        } else if tools.lldb {
             let mut c = Command::new("lldb");
             c.args(["-p", &pid_s, "--batch", "-o", "thread backtrace all"]);
             ("lldb", c)
@@ -117,7 +152,7 @@ pub fn capture(tree: &[(u32, String)]) -> Vec<ProcessStack> {
             continue;
         };
         if let Some(text) = bounded_output(&mut cmd, DUMP_TIMEOUT) {
-            stacks.push(ProcessStack {
+            out.stacks.push(ProcessStack {
                 pid: *pid,
                 command: command.clone(),
                 tool: tool.to_string(),
@@ -125,7 +160,62 @@ pub fn capture(tree: &[(u32, String)]) -> Vec<ProcessStack> {
             });
         }
     }
-    stacks
+    out
+}
+
+/// Python's faulthandler dumps in a process's stderr (`Fatal Python error: …`, then per
+/// thread `Thread 0x… (most recent call first):` and `  File "P", line N in F` frames), one
+/// [`ProcessStack`] per dump, frames rewritten in py-spy's `    F (P:N)` form.
+pub fn parse_faulthandler(stderr: &str) -> Vec<ProcessStack> {
+    let mut out: Vec<ProcessStack> = Vec::new();
+    let mut text: Option<String> = None;
+    for line in stderr.lines() {
+        let t = line.trim_end();
+        if t.starts_with("Fatal Python error:") {
+            if let Some(done) = text.take().filter(|s| !s.is_empty()) {
+                out.push(faulthandler_stack(done));
+            }
+            text = Some(String::new());
+            continue;
+        }
+        let Some(buf) = text.as_mut() else { continue };
+        let header = t
+            .strip_prefix("Current thread ")
+            .map(|r| (r, " (current)"))
+            .or_else(|| t.strip_prefix("Thread ").map(|r| (r, "")));
+        if let Some((rest, current)) = header {
+            let id = rest.split_whitespace().next().unwrap_or("?");
+            buf.push_str(&format!("Thread {id}{current}:\n"));
+        } else if let Some(frame) = t.trim_start().strip_prefix("File \"") {
+            // File "PATH", line N in FUNC
+            let Some((path, rest)) = frame.split_once("\", line ") else {
+                continue;
+            };
+            let Some((line_no, func)) = rest.split_once(" in ") else {
+                continue;
+            };
+            buf.push_str(&format!("    {func} ({path}:{line_no})\n"));
+        } else if t.is_empty() || t.starts_with("Extension modules:") {
+            continue;
+        } else if !t.starts_with(' ') && !buf.is_empty() {
+            // The dump ended; the rest is other output.
+            out.push(faulthandler_stack(std::mem::take(buf)));
+            text = None;
+        }
+    }
+    if let Some(done) = text.filter(|s| !s.is_empty()) {
+        out.push(faulthandler_stack(done));
+    }
+    out
+}
+
+fn faulthandler_stack(text: String) -> ProcessStack {
+    ProcessStack {
+        pid: 0,
+        command: "python".into(),
+        tool: "faulthandler".into(),
+        text,
+    }
 }
 
 /// Drop the noise debuggers print around the frames.
@@ -256,6 +346,27 @@ mod tests {
         let me = std::process::id();
         let tree = process_tree(me);
         assert_eq!(tree[0].0, me);
+    }
+
+    #[test]
+    fn faulthandler_dumps_become_stacks() {
+        let err = "ok line\nFatal Python error: Aborted\n\nThread 0x00007f1 (most recent call first):\n  File \"/x/threading.py\", line 320 in wait\n  File \"/s/pool.py\", line 75 in acquire\n\nCurrent thread 0x00007f2 (most recent call first):\n  File \"/s/conftest.py\", line 17 in chunked\n\nExtension modules: a, b (total: 2)\nnext output\n";
+        let s = parse_faulthandler(err);
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].tool, "faulthandler");
+        assert_eq!(
+            s[0].text,
+            "Thread 0x00007f1:\n    wait (/x/threading.py:320)\n    acquire (/s/pool.py:75)\nThread 0x00007f2 (current):\n    chunked (/s/conftest.py:17)\n"
+        );
+        assert!(parse_faulthandler("no dumps here\n").is_empty());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn faulthandler_parser_never_panics(s in "\\PC*") {
+            let _ = parse_faulthandler(&s);
+            let _ = split_threads(&s);
+        }
     }
 
     #[test]
