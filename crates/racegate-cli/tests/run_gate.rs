@@ -227,3 +227,50 @@ fn bad_lock_dirs_and_bad_flags_are_usage_errors() {
         assert_eq!(child.wait().unwrap().code(), Some(2), "{bad:?}: {err}");
     }
 }
+
+/// `kill -9` of `racegate run` releases the gate (the kernel drops the lock) and, on Linux, the
+/// command dies with it rather than go on using the GPU without the gate.
+#[cfg(target_os = "linux")]
+#[test]
+fn sigkill_of_racegate_run_hands_the_gate_on_and_takes_the_command_with_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let pidfile = d.join("child.pid");
+    let script = format!(
+        "echo $$ > {}; i=0; while [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done",
+        pidfile.display()
+    );
+    let mut holder = racegate(d)
+        .args(["run", "--", "sh", "-c", &script])
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(10), || fs::read_to_string(
+        &pidfile
+    )
+    .is_ok_and(|s| s.ends_with('\n'))));
+    let child: i32 = fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    holder.kill().unwrap(); // SIGKILL
+    holder.wait().unwrap();
+    let gone = |pid: i32| {
+        // Gone, or a zombie waiting for init to reap it.
+        fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| {
+                s.rsplit_once(')')
+                    .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+            })
+            .unwrap_or(true)
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), || gone(child)),
+        "the command outlived `racegate run`"
+    );
+    assert_eq!(
+        code(d, &["run", "--timeout", "5s", "--", "true"]),
+        0,
+        "the gate was not handed on"
+    );
+}
