@@ -19,6 +19,9 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 /// Exit status: 0 PASS, 1 FAIL, 3 PARTIAL, 2 usage/configuration error or unhealthy target
 /// (ERROR), 130 interrupted (ABORTED).
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Exit status: 0 PASS, 1 FAIL, 3 PARTIAL, 2 bad flags or scenario, or an unhealthy target (ERROR), 130 interrupted (ABORTED).\nScenario keys and the JSON schema: docs/stress.md."
+)]
 pub struct StressArgs {
     /// Scenario file (TOML). Without one, `--target` runs the built-in text + vision scenario.
     #[arg(value_name = "SCENARIO")]

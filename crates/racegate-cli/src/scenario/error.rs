@@ -87,7 +87,10 @@ impl Locator<'_> {
             }
             None => (None, None),
         };
-        let message = err.message().trim().to_string();
+        let mut message = err.message().trim().to_string();
+        if message.contains("untagged enum RawCheck") {
+            message = "expected \"consistent\", \"none\", { pointer = \"/a\", equals = VALUE } or { regex = \"...\" }".into();
+        }
         let key = span.and_then(|s| key_path_at(self.src, s.start));
         ScenarioError {
             file: self.file.map(Path::to_path_buf),

@@ -1042,6 +1042,9 @@ mod tests {
         assert!(matches!(s.pipelines[1].check, Check::Regex(_)));
         let e = parse(&format!("{MIN}check = \"same\"\n")).unwrap_err();
         assert_eq!(e.key.as_deref(), Some("pipeline[0].check"));
+        let e = parse(&format!("{MIN}check = {{ pointr = \"/a\" }}\n")).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("pipeline[0].check"), "{e}");
+        assert!(e.message.contains("regex"), "{e}");
     }
 
     proptest! {
