@@ -99,8 +99,41 @@ async fn attempt(conn: &mut Conn, p: &PipelineCtx) -> (Outcome, Option<String>) 
     }
 }
 
+/// One open-loop worker's share of the schedule: worker `nth` of `workers` owns slots nth,
+/// nth+W, nth+2W, ...; slot k is due at `start + k / rate`. Pure, so it is tested without a
+/// clock.
+#[derive(Debug, Clone)]
+struct Schedule {
+    start: Instant,
+    rate: f64,
+    step: u64,
+    slot: u64,
+    deadline: Instant,
+}
+
+impl Schedule {
+    fn new(start: Instant, rate: f64, workers: u32, nth: u32, deadline: Instant) -> Schedule {
+        Schedule {
+            start,
+            rate,
+            step: u64::from(workers.max(1)),
+            slot: u64::from(nth),
+            deadline,
+        }
+    }
+
+    /// The intended send time of this worker's next request; `None` past the deadline.
+    fn next_due(&mut self) -> Option<Instant> {
+        let t = self.start + Duration::from_secs_f64(self.slot as f64 / self.rate);
+        self.slot += self.step;
+        (t < self.deadline).then_some(t)
+    }
+}
+
 async fn worker(shared: Arc<Shared>, p: Arc<PipelineCtx>, nth: u32) {
-    let mut slot = u64::from(nth);
+    let mut schedule = p
+        .rate
+        .map(|rate| Schedule::new(shared.load_start, rate, p.workers, nth, shared.deadline));
     let mut conn = Conn::new(&shared.connector);
     loop {
         if shared.cancel.is_cancelled() || Instant::now() >= shared.deadline {
@@ -109,13 +142,11 @@ async fn worker(shared: Arc<Shared>, p: Arc<PipelineCtx>, nth: u32) {
         // Open loop: this worker owns slots nth, nth+W, ...; latency counts from the intended
         // send time, so a slow answer that delays the next sends shows up in the percentiles
         // (no coordinated omission).
-        let intended = match p.rate {
-            Some(rate) => {
-                let t = shared.load_start + Duration::from_secs_f64(slot as f64 / rate);
-                slot += u64::from(p.workers);
-                if t >= shared.deadline {
+        let intended = match schedule.as_mut() {
+            Some(schedule) => {
+                let Some(t) = schedule.next_due() else {
                     return;
-                }
+                };
                 if t > Instant::now() {
                     tokio::time::sleep_until(t.into()).await;
                 }
@@ -463,4 +494,29 @@ pub async fn run<S: EventSink + ?Sized>(
         aggregate(rx, &mut stats, sink, &clock, &awaiting_report, &done)
     );
     Ok(stats.finish(duration, &scenario.verdict))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_loop_slots_are_shared_round_robin_and_end_at_the_deadline() {
+        let start = Instant::now();
+        let deadline = start + Duration::from_secs(1);
+        let due = |nth| {
+            let mut s = Schedule::new(start, 10.0, 4, nth, deadline);
+            std::iter::from_fn(move || s.next_due())
+                .map(|t| (t - start).as_millis())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(due(0), [0, 400, 800]);
+        assert_eq!(due(1), [100, 500, 900]);
+        assert_eq!(due(3), [300, 700]);
+        let total: usize = (0..4).map(|n| due(n).len()).sum();
+        assert_eq!(
+            total, 10,
+            "rate x duration slots, none at or past the deadline"
+        );
+    }
 }
