@@ -40,7 +40,7 @@ fn finds_the_hanging_group_with_the_blocked_pool_acquire_and_verifies_the_groups
         .unwrap()
         .current_dir(fixture())
         .timeout(Duration::from_secs(300))
-        .args(["hunt", "--runs", "2", "--jobs", "2", "--test-timeout", "3s"])
+        .args(["hunt", "--runs", "2", "--jobs", "2", "--test-timeout", "5s"])
         .args(["--budget", "4m", "--verify", "--json"])
         .arg(&json)
         .args(["--", "python3", "-m", "pytest"])
