@@ -277,3 +277,39 @@ fn a_target_that_stops_answering_counts_as_a_crash() {
         .unwrap()
         .starts_with("unresponsive:"));
 }
+
+#[test]
+fn a_server_closing_idle_keep_alive_connections_is_not_an_error() {
+    // Answers each connection once, with a keep-alive response, then closes it: what a server
+    // with a short idle timeout or a per-connection request cap does.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for stream in listener.incoming().take(500) {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let mut got = Vec::new();
+            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+        }
+    });
+    let (code, v, out) = run(&[
+        "--target",
+        &format!("http://{addr}"),
+        "--duration",
+        "10s",
+        "--workers",
+        "1",
+        "--requests",
+        "30",
+    ]);
+    assert_eq!(code, 0, "{out}\n{v:#}");
+    assert_eq!(v["requests"], 30);
+    assert_eq!(v["errors"], 0, "{v:#}");
+}

@@ -96,15 +96,31 @@ impl Conn {
     }
 
     async fn exchange(&mut self, t: &RequestTemplate) -> Result<Answer, ErrorKind> {
-        if self.sender.as_ref().map_or(true, SendRequest::is_closed) {
-            self.connect(t).await?;
-        }
-        let sender = self.sender.as_mut().ok_or(ErrorKind::Other)?;
-        sender.ready().await.map_err(|e| classify(&e))?;
-        let resp = sender
-            .send_request(t.request())
-            .await
-            .map_err(|e| classify(&e))?;
+        // A kept-alive connection the server closed while idle is not an error of the target:
+        // like a browser, retry once on a fresh connection when the request was never sent.
+        let mut reused = true;
+        let resp = loop {
+            if self.sender.as_ref().map_or(true, SendRequest::is_closed) {
+                self.connect(t).await?;
+                reused = false;
+            }
+            let sender = self.sender.as_mut().ok_or(ErrorKind::Other)?;
+            if let Err(e) = sender.ready().await {
+                self.sender = None;
+                if reused {
+                    continue;
+                }
+                return Err(classify(&e));
+            }
+            match sender.send_request(t.request()).await {
+                Ok(resp) => break resp,
+                Err(e) if reused && e.is_canceled() => {
+                    self.sender = None;
+                    continue;
+                }
+                Err(e) => return Err(classify(&e)),
+            }
+        };
         let status = resp.status().as_u16();
         let body = resp
             .into_body()
