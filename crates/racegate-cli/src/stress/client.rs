@@ -307,7 +307,7 @@ pub fn classify(err: &(dyn std::error::Error + 'static)) -> ErrorKind {
             return ErrorKind::Tls;
         }
         if let Some(he) = e.downcast_ref::<hyper::Error>() {
-            if he.is_incomplete_message() {
+            if he.is_incomplete_message() || he.is_closed() || he.is_canceled() {
                 return ErrorKind::Closed;
             }
             if he.is_timeout() {
