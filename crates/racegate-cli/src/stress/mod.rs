@@ -131,8 +131,11 @@ pub fn stress(args: StressArgs) -> Result<u8, CliError> {
     progress.finish();
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
     let report = result?;
-    let json_to_stdout = args.json.as_deref() == Some(Path::new("-"));
-    if !json_to_stdout {
+    // A report written to stdout replaces the table there, so it stays machine-readable.
+    let report_to_stdout = [&args.json, &args.markdown, &args.junit]
+        .iter()
+        .any(|p| p.as_deref() == Some(Path::new("-")));
+    if !report_to_stdout {
         report::terminal::write(&report, std::io::stdout().lock())
             .map_err(|e| CliError::Other(e.into()))?;
     }
