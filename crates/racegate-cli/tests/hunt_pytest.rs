@@ -19,6 +19,30 @@ fn fixture() -> PathBuf {
         .unwrap()
 }
 
+/// Command lines of live (not zombie) processes whose working directory is `dir`.
+#[cfg(target_os = "linux")]
+fn processes_in(dir: &std::path::Path) -> Vec<String> {
+    let me = std::process::id().to_string();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.chars().all(|c| c.is_ascii_digit()) || name == me {
+            continue;
+        }
+        let cwd = std::fs::read_link(entry.path().join("cwd")).ok();
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let zombie = stat
+            .rsplit_once(") ")
+            .map(|(_, r)| r.starts_with('Z'))
+            .unwrap_or(true);
+        if cwd.as_deref() == Some(dir) && !zombie {
+            let cmd = std::fs::read_to_string(entry.path().join("cmdline")).unwrap_or_default();
+            found.push(cmd.replace('\0', " "));
+        }
+    }
+    found
+}
+
 fn python_tools_present() {
     let ok = std::process::Command::new("python3")
         .args(["-c", "import pytest, xdist"])
@@ -107,25 +131,7 @@ fn finds_the_hanging_group_with_the_blocked_pool_acquire_and_verifies_the_groups
     // No process of the hunt outlives it: nothing (but zombies) still runs in the fixture.
     #[cfg(target_os = "linux")]
     {
-        let me = std::process::id().to_string();
-        let mut orphans = Vec::new();
-        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if !name.chars().all(|c| c.is_ascii_digit()) || name == me {
-                continue;
-            }
-            let cwd = std::fs::read_link(entry.path().join("cwd")).ok();
-            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-            let zombie = stat
-                .rsplit_once(") ")
-                .map(|(_, r)| r.starts_with('Z'))
-                .unwrap_or(true);
-            if cwd.as_deref() == Some(fixture().as_path()) && !zombie {
-                orphans.push(
-                    std::fs::read_to_string(entry.path().join("cmdline")).unwrap_or_default(),
-                );
-            }
-        }
+        let orphans = processes_in(&fixture());
         assert!(orphans.is_empty(), "orphans: {orphans:?}");
     }
 }
@@ -187,4 +193,80 @@ fn tests_that_fail_alone_are_broken_not_races_with_and_without_xdist() {
         assert_eq!(found[1].1, "test_broken.py::test_assertion_always");
         assert!(r["fix"].as_object().unwrap().is_empty());
     }
+}
+
+/// Ctrl-C in the middle of a hung run: racegate kills the whole test tree and exits 130.
+#[cfg(target_os = "linux")]
+#[test]
+fn an_interrupted_hunt_leaves_no_test_process_behind() {
+    use std::time::Instant;
+    python_tools_present();
+    let dir = tempfile::tempdir().unwrap();
+    // Its own copy of the suite, so that the processes it starts are told apart by directory.
+    let copy = dir.path().join("suite");
+    for sub in ["", "leaky_pool", "tests"] {
+        std::fs::create_dir_all(copy.join(sub)).unwrap();
+        for e in std::fs::read_dir(fixture().join(sub)).unwrap().flatten() {
+            if e.path().is_file() {
+                std::fs::copy(e.path(), copy.join(sub).join(e.file_name())).unwrap();
+            }
+        }
+    }
+    let copy = copy.canonicalize().unwrap();
+    let mut hunt = std::process::Command::new(assert_cmd::cargo::cargo_bin("racegate"))
+        .current_dir(&copy)
+        .args([
+            "hunt",
+            "-q",
+            "--runs",
+            "1",
+            "--jobs",
+            "2",
+            "--test-timeout",
+            "120s",
+        ])
+        .args(["--", "python3", "-m", "pytest"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait (bounded) until the suite is running: the xdist workers sit in the copy.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // The two xdist workers (execnet starts them reading their code from stdin).
+    let workers = || {
+        processes_in(&copy)
+            .into_iter()
+            .filter(|c| c.contains("sys.stdin.readline"))
+            .count()
+    };
+    while workers() < 2 && Instant::now() < deadline {
+        std::thread::yield_now();
+    }
+    let running = processes_in(&copy);
+    assert!(workers() >= 2, "the suite never started: {running:?}");
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(hunt.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = hunt.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "racegate did not exit after SIGINT"
+        );
+        std::thread::yield_now();
+    };
+    assert_eq!(status.code(), Some(130));
+    // SIGKILL delivery is asynchronous: give the kernel a bounded moment.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !processes_in(&copy).is_empty() && Instant::now() < deadline {
+        std::thread::yield_now();
+    }
+    let left = processes_in(&copy);
+    assert!(left.is_empty(), "left behind: {left:?}");
 }

@@ -127,8 +127,38 @@ mod unix {
     use std::io::{BufRead, BufReader, Read};
     use std::os::unix::process::{CommandExt, ExitStatusExt};
     use std::process::{Command, Stdio};
+    use std::sync::atomic::{AtomicU32, Ordering};
     use std::sync::mpsc;
     use std::time::Instant;
+
+    /// The process group of the command being executed (0: none), for the interrupt handler.
+    static RUNNING: AtomicU32 = AtomicU32::new(0);
+
+    /// On SIGINT, SIGTERM or SIGHUP, kill the running test command's whole tree, then exit
+    /// with status 130: an interrupted hunt leaves no test processes behind. Call it before any
+    /// other thread is started (the signals are blocked in this thread and every thread it
+    /// starts afterwards, and received by one waiting thread; child processes start with an
+    /// empty mask).
+    pub fn kill_children_on_interrupt() {
+        use nix::sys::signal::{SigSet, Signal};
+        let mut set = SigSet::empty();
+        set.add(Signal::SIGINT);
+        set.add(Signal::SIGTERM);
+        set.add(Signal::SIGHUP);
+        if set.thread_block().is_err() {
+            return;
+        }
+        std::thread::spawn(move || {
+            if let Ok(sig) = set.wait() {
+                let root = RUNNING.load(Ordering::SeqCst);
+                if root != 0 {
+                    kill_tree(root, &super::super::stacks::process_tree(root));
+                }
+                eprintln!("racegate: hunt interrupted by {sig}; the running tests were killed");
+                std::process::exit(i32::from(crate::exit::INTERRUPTED));
+            }
+        });
+    }
 
     enum Event {
         Line(bool, String),
@@ -179,6 +209,7 @@ mod unix {
             }
             let mut child = cmd.spawn()?;
             let pid = child.id();
+            RUNNING.store(pid, Ordering::SeqCst);
             let (tx, rx) = mpsc::channel();
             pump(child.stdout.take().expect("piped"), false, tx.clone());
             pump(child.stderr.take().expect("piped"), true, tx.clone());
@@ -258,6 +289,7 @@ mod unix {
             }
             // Whatever the runner left behind in its group goes too.
             kill_group(pid);
+            RUNNING.store(0, Ordering::SeqCst);
             if faulthandler {
                 stacks.extend(super::super::stacks::parse_faulthandler(&stderr));
             }
@@ -317,6 +349,13 @@ mod unix {
         }
     }
 }
+
+#[cfg(unix)]
+pub use unix::kill_children_on_interrupt;
+
+/// Without Unix signals there is nothing to install.
+#[cfg(not(unix))]
+pub fn kill_children_on_interrupt() {}
 
 #[cfg(not(unix))]
 impl Executor for ProcessExecutor {

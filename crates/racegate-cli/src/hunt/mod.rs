@@ -811,6 +811,7 @@ pub fn progress_printer<W: std::io::Write>(mut w: W) -> impl FnMut(HuntEvent<'_>
 /// Run `racegate hunt`.
 pub fn hunt(args: crate::cli::hunt::HuntArgs) -> Result<u8, CliError> {
     let cfg = resolve(&args)?;
+    exec::kill_children_on_interrupt();
     let scratch = scratch_dir();
     let runner = runner::build(cfg.runner, &cfg.command, &scratch).map_err(|e| {
         CliError::Other(anyhow::anyhow!(
