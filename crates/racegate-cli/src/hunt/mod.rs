@@ -1049,6 +1049,23 @@ mod tests {
     }
 
     #[test]
+    fn sources_are_found_next_to_the_manifest() {
+        let words = |s: &str| -> Vec<OsString> { s.split(' ').map(OsString::from).collect() };
+        assert_eq!(
+            rust_root(&words("cargo test --manifest-path a/b/Cargo.toml")),
+            PathBuf::from("a/b")
+        );
+        assert_eq!(
+            rust_root(&words("cargo test --manifest-path=x/Cargo.toml -p y")),
+            PathBuf::from("x")
+        );
+        assert_eq!(
+            rust_root(&words("cargo test")),
+            std::env::current_dir().unwrap()
+        );
+    }
+
+    #[test]
     fn a_spent_budget_gives_an_incomplete_report() {
         let mut mock = MockCargo::new(10, &[1, 2], &[], false);
         let mut c = cfg(false);

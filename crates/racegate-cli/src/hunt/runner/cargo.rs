@@ -35,6 +35,10 @@ impl CargoTest {
 
     fn command(&self, extra: impl IntoIterator<Item = OsString>) -> CommandSpec {
         let mut words = self.cargo.clone();
+        // A crashed test binary must not stop cargo from running the other binaries.
+        if !words.iter().any(|w| w == "--no-fail-fast") {
+            words.push("--no-fail-fast".into());
+        }
         words.push("--".into());
         words.extend(self.harness.iter().cloned());
         words.extend(extra);
@@ -184,7 +188,7 @@ mod tests {
         let r = CargoTest::new(&cmd);
         assert_eq!(
             words(&r.list_command()),
-            "cargo test --manifest-path m/Cargo.toml -- --nocapture --list --format terse"
+            "cargo test --manifest-path m/Cargo.toml --no-fail-fast -- --nocapture --list --format terse"
         );
         let tests = vec!["a".to_string(), "b".to_string(), "c".to_string()];
         let plan = RunPlan {
@@ -195,7 +199,7 @@ mod tests {
         };
         assert_eq!(
             words(&r.run_commands(&plan)[0]),
-            "cargo test --manifest-path m/Cargo.toml -- --nocapture --test-threads 4 --exact a b"
+            "cargo test --manifest-path m/Cargo.toml --no-fail-fast -- --nocapture --test-threads 4 --exact a b"
         );
         let groups = vec![vec!["a".to_string(), "c".to_string()]];
         let plan = RunPlan {
@@ -208,8 +212,8 @@ mod tests {
         assert_eq!(
             cmds,
             vec![
-                "cargo test --manifest-path m/Cargo.toml -- --nocapture --test-threads 4 --exact --skip a --skip c",
-                "cargo test --manifest-path m/Cargo.toml -- --nocapture --test-threads 1 --exact a c",
+                "cargo test --manifest-path m/Cargo.toml --no-fail-fast -- --nocapture --test-threads 4 --exact --skip a --skip c",
+                "cargo test --manifest-path m/Cargo.toml --no-fail-fast -- --nocapture --test-threads 1 --exact a c",
             ]
         );
     }
@@ -241,7 +245,7 @@ mod tests {
         let r = CargoTest::new(&["cargo".into(), "test".into(), "-q".into()]);
         assert_eq!(
             words(&r.list_command()),
-            "cargo test -- --list --format terse"
+            "cargo test --no-fail-fast -- --list --format terse"
         );
     }
 
