@@ -321,3 +321,152 @@ pub fn write_summary<W: Write>(w: &mut W, r: &HuntReport) -> io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> HuntReport {
+        HuntReport {
+            schema: SCHEMA,
+            runner: RunnerKind::Cargo,
+            command: "cargo test".into(),
+            jobs: 4,
+            runs: 3,
+            test_timeout_ms: 60_000,
+            budget_ms: 1_800_000,
+            confidence: 0.95,
+            tests: 30,
+            suite_runs: vec![RunSummary {
+                index: 1,
+                elapsed_ms: 100,
+                passed: 28,
+                failed: 0,
+                failures: vec![FailureKind::Crash],
+            }],
+            findings: vec![Finding {
+                kind: FailureKind::Crash,
+                classification: Classification::Race,
+                signature: "assertion: commit an already committed command buffer".into(),
+                signatures: vec!["assertion: commit an already committed command buffer".into()],
+                test: None,
+                seen_in_runs: 3,
+                of_runs: 3,
+                parallel_rate: 1.0,
+                conflict_set: vec!["gpu::a".into(), "gpu::b".into()],
+                group: Some("racegate-conflict-1".into()),
+                bisection: Some(BisectionReport {
+                    candidates: 30,
+                    probes: 10,
+                    runs_per_probe: 1,
+                    runs: 10,
+                    confidence: 0.95,
+                    minimal: true,
+                }),
+                reproduction: Some(Reproduction {
+                    runs: 3,
+                    reproduced: 3,
+                    rate: 1.0,
+                }),
+                stack_excerpt: None,
+                stacks: Vec::new(),
+                leaking_fixture: None,
+            }],
+            fix: Fix {
+                nextest_toml: Some("[test-groups]\n".into()),
+                ..Fix::default()
+            },
+            verify: Some(VerifyReport {
+                runs: 3,
+                clean_runs: 3,
+                failures: Vec::new(),
+                passed: true,
+            }),
+            total_runs: 17,
+            elapsed_ms: 2_800,
+            verdict: HuntVerdict::RacesFound,
+            notes: Vec::new(),
+        }
+    }
+
+    /// The JSON document has exactly the fields docs/hunt.md lists for schema v1.
+    #[test]
+    fn json_fields_match_the_documented_schema() {
+        let v = serde_json::to_value(sample()).unwrap();
+        let mut top: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        top.sort_unstable();
+        let mut documented = vec![
+            "schema",
+            "runner",
+            "command",
+            "jobs",
+            "runs",
+            "test_timeout_ms",
+            "budget_ms",
+            "confidence",
+            "tests",
+            "suite_runs",
+            "findings",
+            "fix",
+            "verify",
+            "total_runs",
+            "elapsed_ms",
+            "verdict",
+            "notes",
+        ];
+        documented.sort_unstable();
+        assert_eq!(top, documented);
+        let mut finding: Vec<&str> = v["findings"][0]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        finding.sort_unstable();
+        let mut documented = vec![
+            "kind",
+            "classification",
+            "signature",
+            "signatures",
+            "test",
+            "seen_in_runs",
+            "of_runs",
+            "parallel_rate",
+            "conflict_set",
+            "group",
+            "bisection",
+            "reproduction",
+            "stack_excerpt",
+            "stacks",
+            "leaking_fixture",
+        ];
+        documented.sort_unstable();
+        assert_eq!(finding, documented);
+        assert_eq!(v["schema"], "racegate.hunt.v1");
+        assert_eq!(v["verdict"], "races_found");
+        assert_eq!(v["findings"][0]["classification"], "race");
+        let doc = include_str!("../../../../docs/hunt.md");
+        for key in top.iter().chain(finding.iter()) {
+            assert!(
+                doc.contains(&format!("`{key}")),
+                "docs/hunt.md does not document `{key}`"
+            );
+        }
+    }
+
+    #[test]
+    fn summary_names_the_set_the_probes_and_the_fix() {
+        let mut out = Vec::new();
+        write_summary(&mut out, &sample()).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("racegate hunt: RACES FOUND — 30 tests"),
+            "{text}"
+        );
+        assert!(text.contains("conflict set (racegate-conflict-1):\n      gpu::a\n      gpu::b"));
+        assert!(text.contains("bisection: 10 probes over 30 tests"));
+        assert!(text.contains("reproduction: 3/3 runs of the set alone (100%)"));
+        assert!(text.contains("--- nextest (.config/nextest.toml) ---\n[test-groups]"));
+        assert!(text.contains("verify: PASS — 3/3 runs clean"));
+    }
+}
