@@ -181,6 +181,33 @@ fn bad_input_is_a_usage_error_naming_the_problem() {
         .code(2)
         .stderr(predicates::str::contains("--runner auto"));
     racegate()
+        .args([
+            "hunt",
+            "--json",
+            "/nonexistent/dir/h.json",
+            "--",
+            "cargo",
+            "test",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains(
+            "--json `/nonexistent/dir/h.json`: directory `/nonexistent/dir` does not exist",
+        ));
+    racegate()
+        .args([
+            "hunt",
+            "--runner",
+            "pytest",
+            "--",
+            "no-such-test-runner-xyz",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains(
+            "could not start `no-such-test-runner-xyz",
+        ));
+    racegate()
         .args(["hunt", "--test-timeout", "0s", "--", "cargo", "test"])
         .assert()
         .code(2)

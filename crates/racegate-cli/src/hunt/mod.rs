@@ -745,6 +745,20 @@ pub fn resolve(args: &crate::cli::hunt::HuntArgs) -> Result<HuntConfig, CliError
             humantime::format_duration(args.budget)
         )));
     }
+    if let Some(json) = &args.json {
+        // Fail now, not after a half-hour hunt.
+        let dir = json
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        if !dir.is_dir() {
+            return Err(CliError::Usage(anyhow::anyhow!(
+                "--json `{}`: directory `{}` does not exist",
+                json.display(),
+                dir.display()
+            )));
+        }
+    }
     let jobs = args.jobs.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get() as u32)
