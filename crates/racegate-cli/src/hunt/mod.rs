@@ -191,7 +191,8 @@ impl<E: Executor> Engine<'_, E> {
                 return Ok(Err(BudgetExhausted));
             }
             let limits = Limits {
-                idle: self.cfg.test_timeout.min(remaining),
+                // Not capped by the budget: a run cut short by the budget is out of time, not hung.
+                idle: self.cfg.test_timeout,
                 total: remaining,
                 capture_stacks: what == "suite",
             };
@@ -301,8 +302,15 @@ pub fn run_hunt<E: Executor>(
         return Err(HuntError::List {
             command: list.display(),
             detail: format!(
-                "{:?}:\n{}",
-                listed.termination,
+                "{}:\n{}",
+                match &listed.termination {
+                    exec::Termination::Exited(code) => format!("it exited with status {code}"),
+                    exec::Termination::Signaled(sig) => format!("it was killed by signal {sig}"),
+                    exec::Termination::Hung { .. } | exec::Termination::OutOfTime => format!(
+                        "it did not finish within --budget ({})",
+                        humantime::format_duration(cfg.budget)
+                    ),
+                },
                 tail(&format!("{}{}", listed.stdout, listed.stderr), 15)
             ),
         });
