@@ -425,8 +425,7 @@ pub fn run_hunt<E: Executor>(
         if matches!(
             finding.classification,
             Classification::Broken | Classification::OrderDependent | Classification::Flaky
-        ) && finding.kind == FailureKind::Failure
-        {
+        ) {
             known_broken.push(s.first.key.clone());
         }
         if finding.classification == Classification::Race {
