@@ -5,7 +5,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -16,7 +16,7 @@ use crate::errors::{
     AcquireError, AcquireTimeoutError, ConfigError, HolderInfo, MachineError, TimedAcquireError,
     TooLargeError, TryAcquireError,
 };
-use crate::stats::{GateStats, Label, Stamp, StatsClock, StatsState};
+use crate::stats::{GateStats, Label, Stamp, Stats, StatsClock, Ticket};
 
 // ---------------------------------------------------------------------------------------------
 // The machine-wide seam.
@@ -222,7 +222,7 @@ pub(crate) struct Inner {
     name: Box<str>,
     config: GateConfig,
     sem: Semaphore,
-    state: Mutex<StatsState>,
+    stats: Stats,
     /// The stats' clock; `None` when stats are off (its one-time calibration is then skipped).
     clock: Option<StatsClock>,
     waiters: AtomicUsize,
@@ -231,12 +231,11 @@ pub(crate) struct Inner {
     backend: Option<Arc<dyn Backend>>,
 }
 
-const NO_SLOT: u32 = u32::MAX;
-
-/// What both guard types hold: permits, the holder slot in the stats, the machine-wide lock.
+/// What both guard types hold: permits, the holder's stats ticket, the machine-wide lock.
 pub(crate) struct Grant {
     weight: u32,
-    slot: u32,
+    /// `None` when stats are off.
+    ticket: Option<Ticket>,
     machine: Option<MachineHold>,
 }
 
@@ -312,8 +311,8 @@ impl Gate {
             name: name.into_boxed_str(),
             sem: Semaphore::new(config.capacity as usize),
             clock: config.stats.then(StatsClock::get),
+            stats: Stats::new(config.capacity),
             config,
-            state: Mutex::new(StatsState::new()),
             waiters: AtomicUsize::new(0),
             timeouts: AtomicU64::new(0),
             panics: AtomicU64::new(0),
@@ -385,7 +384,7 @@ impl Gate {
             labels: Vec::new(),
         };
         if let Some(now) = inner.stamp() {
-            inner.state().fill(&mut s, now);
+            inner.stats.fill(&mut s, now);
         }
         s
     }
@@ -818,11 +817,6 @@ impl GrantError {
 }
 
 impl Inner {
-    fn state(&self) -> MutexGuard<'_, StatsState> {
-        // Bookkeeping never panics while locked, but a poisoned lock must never wedge the gate.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     fn check_weight(&self, weight: u32) -> Result<(), TooLargeError> {
         if weight > self.config.capacity {
             return Err(TooLargeError {
@@ -842,7 +836,7 @@ impl Inner {
 
     fn holders_now(&self) -> Vec<HolderInfo> {
         match self.stamp() {
-            Some(now) => self.state().holders(now),
+            Some(now) => self.stats.holders(now),
             None => Vec::new(),
         }
     }
@@ -855,9 +849,7 @@ impl Inner {
     ) -> AcquireTimeoutError {
         self.timeouts.fetch_add(1, Ordering::Relaxed);
         let mut holders = if let Some(now) = self.stamp() {
-            let mut st = self.state();
-            st.timed_out(label.as_ref());
-            st.holders(now)
+            self.stats.timed_out(label.as_ref(), now)
         } else {
             Vec::new()
         };
@@ -1026,15 +1018,13 @@ impl Inner {
         machine: Option<MachineHold>,
     ) -> Grant {
         permit.forget();
-        let slot = if let Some(now) = self.stamp() {
+        let ticket = self.stamp().map(|now| {
             let waited = asked_at.map_or(Duration::ZERO, |a| now.saturating_duration_since(a));
-            self.state().granted(req.label, req.weight, waited, now)
-        } else {
-            NO_SLOT
-        };
+            self.stats.granted(req.label, req.weight, waited, now)
+        });
         Grant {
             weight: req.weight,
-            slot,
+            ticket,
             machine,
         }
     }
@@ -1045,19 +1035,17 @@ impl Inner {
         if thread::panicking() {
             self.panics.fetch_add(1, Ordering::Relaxed);
         }
-        let mut warn = None;
-        // A slot exists only with stats on. One clock read at release: it ends the hold and is
+        // A ticket exists only with stats on. One clock read at release: it ends the hold and is
         // all the warning needs.
-        if let (true, Some(now)) = (grant.slot != NO_SLOT, self.stamp()) {
-            let (label, held) = self.state().released(grant.slot, now);
-            if let Some(threshold) = self.config.hold_warning {
-                if held > threshold {
-                    warn = Some((label, held, threshold));
-                }
+        let warn = match (grant.ticket.take(), self.stamp()) {
+            (Some(ticket), Some(now)) => {
+                let threshold = self.config.hold_warning;
+                self.stats.released(ticket, now, threshold).zip(threshold)
             }
-        }
+            _ => None,
+        };
         self.sem.add_permits(grant.weight as usize);
-        if let Some((label, held, threshold)) = warn {
+        if let Some(((label, held), threshold)) = warn {
             tracing::warn!(
                 gate = %self.name,
                 label = label.as_ref().map(Label::as_str).unwrap_or("(unlabeled)"),
@@ -1082,7 +1070,7 @@ fn spawn_hold_watchdog(gate: Weak<Inner>, threshold: Duration) {
             thread::sleep(interval);
             let Some(inner) = gate.upgrade() else { return };
             let Some(now) = inner.stamp() else { return };
-            let overdue = inner.state().overdue(threshold, now);
+            let overdue = inner.stats.overdue(threshold, now);
             for h in overdue {
                 tracing::warn!(
                     gate = %inner.name,
