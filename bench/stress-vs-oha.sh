@@ -3,7 +3,8 @@
 # duration. Reports requests/s and CPU time per request (user+sys of the load generator only,
 # from /usr/bin/time), one run each, peers side by side.
 #
-#   bench/stress-vs-oha.sh [CONNECTIONS] [SECONDS]      (PIN=1 to pin server and client cores)
+#   bench/stress-vs-oha.sh [CONNECTIONS] [SECONDS]      (PIN=1 to pin server and client cores;
+#                                                      ROUNDS=N to alternate racegate and oha N times)
 #
 # Needs: a release build of racegate (built here), oha (`cargo install oha --locked`, or
 # OHA=/path/to/oha), wrk (`apt-get install wrk`), /usr/bin/time. The endpoint is
@@ -56,6 +57,30 @@ TOML
 mkdir -p "$work/crashes"
 
 cpu() { awk '{printf "%.3f", $1 + $2}' "$1"; }
+
+# ROUNDS=N: alternate racegate and oha N times (same server, no CPU accounting) and print the
+# median req/s of each: on a busy machine single runs swing by tens of percent.
+if [ "${ROUNDS:-1}" -gt 1 ]; then
+  : >"$work/rounds"
+  for i in $(seq 1 "$ROUNDS"); do
+    "${taskset_client[@]}" "$RG" stress "$work/scenario.toml" --crash-dir "$work/crashes" --quiet --json - |
+      python3 -c "import json,sys;d=json.load(sys.stdin);print('racegate', round(d['requests']/d['duration_s']))" | tee -a "$work/rounds"
+    if [ -x "$OHA" ]; then
+      "${taskset_client[@]}" "$OHA" -z "${SECS}s" -c "$CONNS" --no-tui --output-format json "$url/healthz" |
+        python3 -c "import json,sys;d=json.load(sys.stdin);print('oha', round(d['summary']['requestsPerSec']))" | tee -a "$work/rounds"
+    fi
+  done
+  python3 - "$work/rounds" <<'PY'
+import statistics, sys
+runs = {}
+for line in open(sys.argv[1]):
+    tool, rps = line.split()
+    runs.setdefault(tool, []).append(int(rps))
+for tool, v in runs.items():
+    print(f"{tool:<10} median {statistics.median(v):>8.0f} req/s  (min {min(v)}, max {max(v)}, {len(v)} runs)")
+PY
+  exit 0
+fi
 
 printf '%-10s %12s %12s %16s\n' tool requests req/s "CPU us/request"
 
