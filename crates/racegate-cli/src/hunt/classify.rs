@@ -6,6 +6,7 @@
 use super::exec::{Execution, Termination};
 use super::model::{Failure, FailureKey, RunObservation, TestStatus};
 use crate::crash::signal::signal_name;
+use crate::crash::signature::{CrashSignature, CrashSource};
 use crate::crash::stderr::StderrScanner;
 
 /// The first crash signature in `stderr`, as the crash module reads it.
@@ -132,10 +133,22 @@ pub fn classify(
                 stacks: Vec::new(),
             }),
             TestStatus::Failed => {
-                let message = failure_output
-                    .iter()
-                    .find(|(t, _)| t == name)
-                    .and_then(|(_, text)| stderr_signature(text));
+                let message =
+                    failure_output
+                        .iter()
+                        .find(|(t, _)| t == name)
+                        .and_then(|(_, text)| {
+                            // A panic or assertion the crash scanner knows; else a runner that
+                            // reports the bare message (pytest's helper plugin) on one line.
+                            stderr_signature(text).or_else(|| {
+                                let line = text.trim();
+                                (!line.is_empty() && !line.contains('\n')).then(|| {
+                                    CrashSignature::assertion(line, CrashSource::Stderr)
+                                        .key()
+                                        .to_string()
+                                })
+                            })
+                        });
                 push(Failure {
                     key: FailureKey::Failure(message.clone().unwrap_or_else(|| name.clone())),
                     signature: match &message {
@@ -236,6 +249,16 @@ mod tests {
             &names(&["t"]),
         );
         assert_eq!(plain.failures[0].key, FailureKey::Failure("t".into()));
+        let bare = classify(
+            &exec(Termination::Exited(1), ""),
+            vec![("t".into(), TestStatus::Failed)],
+            &[("t".into(), "AssertionError: device busy".into())],
+            &names(&["t"]),
+        );
+        assert_eq!(
+            bare.failures[0].key,
+            FailureKey::Failure("assertion: AssertionError: device busy".into())
+        );
     }
 
     #[test]

@@ -546,6 +546,18 @@ pub fn run_hunt<E: Executor>(
     })
 }
 
+/// Parallelism of a probe of `tests` tests: at least `--jobs`, and for small sets one worker
+/// per test (up to [`PROBE_JOBS_CAP`]). Runners place tests on workers in chunks (xdist sends
+/// each worker two consecutive tests first), so with fewer workers than tests two members of
+/// a small conflict set can land on one worker and run one after the other; with a worker each
+/// they always run at the same time.
+pub fn probe_jobs(jobs: u32, tests: usize) -> u32 {
+    jobs.max(tests.min(PROBE_JOBS_CAP as usize) as u32)
+}
+
+/// The most workers [`probe_jobs`] adds for a small set.
+pub const PROBE_JOBS_CAP: u32 = 4;
+
 /// Baseline, bisection and confirmation of one failure.
 fn analyse<E: Executor>(
     engine: &mut Engine<'_, E>,
@@ -611,7 +623,13 @@ fn analyse<E: Executor>(
             return false;
         }
         for _ in 0..runs_per_probe {
-            match engine.run("probe", subset, false, cfg.jobs, &[]) {
+            match engine.run(
+                "probe",
+                subset,
+                false,
+                probe_jobs(cfg.jobs, subset.len()),
+                &[],
+            ) {
                 Ok(Ok(o)) if o.has(&key) => return true,
                 Ok(Ok(_)) => {}
                 Ok(Err(BudgetExhausted)) => {
@@ -651,7 +669,13 @@ fn analyse<E: Executor>(
     };
     let set = finding.conflict_set.clone();
     for _ in 0..cfg.runs {
-        match engine.run("reproduce", &set, false, cfg.jobs, &[])? {
+        match engine.run(
+            "reproduce",
+            &set,
+            false,
+            probe_jobs(cfg.jobs, set.len()),
+            &[],
+        )? {
             Ok(o) => {
                 rep.runs += 1;
                 if o.has(&key) {
@@ -1067,6 +1091,14 @@ mod tests {
         assert_eq!(r.verdict, HuntVerdict::Clean);
         assert_eq!(r.total_runs, 3);
         assert_eq!(r.verdict.exit_code(), 0);
+    }
+
+    #[test]
+    fn small_probes_get_a_worker_per_test() {
+        assert_eq!(probe_jobs(2, 1), 2);
+        assert_eq!(probe_jobs(2, 3), 3);
+        assert_eq!(probe_jobs(2, 30), 4);
+        assert_eq!(probe_jobs(8, 3), 8);
     }
 
     #[test]

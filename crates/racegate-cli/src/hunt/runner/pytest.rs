@@ -45,6 +45,12 @@ def pytest_runtest_logreport(report):
         if terminal is not None:
             terminal.ensure_newline()
             terminal.write_line("racegate-result %s %s" % (outcome, report.nodeid))
+            crash = getattr(getattr(report, "longrepr", None), "reprcrash", None)
+            message = getattr(crash, "message", None) if report.failed else None
+            if message:
+                # The failure's own message identifies it across tests and runs.
+                first = message.strip().splitlines()[0] if message.strip() else ""
+                terminal.write_line("racegate-message %s\t%s" % (report.nodeid, first))
 
 
 def pytest_sessionstart(session):
@@ -229,6 +235,17 @@ pub fn parse_collect(stdout: &str) -> Vec<String> {
     ids
 }
 
+/// The helper plugin's `racegate-message NODEID<TAB>MESSAGE` line, as `(node id, message)`.
+pub fn parse_message_line(line: &str) -> Option<(String, String)> {
+    let rest = &line[line.find("racegate-message ")? + "racegate-message ".len()..];
+    let (id, message) = rest.split_once('\t')?;
+    let (id, message) = (id.trim(), message.trim());
+    if id.is_empty() || message.is_empty() {
+        return None;
+    }
+    Some((strip_group(id).to_string(), message.to_string()))
+}
+
 /// Drop the `@group` suffix xdist's `loadgroup` mode appends to node ids.
 fn strip_group(id: &str) -> &str {
     match id.rsplit_once('@') {
@@ -332,6 +349,14 @@ impl Runner for Pytest {
 
     fn is_progress(&self, line: &str) -> bool {
         parse_status_line(line).is_some()
+    }
+
+    fn failure_output(&self, stdout: &str, stderr: &str) -> Vec<(String, String)> {
+        stdout
+            .lines()
+            .chain(stderr.lines())
+            .filter_map(parse_message_line)
+            .collect()
     }
 
     fn parse_results(&self, stdout: &str, stderr: &str) -> Vec<(String, TestStatus)> {
@@ -477,6 +502,16 @@ mod tests {
     }
 
     #[test]
+    fn parses_message_lines() {
+        assert_eq!(
+            parse_message_line("racegate-message t.py::a@g\tAssertionError: device busy"),
+            Some(("t.py::a".into(), "AssertionError: device busy".into()))
+        );
+        assert_eq!(parse_message_line("racegate-message t.py::a\t "), None);
+        assert_eq!(parse_message_line("racegate-result failed t.py::a"), None);
+    }
+
+    #[test]
     fn parses_collect_only() {
         let out = "t.py::test_a\nt.py::test_b[1]\n\n2 tests collected in 0.01s\n";
         assert_eq!(parse_collect(out), vec!["t.py::test_a", "t.py::test_b[1]"]);
@@ -497,6 +532,7 @@ mod tests {
             let _ = parse_status_line(&s);
             let _ = parse_collect(&s);
             let _ = parse_fixture_file(&s);
+            let _ = parse_message_line(&s);
             let _ = strip_group(&s);
         }
 
