@@ -281,7 +281,14 @@ pub(crate) fn abort_with(config: &DeviceConfig, violation: Violation) -> ! {
             );
         }
     }
-    eprintln!("{}", violation.assertion_line());
+    // Straight to fd 2, not `eprintln!`: libtest captures `eprintln!` output, so a test binary that
+    // aborts here would lose the assertion line, while the real runtime's line always survives.
+    {
+        use std::io::Write as _;
+        let mut stderr = std::io::stderr().lock();
+        let _ = writeln!(stderr, "{}", violation.assertion_line());
+        let _ = stderr.flush();
+    }
     std::process::abort()
 }
 
