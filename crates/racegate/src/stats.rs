@@ -5,8 +5,9 @@
 //! `Stats`). Holders are few (at most the gate's capacity), so the lock is almost never
 //! contended; the benchmark in `benches/gate_ratio.rs` measures its cost.
 //!
-//! Times come from `StatsClock`, not `std::time::Instant`: two clock reads per acquisition are
-//! most of the bookkeeping's cost, and a TSC read is about 2.5× cheaper than `clock_gettime`.
+//! Times come from `StatsClock`, not `std::time::Instant`: with `clock_gettime` the two clock
+//! reads per acquisition were most of the bookkeeping's cost, and a TSC read is about 2.4×
+//! cheaper (`BENCHMARKS.md`).
 
 use std::borrow::Cow;
 use std::fmt;
