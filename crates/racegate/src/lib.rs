@@ -13,6 +13,9 @@
 //! - [`Gated<T>`]: a resource (stream, device handle) reachable only through its gate.
 //! - [`Gate::stats`]: acquisitions, timeouts, panics while held, current holders, waiters, and
 //!   wait/hold percentiles overall and per label; a hold-too-long `tracing` warning.
+//! - [`MachineGate`] / [`configure_machine_wide`] / [`test_guard`]: the same gate across every
+//!   process of the machine, over OS file locks (a SIGKILLed holder releases it), fair across
+//!   processes, with holders and waiters visible to `racegate status` ([`machine`]).
 //!
 //! A panic while holding releases the gate (and is counted): the gate is never poisoned.
 //!
