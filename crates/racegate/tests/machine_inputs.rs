@@ -199,6 +199,22 @@ fn stale_recycled_and_garbage_records_are_ignored_and_cleaned() {
 }
 
 #[test]
+fn an_oversized_record_file_does_not_hide_later_holders() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gate = open(tmp.path(), "gpu").unwrap();
+    fs::write(gate.dir().join("lane.0.rec"), vec![b'x'; 200_000]).unwrap();
+    let held = gate.acquire_blocking_labeled("big", None).unwrap();
+    let st = gate.status();
+    let rec = st.holders[0]
+        .record
+        .as_ref()
+        .expect("the holder's record is readable");
+    assert_eq!(rec.label.as_deref(), Some("big"));
+    assert_eq!(rec.pid, std::process::id());
+    drop(held);
+}
+
+#[test]
 fn a_garbage_queue_header_is_rebuilt() {
     let tmp = tempfile::tempdir().unwrap();
     drop(open(tmp.path(), "gpu").unwrap());

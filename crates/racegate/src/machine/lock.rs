@@ -474,7 +474,12 @@ impl GateFiles {
     /// record a released lane leaves (see `Lease::drop`).
     fn write_holder_record(&self, lane: u32, bytes: &[u8]) -> io::Result<()> {
         let f = self.rec_file(lane)?;
-        let len = f.metadata()?.len() as usize;
+        let mut len = f.metadata()?.len() as usize;
+        if len > super::record::MAX_RECORD_LEN {
+            // Padding to this length would make every later record unreadable: start over.
+            f.set_len(0)?;
+            len = 0;
+        }
         if len > bytes.len() {
             let mut padded = Vec::with_capacity(len);
             padded.extend_from_slice(bytes);

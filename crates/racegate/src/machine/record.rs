@@ -69,8 +69,8 @@ impl Record {
             seq,
             lane,
             since_ms: now_ms(),
-            label: label.map(str::to_owned),
-            command: command.to_vec(),
+            label: label.map(|l| clip(l, MAX_FIELD).to_owned()),
+            command: clip_command(command),
         }
     }
 
@@ -195,6 +195,40 @@ impl Record {
             (recorded, Some(now)) => recorded == now,
         }
     }
+}
+
+/// Longest label or argument kept in a record, and most bytes of command line: records stay far
+/// below [`MAX_RECORD_LEN`] whatever the caller passes, so they are always readable.
+const MAX_FIELD: usize = 1024;
+const MAX_COMMAND: usize = 8 * 1024;
+
+/// `s` cut to at most `max` bytes, on a character boundary.
+fn clip(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// The command line for a record: long arguments clipped, and after [`MAX_COMMAND`] bytes the
+/// rest replaced by one `...` word.
+fn clip_command(command: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut total = 0;
+    for arg in command {
+        let a = clip(arg, MAX_FIELD);
+        if total + a.len() > MAX_COMMAND {
+            out.push("...".to_owned());
+            break;
+        }
+        total += a.len();
+        out.push(a.to_owned());
+    }
+    out
 }
 
 /// FNV-1a, 64 bits: enough to tell a torn or mixed record from a whole one.
@@ -398,6 +432,16 @@ mod tests {
             !r.is_current(),
             "a recycled PID (other start time) must not look current"
         );
+    }
+
+    #[test]
+    fn huge_command_lines_are_clipped_so_records_stay_readable() {
+        let huge = vec!["x".repeat(100_000); 50];
+        let r = Record::for_self(1, Some(0), Some(&"é".repeat(5000)), &huge);
+        let bytes = r.encode();
+        assert!(bytes.len() < MAX_RECORD_LEN, "{}", bytes.len());
+        assert_eq!(Record::parse(bytes.as_bytes()), Some(r.clone()));
+        assert_eq!(r.command.last().map(String::as_str), Some("..."));
     }
 
     #[test]
