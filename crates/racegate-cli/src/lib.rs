@@ -3,6 +3,26 @@
 //! The binary is a thin shell around [`main_with_args`]: every subcommand is parsed and
 //! validated by [`cli`] without side effects, then handed to its engine, and every error is
 //! mapped to an exit status in one place, [`exit`].
+//!
+//! ```
+//! use racegate_cli::scenario::{Overrides, Scenario};
+//!
+//! // `racegate stress --target URL` without a file runs the built-in scenario: a text and a
+//! // 1x1 PNG vision pipeline, 4 workers each, answers checked for consistency.
+//! let overrides = Overrides {
+//!     target: Some("http://127.0.0.1:8080".into()),
+//!     ..Overrides::default()
+//! };
+//! let scenario = Scenario::builtin(&overrides).expect("a loopback target is valid");
+//! let names: Vec<&str> = scenario.pipelines.iter().map(|p| p.name.as_str()).collect();
+//! assert_eq!(names, ["text", "vision"]);
+//! assert!(scenario.pipelines.iter().all(|p| p.workers == 4));
+//!
+//! // The binary's own entry point: parse, run, map the outcome to an exit status.
+//! let status = racegate_cli::main_with_args(["racegate", "--version"]);
+//! assert_eq!(status, std::process::ExitCode::SUCCESS);
+//! ```
+#![deny(missing_docs)]
 
 pub mod cli;
 pub mod compare;
