@@ -78,6 +78,54 @@ impl ErrorKind {
     }
 }
 
+/// Why the load phase ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum EndedBy {
+    /// It ran its `duration`.
+    #[default]
+    Duration,
+    /// The `requests` bound was used up first.
+    Requests,
+    /// The managed target exited and will not be restarted (`[target_process] stop_on_exit`).
+    TargetExited,
+    /// The unmanaged target stopped answering and stayed down through the settle period.
+    TargetUnresponsive,
+    /// Cancelled (Ctrl-C).
+    Interrupted,
+    /// The target was not healthy; no load was sent.
+    NotStarted,
+}
+
+impl EndedBy {
+    /// The key used in reports (`ended_by` in the JSON).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndedBy::Duration => "duration",
+            EndedBy::Requests => "requests",
+            EndedBy::TargetExited => "target_exited",
+            EndedBy::TargetUnresponsive => "target_unresponsive",
+            EndedBy::Interrupted => "interrupted",
+            EndedBy::NotStarted => "not_started",
+        }
+    }
+
+    /// In words, for the terminal and Markdown.
+    pub fn describe(self) -> &'static str {
+        match self {
+            EndedBy::Duration => "its duration",
+            EndedBy::Requests => "its request bound",
+            EndedBy::TargetExited => {
+                "the target exited and will not be restarted (ended early; --keep-going runs the full duration)"
+            }
+            EndedBy::TargetUnresponsive => {
+                "the target stopped answering and stayed down (ended early; --keep-going runs the full duration)"
+            }
+            EndedBy::Interrupted => "an interruption",
+            EndedBy::NotStarted => "an unhealthy target (no load sent)",
+        }
+    }
+}
+
 /// The result of one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -178,6 +226,8 @@ pub enum Event {
         at: Duration,
         /// Stopped by cancellation rather than by its bounds.
         aborted: bool,
+        /// Why it stopped.
+        ended_by: EndedBy,
     },
 }
 

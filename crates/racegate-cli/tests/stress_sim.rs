@@ -207,6 +207,7 @@ fn gated_dispatch_passes_with_the_builtin_scenario() {
     assert_eq!(o.code, 0, "{}", show(&o));
     assert_eq!(o.json["schema_version"], 1);
     assert_eq!(o.json["verdict"], "PASS");
+    assert_eq!(o.json["ended_by"], "duration", "{}", show(&o));
     assert!(o.json["time_to_first_failure_s"].is_null());
     let names: Vec<&str> = o.json["pipelines"]
         .as_array()
@@ -444,4 +445,153 @@ fn a_target_whose_probes_get_500_is_an_error() {
     );
     assert_eq!(o.code, 2, "{}", show(&o));
     assert!(o.stdout.contains("status_500"), "{}", show(&o));
+}
+
+/// The assertion crash of `shared` dispatch, seen on stderr and in a `.ips` report.
+fn assert_shared_crash_attributed(o: &Outcome) {
+    assert_eq!(o.code, 1, "{}", show(o));
+    assert_eq!(o.json["verdict"], "FAIL", "{}", show(o));
+    let (_, source) = crashes(&o.json)
+        .into_iter()
+        .find(|(s, _)| s.starts_with("assertion:"))
+        .unwrap_or_else(|| panic!("no assertion crash: {}", show(o)));
+    assert!(source.contains("stderr"), "{}", show(o));
+    assert!(source.contains("crash_report"), "{}", show(o));
+}
+
+#[test]
+fn a_crashed_target_that_is_not_restarted_ends_the_run_early() {
+    let dir = tempfile::tempdir().unwrap();
+    let reports = dir.path().join("reports");
+    std::fs::create_dir(&reports).unwrap();
+    let sc = managed_scenario(
+        dir.path(),
+        &[
+            "--dispatch",
+            "shared",
+            "--crash-dir",
+            reports.to_str().unwrap(),
+        ],
+        "",
+    );
+    let o = stress(
+        &[
+            sc.to_str().unwrap(),
+            "--duration",
+            "30s",
+            "--crash-dir",
+            reports.to_str().unwrap(),
+        ],
+        &dir.path().join("r.json"),
+    );
+    assert_shared_crash_attributed(&o);
+    assert_eq!(o.json["ended_by"], "target_exited", "{}", show(&o));
+    assert!(
+        o.json["duration_s"].as_f64().unwrap() < 30.0,
+        "{}",
+        show(&o)
+    );
+    assert!(
+        o.stdout.contains("run ended by: the target exited"),
+        "{}",
+        show(&o)
+    );
+    // The verdict is computed from the crash, not from how the run ended.
+    assert!(
+        o.json["reason"].as_str().unwrap().contains("crash"),
+        "{}",
+        show(&o)
+    );
+}
+
+#[test]
+fn keep_going_runs_the_full_duration_after_the_target_exited() {
+    let dir = tempfile::tempdir().unwrap();
+    let reports = dir.path().join("reports");
+    std::fs::create_dir(&reports).unwrap();
+    let sc = managed_scenario(
+        dir.path(),
+        &[
+            "--dispatch",
+            "shared",
+            "--crash-dir",
+            reports.to_str().unwrap(),
+        ],
+        "",
+    );
+    let o = stress(
+        &[
+            sc.to_str().unwrap(),
+            "--keep-going",
+            "--crash-dir",
+            reports.to_str().unwrap(),
+        ],
+        &dir.path().join("r.json"),
+    );
+    assert_shared_crash_attributed(&o);
+    assert_eq!(o.json["ended_by"], "duration", "{}", show(&o));
+    // Workers stop at the deadline, not before: the load phase lasts at least `duration`.
+    assert!(
+        o.json["duration_s"].as_f64().unwrap() >= 1.5,
+        "{}",
+        show(&o)
+    );
+    let refused: u64 = o.json["pipelines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["errors_by_kind"]["connect_refused"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(refused > 0, "the dead target was hammered: {}", show(&o));
+}
+
+#[test]
+fn stop_on_exit_false_in_the_scenario_runs_the_full_duration() {
+    let dir = tempfile::tempdir().unwrap();
+    let sc = managed_scenario(
+        dir.path(),
+        &["--dispatch", "shared"],
+        "stop_on_exit = false",
+    );
+    let o = stress(
+        &[
+            sc.to_str().unwrap(),
+            "--crash-dir",
+            dir.path().to_str().unwrap(),
+        ],
+        &dir.path().join("r.json"),
+    );
+    assert_eq!(o.code, 1, "{}", show(&o));
+    assert_eq!(o.json["ended_by"], "duration", "{}", show(&o));
+}
+
+#[test]
+fn an_unmanaged_target_that_stops_answering_ends_the_run_early() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&["--dispatch", "shared"]);
+    let o = stress(
+        &[
+            "--target",
+            &server.url,
+            "--duration",
+            "30s",
+            "--crash-dir",
+            dir.path().to_str().unwrap(),
+        ],
+        &dir.path().join("r.json"),
+    );
+    assert_eq!(o.code, 1, "{}", show(&o));
+    assert_eq!(o.json["ended_by"], "target_unresponsive", "{}", show(&o));
+    assert!(
+        o.json["duration_s"].as_f64().unwrap() < 30.0,
+        "{}",
+        show(&o)
+    );
+    assert!(
+        crashes(&o.json)
+            .iter()
+            .any(|(_, source)| source == "unresponsive"),
+        "{}",
+        show(&o)
+    );
 }

@@ -96,6 +96,7 @@ impl CompareArgs {
             crash_dirs: self.crash_dirs.clone(),
             crash_patterns: self.crash_patterns.clone(),
             allow_remote: false,
+            keep_going: false,
         }
     }
 }

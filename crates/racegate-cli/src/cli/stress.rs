@@ -56,6 +56,11 @@ pub struct StressArgs {
     /// Allow a target that is not a loopback address.
     #[arg(long)]
     pub allow_remote: bool,
+    /// Run the full duration even when the target is down for good (by default the run ends
+    /// shortly after a managed target exits and will not be restarted, or an unmanaged one
+    /// stops answering; overrides `[target_process] stop_on_exit`).
+    #[arg(long)]
+    pub keep_going: bool,
     /// No progress line; crashes, restarts and failed probes are still printed.
     #[arg(long, short)]
     pub quiet: bool,
@@ -72,6 +77,7 @@ impl StressArgs {
             crash_dirs: self.crash_dirs.clone(),
             crash_patterns: self.crash_patterns.clone(),
             allow_remote: self.allow_remote,
+            keep_going: self.keep_going,
         }
     }
 }

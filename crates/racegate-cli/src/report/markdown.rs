@@ -17,9 +17,10 @@ pub fn write<W: Write>(r: &RunReport, mut w: W) -> std::io::Result<()> {
     writeln!(w)?;
     writeln!(
         w,
-        "Target `{}`, {:.1} s, time to first failure: {}.",
+        "Target `{}`, {:.1} s (ended by {}), time to first failure: {}.",
         r.target,
         r.duration.as_secs_f64(),
+        r.ended_by.as_str(),
         r.time_to_first_failure
             .map_or("none".to_string(), |t| format!("{:.3} s", secs(t)))
     )?;

@@ -99,5 +99,6 @@ pub fn write<W: Write>(r: &RunReport, mut w: W) -> std::io::Result<()> {
         Some(t) => writeln!(w, "  time to first failure: {:.3} s", secs(t))?,
         None => writeln!(w, "  time to first failure: none")?,
     }
+    writeln!(w, "  run ended by: {}", r.ended_by.describe())?;
     writeln!(w, "verdict: {} ({})", r.verdict, r.reason)
 }

@@ -69,6 +69,8 @@ pub struct Overrides {
     pub crash_patterns: Vec<String>,
     /// `--allow-remote`
     pub allow_remote: bool,
+    /// `--keep-going`: run the full duration even when the target is down for good.
+    pub keep_going: bool,
 }
 
 /// The service under test.
@@ -221,6 +223,10 @@ pub struct Scenario {
     pub target_process: Option<TargetProcess>,
     /// Verdict thresholds.
     pub verdict: Thresholds,
+    /// End the load early (after a short settle) when the target is down for good: a managed
+    /// target that exited and will not be restarted, or an unmanaged one the dead-target
+    /// detector gave up on. `[target_process] stop_on_exit` (default true), `--keep-going`.
+    pub stop_on_exit: bool,
 }
 
 const DEFAULT_DURATION: Duration = Duration::from_secs(30);
@@ -825,6 +831,13 @@ fn resolve(raw: RawScenario, loc: &Locator<'_>, o: &Overrides) -> Result<Scenari
         ));
     }
 
+    let stop_on_exit = !o.keep_going
+        && raw
+            .target_process
+            .as_ref()
+            .and_then(|tp| tp.stop_on_exit.as_ref())
+            .map_or(true, |s| *s.get_ref());
+
     // crash watching
     let program = target_process.as_ref().map(|tp| {
         Path::new(&tp.command[0])
@@ -929,6 +942,7 @@ fn resolve(raw: RawScenario, loc: &Locator<'_>, o: &Overrides) -> Result<Scenari
         crash: CrashWatch { dirs, settle, poll },
         target_process,
         verdict,
+        stop_on_exit,
     })
 }
 
@@ -981,6 +995,28 @@ mod tests {
         let e = parse(&format!("{MIN}workers = \"four\"\n")).unwrap_err();
         assert_eq!(e.key.as_deref(), Some("pipeline[0].workers"), "{e}");
         assert_eq!(e.line, Some(5));
+    }
+
+    #[test]
+    fn stop_on_exit_defaults_on_and_the_file_or_flag_turn_it_off() {
+        let managed =
+            "target = \"http://127.0.0.1:{port}\"\n[[pipeline]]\nname = \"a\"\npath = \"/\"\n\
+                       [target_process]\ncommand = [\"srv\", \"{port}\"]\n";
+        assert!(parse(MIN).unwrap().stop_on_exit);
+        assert!(parse(managed).unwrap().stop_on_exit);
+        let off = format!("{managed}stop_on_exit = false\n");
+        assert!(!parse(&off).unwrap().stop_on_exit);
+        let keep_going = Overrides {
+            keep_going: true,
+            ..Default::default()
+        };
+        for src in [MIN, managed] {
+            let s = Scenario::from_toml_str(src, None, &keep_going).unwrap();
+            assert!(!s.stop_on_exit);
+        }
+        let e = parse(&format!("{managed}stop_on_exit = \"no\"\n")).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("target_process.stop_on_exit"), "{e}");
+        assert_eq!(e.line, Some(7), "{e}");
     }
 
     #[test]

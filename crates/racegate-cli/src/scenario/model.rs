@@ -123,6 +123,8 @@ pub struct RawTargetProcess {
     pub health: Option<Spanned<String>>,
     /// Restart the target when it exits (like launchd `KeepAlive`).
     pub restart: Option<Spanned<bool>>,
+    /// End the run early once the target exited and will not be restarted (default true).
+    pub stop_on_exit: Option<Spanned<bool>>,
     /// How long the target may take to become healthy (default 30s).
     pub startup_timeout: Option<Spanned<String>>,
     /// Working directory, relative to the scenario file.

@@ -15,7 +15,7 @@ use super::errors::StressError;
 use super::stats::{RunReport, RunStats};
 use super::supervisor::{self, Supervisor};
 use super::watch::DirWatcher;
-use crate::events::{ErrorKind, Event, EventSink, Outcome};
+use crate::events::{EndedBy, ErrorKind, Event, EventSink, Outcome};
 use crate::scenario::Scenario;
 
 /// How often progress snapshots are emitted.
@@ -26,6 +26,16 @@ const DRAIN_EVERY: Duration = Duration::from_millis(10);
 const CHECK_MESSAGES: u32 = 3;
 /// Pause after a request that could not reach the target, so a dead target is not spun on.
 const UNREACHABLE_BACKOFF: Duration = Duration::from_millis(5);
+/// Load kept on after a managed target exited for good, before the run ends early. Its exit
+/// status and stderr are already in; this lets a crash report written just before the abort
+/// be polled (`crash.poll`, 150 ms) during the run, and `crash.settle` still follows the run.
+const SETTLE_AFTER_EXIT: Duration = Duration::from_millis(500);
+/// Load kept on after the dead-target detector fired on an unmanaged target, before the run
+/// ends early: a target that answers again within it (restarted by an outside supervisor)
+/// keeps the run going, and a later outage is counted again.
+const SETTLE_AFTER_UNRESPONSIVE: Duration = Duration::from_secs(2);
+/// How often the engine looks at the dead-target detector.
+const DEAD_TARGET_POLL: Duration = Duration::from_millis(50);
 
 /// The run's time origin: the start of the load phase. Offsets taken before it are zero.
 #[derive(Debug, Clone, Default)]
@@ -195,6 +205,7 @@ struct Drive<'a> {
     clock: Clock,
     load_origin: Arc<OnceLock<SystemTime>>,
     awaiting_report: Arc<AtomicBool>,
+    target_unresponsive: Arc<AtomicBool>,
     port: Option<u16>,
     base_url: String,
 }
@@ -296,6 +307,11 @@ impl Drive<'_> {
         }
         // 3. load
         let mut duration = Duration::ZERO;
+        let mut ended_by = if self.cancel.is_cancelled() {
+            EndedBy::Interrupted
+        } else {
+            EndedBy::NotStarted
+        };
         if healthy && !self.cancel.is_cancelled() {
             let load_start = self.clock.start();
             let _ = self.load_origin.set(SystemTime::now());
@@ -323,16 +339,68 @@ impl Drive<'_> {
             // Every run ends by itself: in-flight requests get `grace` after the deadline.
             let hard_stop = tokio::time::sleep_until((deadline + s.grace).into());
             tokio::pin!(hard_stop);
+            // A target that is down for good ends the run early: the verdict is already FAIL,
+            // and hammering a closed port until the deadline only adds refused connections.
+            let gone = running
+                .as_ref()
+                .filter(|_| s.stop_on_exit)
+                .map(|r| r.gone().clone());
+            let watch_unresponsive = s.stop_on_exit && s.target_process.is_none();
+            let mut dead_poll = tokio::time::interval(DEAD_TARGET_POLL);
+            dead_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // (cause, end of its settle period)
+            let mut ending: Option<(EndedBy, Instant)> = None;
+            let mut early = None;
             loop {
+                let settle_end = ending.map_or(deadline + s.grace, |(_, t)| t);
                 tokio::select! {
                     r = set.join_next() => if r.is_none() { break },
                     _ = &mut hard_stop => break,
                     _ = self.cancel.cancelled() => break,
+                    _ = async {
+                        match &gone {
+                            Some(g) => g.cancelled().await,
+                            None => std::future::pending().await,
+                        }
+                    }, if ending.is_none() => {
+                        ending = Some((EndedBy::TargetExited, Instant::now() + SETTLE_AFTER_EXIT));
+                    }
+                    _ = dead_poll.tick(), if watch_unresponsive && ending.is_none() => {
+                        if self.target_unresponsive.load(Ordering::SeqCst) {
+                            ending = Some((
+                                EndedBy::TargetUnresponsive,
+                                Instant::now() + SETTLE_AFTER_UNRESPONSIVE,
+                            ));
+                        }
+                    }
+                    _ = tokio::time::sleep_until(settle_end.into()), if ending.is_some() => {
+                        match ending.take() {
+                            Some((EndedBy::TargetUnresponsive, _))
+                                if !self.target_unresponsive.load(Ordering::SeqCst) =>
+                            {
+                                // It answered again: back to the full run.
+                            }
+                            cause => {
+                                early = cause.map(|(c, _)| c);
+                                break;
+                            }
+                        }
+                    }
                 }
             }
             set.abort_all();
             while set.join_next().await.is_some() {}
-            duration = load_start.elapsed().min(s.duration + s.grace);
+            let elapsed = load_start.elapsed();
+            duration = elapsed.min(s.duration + s.grace);
+            ended_by = if self.cancel.is_cancelled() {
+                EndedBy::Interrupted
+            } else if let Some(cause) = early {
+                cause
+            } else if s.requests.is_some() && elapsed < s.duration {
+                EndedBy::Requests
+            } else {
+                EndedBy::Duration
+            };
         }
         // 4. stop the target, let crash reports land, close the stream
         if let Some(r) = running {
@@ -346,6 +414,7 @@ impl Drive<'_> {
         let _ = self.tx.send(Event::RunEnded {
             at: duration,
             aborted: self.cancel.is_cancelled(),
+            ended_by,
         });
         duration
     }
@@ -357,6 +426,7 @@ async fn aggregate<S: EventSink + ?Sized>(
     sink: &mut S,
     clock: &Clock,
     awaiting_report: &AtomicBool,
+    target_unresponsive: &AtomicBool,
     done: &CancelToken,
 ) {
     let mut buf = Vec::with_capacity(4096);
@@ -367,6 +437,10 @@ async fn aggregate<S: EventSink + ?Sized>(
         if let Some(extra) = extra {
             stats.apply(&extra);
             sink.event(&extra);
+        }
+        let dead = stats.target_unresponsive();
+        if target_unresponsive.load(Ordering::Relaxed) != dead {
+            target_unresponsive.store(dead, Ordering::SeqCst);
         }
         if matches!(e, Event::Crash(_)) {
             awaiting_report.store(stats.awaiting_report_file(), Ordering::SeqCst);
@@ -459,6 +533,7 @@ pub async fn run<S: EventSink + ?Sized>(
     let clock = Clock::new();
     let load_origin = Arc::new(OnceLock::new());
     let awaiting_report = Arc::new(AtomicBool::new(false));
+    let target_unresponsive = Arc::new(AtomicBool::new(false));
     let watcher = DirWatcher::start(
         &scenario.crash.dirs,
         watch_since,
@@ -481,6 +556,7 @@ pub async fn run<S: EventSink + ?Sized>(
         clock: clock.clone(),
         load_origin,
         awaiting_report: awaiting_report.clone(),
+        target_unresponsive: target_unresponsive.clone(),
         port,
         base_url,
     };
@@ -491,7 +567,15 @@ pub async fn run<S: EventSink + ?Sized>(
     };
     let (duration, ()) = tokio::join!(
         driving,
-        aggregate(rx, &mut stats, sink, &clock, &awaiting_report, &done)
+        aggregate(
+            rx,
+            &mut stats,
+            sink,
+            &clock,
+            &awaiting_report,
+            &target_unresponsive,
+            &done
+        )
     );
     Ok(stats.finish(duration, &scenario.verdict))
 }

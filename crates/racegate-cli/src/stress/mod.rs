@@ -32,6 +32,7 @@ pub mod watch;
 use std::io::Write;
 use std::path::Path;
 
+pub use crate::events::EndedBy;
 pub use cancel::CancelToken;
 pub use engine::{run, Clock};
 pub use errors::StressError;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 
 use crate::crash::CrashSource;
-use crate::events::{CrashSeen, ErrorKind, Event, Outcome, Progress};
+use crate::events::{CrashSeen, EndedBy, ErrorKind, Event, Outcome, Progress};
 use crate::verdict::{self, Decision, Facts, Thresholds, Verdict};
 
 /// Consecutive unreachable answers, on every pipeline, before a healthy target counts as dead.
@@ -105,6 +105,8 @@ pub struct RunReport {
     pub target: String,
     /// Length of the load phase.
     pub duration: Duration,
+    /// Why the load phase ended (its duration, or early: the target went down for good).
+    pub ended_by: EndedBy,
     /// First failed request or crash, since the run started.
     pub time_to_first_failure: Option<Duration>,
     /// Per pipeline, in scenario order.
@@ -171,6 +173,7 @@ pub struct RunStats {
     managed: bool,
     load_started: bool,
     aborted: bool,
+    ended_by: EndedBy,
     /// Start of the current all-pipelines outage, and whether it was already counted.
     outage_since: Option<Duration>,
     outage_counted: bool,
@@ -211,6 +214,7 @@ impl RunStats {
             managed,
             load_started: false,
             aborted: false,
+            ended_by: EndedBy::Duration,
             outage_since: None,
             outage_counted: false,
             target_down: false,
@@ -300,7 +304,12 @@ impl RunStats {
                 });
                 self.fail_at(*at);
             }
-            Event::RunEnded { aborted, .. } => self.aborted |= *aborted,
+            Event::RunEnded {
+                aborted, ended_by, ..
+            } => {
+                self.aborted |= *aborted;
+                self.ended_by = *ended_by;
+            }
             _ => {}
         }
         None
@@ -371,6 +380,12 @@ impl RunStats {
     /// may wait a little for the OS to write one.
     pub fn awaiting_report_file(&self) -> bool {
         self.runtime_sightings > 0 && self.file_sightings == 0
+    }
+
+    /// Whether the dead-target detector fired for the current outage and nothing has
+    /// answered since: the engine may end the run early on it.
+    pub fn target_unresponsive(&self) -> bool {
+        self.outage_counted
     }
 
     /// A snapshot for progress displays.
@@ -467,6 +482,7 @@ impl RunStats {
             reason,
             target: self.target,
             duration,
+            ended_by: self.ended_by,
             time_to_first_failure: self.first_failure,
             pipelines,
             crashes,
@@ -555,6 +571,34 @@ mod tests {
         );
         assert_eq!(r.verdict, Verdict::Fail);
         assert_eq!(r.time_to_first_failure, Some(ms(5)));
+    }
+
+    #[test]
+    fn the_dead_target_flag_holds_until_something_answers() {
+        let mut s = stats(false);
+        s.apply(&resp(0, 1, Outcome::Ok));
+        s.apply(&resp(1, 1, Outcome::Ok));
+        let refused = Outcome::Err(ErrorKind::ConnectRefused);
+        assert!(!s.target_unresponsive());
+        for i in 0..50u64 {
+            for p in [0, 1] {
+                // As the aggregator does: the synthesized crash is applied too.
+                if let Some(crash) = s.apply(&resp(p, 10 + i * 20, refused)) {
+                    s.apply(&crash);
+                }
+            }
+        }
+        assert!(s.target_unresponsive());
+        s.apply(&resp(0, 2000, Outcome::Ok));
+        assert!(!s.target_unresponsive(), "an answer ends the outage");
+        s.apply(&Event::RunEnded {
+            at: ms(2000),
+            aborted: false,
+            ended_by: EndedBy::TargetUnresponsive,
+        });
+        let r = s.finish(ms(2000), &Thresholds::default());
+        assert_eq!(r.ended_by, EndedBy::TargetUnresponsive);
+        assert_eq!(r.verdict, Verdict::Fail, "the outage was a crash");
     }
 
     #[test]

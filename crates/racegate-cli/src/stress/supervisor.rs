@@ -58,6 +58,7 @@ pub struct Supervisor {
 /// Handle to the watching task.
 pub struct Running {
     stop: CancelToken,
+    gone: CancelToken,
     task: JoinHandle<()>,
 }
 
@@ -210,11 +211,15 @@ impl Supervisor {
             return Err(e);
         }
         let stop = CancelToken::new();
-        let task = tokio::spawn(self.watch(inc, stop.clone()));
-        Ok(Running { stop, task })
+        let gone = CancelToken::new();
+        let task = tokio::spawn(self.watch(inc, stop.clone(), gone.clone()));
+        Ok(Running { stop, gone, task })
     }
 
-    async fn watch(self, mut inc: Incarnation, stop: CancelToken) {
+    /// Watch until stopped. `gone` is cancelled once the target exited for good (no restart
+    /// wanted, restarts used up, or it could not be spawned again), after its exit and crash
+    /// events were sent.
+    async fn watch(self, mut inc: Incarnation, stop: CancelToken, gone: CancelToken) {
         let mut restarts = 0u32;
         loop {
             let status = tokio::select! {
@@ -264,6 +269,7 @@ impl Supervisor {
                 detail: Some(termination.to_string()),
             }));
             if !self.spec.restart || stop.is_cancelled() || restarts >= MAX_RESTARTS {
+                gone.cancel();
                 // Wait for the stop request so the caller's view stays simple.
                 stop.cancelled().await;
                 return;
@@ -276,6 +282,7 @@ impl Supervisor {
                         at: exited_at,
                         time_to_recover: None,
                     });
+                    gone.cancel();
                     stop.cancelled().await;
                     return;
                 }
@@ -300,6 +307,12 @@ impl Supervisor {
 }
 
 impl Running {
+    /// Cancelled once the target exited and will not be restarted; its exit and crash events
+    /// are already on the event stream by then.
+    pub fn gone(&self) -> &CancelToken {
+        &self.gone
+    }
+
     /// Stop the target (SIGTERM, then SIGKILL after 2 s) and wait for the watcher.
     pub async fn stop(self) {
         self.stop.cancel();
