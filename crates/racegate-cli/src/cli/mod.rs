@@ -50,6 +50,18 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    // `run` wraps short commands, where building every subcommand's parser would show: a
+    // quarter of a `racegate run -- true` process. Same help, errors and exit codes.
+    if args.get(1).is_some_and(|a| a == "run") {
+        return match run::parse_run(args) {
+            Ok(args) => crate::gate_cmd::run(args),
+            Err(e) => {
+                e.print().ok();
+                Ok(e.exit_code() as u8)
+            }
+        };
+    }
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
