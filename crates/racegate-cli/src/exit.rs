@@ -86,10 +86,26 @@ impl std::fmt::Display for CliError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             CliError::Usage(e) | CliError::Other(e) | CliError::GateTimeout(e) => {
-                write!(f, "{e:#}")
+                f.write_str(&chain_text(e))
             }
         }
     }
+}
+
+/// `{e:#}` without repeats: the library errors already put their source into their own message
+/// (so that they read well alone), and anyhow's chain would print it a second time.
+fn chain_text(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.is_empty() {
+            out = text;
+        } else if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+    }
+    out
 }
 
 /// Turn a subcommand's result (its own exit status, or an error) into the process status,
@@ -101,5 +117,33 @@ pub fn finish(result: Result<u8, CliError>) -> ExitCode {
             eprintln!("racegate: error: {err}");
             ExitCode::from(err.exit_code())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot write report `r.md`: {source}")]
+    struct Embeds {
+        #[source]
+        source: std::io::Error,
+    }
+
+    fn io() -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::NotFound, "no such file")
+    }
+
+    #[test]
+    fn a_source_already_in_the_message_is_printed_once() {
+        let err = CliError::Other(anyhow::Error::new(Embeds { source: io() }));
+        assert_eq!(err.to_string(), "cannot write report `r.md`: no such file");
+    }
+
+    #[test]
+    fn context_and_a_new_source_are_all_printed() {
+        let err = CliError::Usage(anyhow::Error::new(io()).context("reading `s.toml`"));
+        assert_eq!(err.to_string(), "reading `s.toml`: no such file");
     }
 }
