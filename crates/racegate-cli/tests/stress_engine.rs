@@ -93,6 +93,7 @@ fn a_request_budget_is_exact() {
     assert_eq!(code, 0, "{v:#}");
     assert_eq!(v["requests"], 37, "{v:#}");
     assert!(v["duration_s"].as_f64().unwrap() < 20.0);
+    assert_eq!(v["ended_by"], "requests", "{v:#}");
 }
 
 #[test]

@@ -26,10 +26,12 @@ const DRAIN_EVERY: Duration = Duration::from_millis(10);
 const CHECK_MESSAGES: u32 = 3;
 /// Pause after a request that could not reach the target, so a dead target is not spun on.
 const UNREACHABLE_BACKOFF: Duration = Duration::from_millis(5);
-/// Load kept on after a managed target exited for good, before the run ends early. Its exit
-/// status and stderr are already in; this lets a crash report written just before the abort
-/// be polled (`crash.poll`, 150 ms) during the run, and `crash.settle` still follows the run.
-const SETTLE_AFTER_EXIT: Duration = Duration::from_millis(500);
+/// After a managed target exited for good the load stops at once (nobody is listening), and
+/// the run waits this long, at least two crash-folder polls, before it winds down. The exit
+/// status and the stderr crash line are already on the stream; this lets the aggregator fold
+/// them (so `crash.settle` knows a report file is still due) and lets a crash report written
+/// just before the abort be found by the regular polls.
+const SETTLE_AFTER_EXIT: Duration = Duration::from_millis(300);
 /// Load kept on after the dead-target detector fired on an unmanaged target, before the run
 /// ends early: a target that answers again within it (restarted by an outside supervisor)
 /// keeps the run going, and a later outage is counted again.
@@ -348,11 +350,11 @@ impl Drive<'_> {
             let watch_unresponsive = s.stop_on_exit && s.target_process.is_none();
             let mut dead_poll = tokio::time::interval(DEAD_TARGET_POLL);
             dead_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            // (cause, end of its settle period)
-            let mut ending: Option<(EndedBy, Instant)> = None;
+            // An unmanaged target the detector gave up on: when its probation ends.
+            let mut probation: Option<Instant> = None;
             let mut early = None;
             loop {
-                let settle_end = ending.map_or(deadline + s.grace, |(_, t)| t);
+                let probation_end = probation.unwrap_or(deadline + s.grace);
                 tokio::select! {
                     r = set.join_next() => if r.is_none() { break },
                     _ = &mut hard_stop => break,
@@ -362,28 +364,21 @@ impl Drive<'_> {
                             Some(g) => g.cancelled().await,
                             None => std::future::pending().await,
                         }
-                    }, if ending.is_none() => {
-                        ending = Some((EndedBy::TargetExited, Instant::now() + SETTLE_AFTER_EXIT));
+                    } => {
+                        early = Some(EndedBy::TargetExited);
+                        break;
                     }
-                    _ = dead_poll.tick(), if watch_unresponsive && ending.is_none() => {
+                    _ = dead_poll.tick(), if watch_unresponsive && probation.is_none() => {
                         if self.target_unresponsive.load(Ordering::SeqCst) {
-                            ending = Some((
-                                EndedBy::TargetUnresponsive,
-                                Instant::now() + SETTLE_AFTER_UNRESPONSIVE,
-                            ));
+                            probation = Some(Instant::now() + SETTLE_AFTER_UNRESPONSIVE);
                         }
                     }
-                    _ = tokio::time::sleep_until(settle_end.into()), if ending.is_some() => {
-                        match ending.take() {
-                            Some((EndedBy::TargetUnresponsive, _))
-                                if !self.target_unresponsive.load(Ordering::SeqCst) =>
-                            {
-                                // It answered again: back to the full run.
-                            }
-                            cause => {
-                                early = cause.map(|(c, _)| c);
-                                break;
-                            }
+                    _ = tokio::time::sleep_until(probation_end.into()), if probation.is_some() => {
+                        probation = None;
+                        // Still down: give up on it. Answered again: back to the full run.
+                        if self.target_unresponsive.load(Ordering::SeqCst) {
+                            early = Some(EndedBy::TargetUnresponsive);
+                            break;
                         }
                     }
                 }
@@ -392,6 +387,15 @@ impl Drive<'_> {
             while set.join_next().await.is_some() {}
             let elapsed = load_start.elapsed();
             duration = elapsed.min(s.duration + s.grace);
+            if early == Some(EndedBy::TargetExited) {
+                // No crash folder polled more slowly than `poll` is missed, within `settle`.
+                let settle = (2 * s.crash.poll)
+                    .clamp(SETTLE_AFTER_EXIT, s.crash.settle.max(SETTLE_AFTER_EXIT));
+                tokio::select! {
+                    _ = tokio::time::sleep(settle) => {}
+                    _ = self.cancel.cancelled() => {}
+                }
+            }
             ended_by = if self.cancel.is_cancelled() {
                 EndedBy::Interrupted
             } else if let Some(cause) = early {
