@@ -313,7 +313,11 @@ impl Gate {
             name: name.into_boxed_str(),
             sem: Semaphore::new(config.capacity as usize),
             clock: config.stats.then(StatsClock::get),
-            stats: Stats::new(config.capacity),
+            stats: if config.stats {
+                Stats::new(config.capacity)
+            } else {
+                Stats::disabled()
+            },
             config,
             waiters: AtomicUsize::new(0),
             timeouts: AtomicU64::new(0),

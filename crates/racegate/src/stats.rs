@@ -312,6 +312,27 @@ impl Stats {
         }
     }
 
+    /// For a gate with stats off, which never records (every use is behind its clock): no
+    /// full-range histograms to allocate and zero. A `racegate run` process takes its gate
+    /// once, and zeroing two of them cost more than the lock.
+    pub(crate) fn disabled() -> Self {
+        let tiny = || Histogram::new(0).expect("an auto-resizing histogram is valid");
+        Stats {
+            state: Mutex::new(StatsState {
+                wait: WaitHistogram {
+                    hist: tiny(),
+                    zeros: 0,
+                },
+                hold: tiny(),
+                acquisitions: 0,
+                labels: Vec::new(),
+                holders: Vec::new(),
+                free: Vec::new(),
+            }),
+            ended: Box::new([]),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, StatsState> {
         // Bookkeeping never panics while locked, but a poisoned lock must never wedge the gate.
         let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
