@@ -176,8 +176,8 @@ fn mode_scenario(base: &Scenario, exe: &Path, mode: &str, port: u16, crash_dir: 
             format!("racegate-sim-{mode}"),
         ],
         health: "/healthz".into(),
-        // Like a server without KeepAlive: one crash ends it, and the rest of the run shows
-        // what its clients see.
+        // Like a server without KeepAlive: one crash ends it, and the stress run with it
+        // (after the crash watchers' settle: `ended_by = target_exited`).
         restart: false,
         startup_timeout: Duration::from_secs(20),
         cwd: None,

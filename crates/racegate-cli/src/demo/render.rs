@@ -122,7 +122,7 @@ fn outcome_line(o: &DemoOutcome) -> String {
 pub fn write_terminal<W: Write>(o: &DemoOutcome, mut w: W) -> std::io::Result<()> {
     writeln!(
         w,
-        "\nracegate demo: the simulated GPU in three dispatch modes, {} each, {} workers per pipeline\n",
+        "\nracegate demo: the simulated GPU in three dispatch modes, up to {} each (a crash ends a mode early), {} workers per pipeline\n",
         humantime::format_duration(o.duration),
         o.workers
     )?;
@@ -143,7 +143,7 @@ pub fn write_terminal<W: Write>(o: &DemoOutcome, mut w: W) -> std::io::Result<()
 pub fn write_markdown<W: Write>(o: &DemoOutcome, mut w: W) -> std::io::Result<()> {
     writeln!(
         w,
-        "### racegate demo: {} per dispatch mode, {} workers per pipeline\n",
+        "### racegate demo: up to {} per dispatch mode, {} workers per pipeline\n",
         humantime::format_duration(o.duration),
         o.workers
     )?;
