@@ -84,8 +84,11 @@ fn demo_tells_the_story_and_leaves_no_child() {
         for source in ["stderr", "exit_status", "crash_report"] {
             assert!(sources.contains(&source), "{source} missing in {m}");
         }
+        // The crashed server is not restarted: its mode ends early, the crash still attributed.
+        assert_eq!(m["ended_by"], "target_exited", "{m}");
     }
     assert!(modes[2]["crashes"].as_array().unwrap().is_empty());
+    assert_eq!(modes[2]["ended_by"], "duration", "{}", modes[2]);
     // Every stress report field is there, beside `dispatch`.
     for key in [
         "schema_version",
