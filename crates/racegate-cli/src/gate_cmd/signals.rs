@@ -1,31 +1,44 @@
 //! Forwarding SIGINT and SIGTERM to the command `racegate run` runs.
 //!
-//! We catch the signals with a handler that only writes the signal number to a pipe (the one
-//! async-signal-safe thing it needs), and a thread reads the pipe and sends the signal on. A
-//! caught signal is reset to its default action by `exec`, so the child starts with the usual
-//! dispositions (a blocked mask would be inherited, which is why we do not block them). A
-//! signal that was ignored when we started (e.g. SIGINT in a background job) stays ignored, for
-//! us and for the child, as a shell would leave it.
+//! The handler sends the signal on itself: `kill(2)` is async-signal-safe, so no thread and no
+//! pipe are needed (a thread cost `racegate run -- true` more than its lock). A caught signal
+//! is reset to its default action by `exec`, so the child starts with the usual dispositions (a
+//! blocked mask would be inherited, which is why we do not block them). A signal that was
+//! ignored when we started (e.g. SIGINT in a background job) stays ignored, for us and for the
+//! child, as a shell would leave it.
 //!
 //! A Ctrl-C typed at the terminal already reaches the child, which is in our process group, so
 //! on Linux a signal sent by the kernel (`SI_KERNEL`) is not sent a second time; elsewhere the
 //! sender is unknown and every signal is forwarded.
 //!
 //! The child's pid is never signalled after it was reaped (it could belong to another process
-//! by then): we wait for its exit without reaping it (`waitid(WNOWAIT)`), mark it done under
-//! the lock the forwarding thread signals under, and only then reap it.
+//! by then): we wait for its exit without reaping it (`waitid(WNOWAIT)`), retire the pid, wait
+//! for any handler still inside its critical section, and only then reap. A signal caught
+//! before the child exists is kept and sent once it does. Both hand-offs are the same
+//! two-flag pattern over sequentially consistent atomics: the handler announces itself
+//! (`ACTIVE`) and then reads `CHILD`; the main thread writes `CHILD` and then reads `ACTIVE`,
+//! so at least one of them sees the other. Only the main thread ever waits, and only for a
+//! handler running on another thread, which never blocks: no deadlock.
 
 use std::io;
 use std::mem::MaybeUninit;
 use std::process::{Child, ExitStatus};
-use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicUsize, Ordering::SeqCst};
 
 /// The signals we pass on.
 const FORWARDED: [libc::c_int; 2] = [libc::SIGINT, libc::SIGTERM];
 
-/// Write end of the signal pipe, for the handler.
-static PIPE_WRITE: AtomicI32 = AtomicI32::new(-1);
+/// No child yet: a caught signal is kept in `PENDING`.
+const NO_CHILD_YET: i32 = 0;
+/// The child has exited (it may be reaped any moment): caught signals are dropped.
+const CHILD_DONE: i32 = -1;
+
+/// The child's pid, or one of the two states above.
+static CHILD: AtomicI32 = AtomicI32::new(NO_CHILD_YET);
+/// Signals caught before the child existed, one bit per signal number.
+static PENDING: AtomicU32 = AtomicU32::new(0);
+/// Handlers between reading `CHILD` and acting on it.
+static ACTIVE: AtomicUsize = AtomicUsize::new(0);
 
 extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
     #[cfg(target_os = "linux")]
@@ -37,38 +50,40 @@ extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut
     }
     #[cfg(not(target_os = "linux"))]
     let _ = info;
-    let fd = PIPE_WRITE.load(Ordering::Relaxed);
-    if fd >= 0 {
-        let byte = sig as u8;
-        // SAFETY: write(2) is async-signal-safe; a full pipe just drops the signal.
-        unsafe { libc::write(fd, (&byte as *const u8).cast(), 1) };
+    ACTIVE.fetch_add(1, SeqCst);
+    match CHILD.load(SeqCst) {
+        NO_CHILD_YET => {
+            PENDING.fetch_or(1 << sig, SeqCst);
+        }
+        CHILD_DONE => {}
+        // SAFETY: kill(2) is async-signal-safe; `pid` is not reaped before ACTIVE drops to 0.
+        pid => unsafe {
+            libc::kill(pid, sig);
+        },
+    }
+    ACTIVE.fetch_sub(1, SeqCst);
+}
+
+/// Wait out handlers running on other threads (each is a few instructions and one syscall).
+fn quiesce() {
+    while ACTIVE.load(SeqCst) != 0 {
+        std::hint::spin_loop();
     }
 }
 
-pub(crate) struct Forwarder {
-    read: libc::c_int,
-}
+pub(crate) struct Forwarder(());
 
 impl Forwarder {
-    /// Catch the forwarded signals from now on (call before spawning the child).
+    /// Catch the forwarded signals from now on (call before spawning the child, once per
+    /// process).
     pub(crate) fn install() -> io::Result<Forwarder> {
-        let mut fds = [0 as libc::c_int; 2];
-        // SAFETY: `fds` is a valid two-element buffer.
-        if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        for fd in fds {
-            // SAFETY: fcntl on fds we just created; close-on-exec keeps them from the child.
-            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-        }
-        // SAFETY: as above; the handler must never block on a full pipe.
-        unsafe { libc::fcntl(fds[1], libc::F_SETFL, libc::O_NONBLOCK) };
-        PIPE_WRITE.store(fds[1], Ordering::Relaxed);
         for sig in FORWARDED {
             // SAFETY: querying and installing dispositions with initialized sigaction structs.
             unsafe {
                 let mut old = MaybeUninit::<libc::sigaction>::zeroed().assume_init();
-                libc::sigaction(sig, std::ptr::null(), &mut old);
+                if libc::sigaction(sig, std::ptr::null(), &mut old) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
                 if old.sa_sigaction == libc::SIG_IGN {
                     continue;
                 }
@@ -76,39 +91,31 @@ impl Forwarder {
                 act.sa_sigaction = on_signal as *const () as libc::sighandler_t;
                 act.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
                 libc::sigemptyset(&mut act.sa_mask);
-                libc::sigaction(sig, &act, std::ptr::null_mut());
+                if libc::sigaction(sig, &act, std::ptr::null_mut()) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
             }
         }
-        Ok(Forwarder { read: fds[0] })
+        Ok(Forwarder(()))
     }
 
     /// Forward signals to `child` until it exits; return how it exited.
     pub(crate) fn run_child(self, mut child: Child) -> io::Result<ExitStatus> {
         let pid = child.id() as libc::pid_t;
-        let done = Arc::new(Mutex::new(false));
-        let done2 = Arc::clone(&done);
-        let read = self.read;
-        std::thread::Builder::new()
-            .name("racegate-signals".into())
-            .spawn(move || loop {
-                let mut byte = 0u8;
-                // SAFETY: reading one byte into a valid buffer from our own pipe.
-                let n = unsafe { libc::read(read, (&mut byte as *mut u8).cast(), 1) };
-                if n != 1 {
-                    if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-                        continue;
-                    }
-                    return;
-                }
-                let finished = done2.lock().unwrap_or_else(PoisonError::into_inner);
-                if *finished {
-                    return;
-                }
-                // SAFETY: `pid` is our child and not yet reaped (checked under the lock above).
-                unsafe { libc::kill(pid, libc::c_int::from(byte)) };
-            })?;
-        wait_no_reap(pid)?;
-        *done.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        CHILD.store(pid, SeqCst);
+        // A handler that saw no child yet has recorded its signal once it leaves.
+        quiesce();
+        let pending = PENDING.swap(0, SeqCst);
+        for sig in FORWARDED {
+            if pending & (1 << sig) != 0 {
+                // SAFETY: `pid` is our child, not yet reaped.
+                unsafe { libc::kill(pid, sig) };
+            }
+        }
+        let exited = wait_no_reap(pid);
+        CHILD.store(CHILD_DONE, SeqCst);
+        quiesce();
+        exited?;
         child.wait()
     }
 }
