@@ -1,7 +1,7 @@
 //! `racegate run` and `racegate status`: the machine-wide gate from the shell.
 //!
 //! `run` stays lean so that wrapping a command costs no more than `flock(1)`: no async runtime,
-//! no threads until the command is running, one pass over the lock directory.
+//! no threads, one pass over the lock directory.
 
 mod render;
 #[cfg(unix)]
