@@ -216,3 +216,25 @@ fn status_shows_holder_waiter_and_history_in_the_documented_schema() {
         "{text}"
     );
 }
+
+#[test]
+fn a_gate_nobody_used_is_reported_unknown_not_free() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let doc = status_json(d, Some("nosuch"));
+    check_schema(&doc);
+    assert_eq!(doc["gates"].as_array().unwrap().len(), 0, "{doc}");
+
+    let out = racegate(d)
+        .args(["status", "--gate", "nosuch"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("no gate `nosuch`"), "{text}");
+    assert!(!text.contains("free"), "{text}");
+    assert!(
+        !d.join("nosuch").exists(),
+        "status must not create the gate"
+    );
+}

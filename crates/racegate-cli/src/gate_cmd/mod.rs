@@ -171,7 +171,13 @@ pub fn status(args: StatusArgs) -> Result<u8, CliError> {
     let names = match &args.gate {
         Some(name) => {
             racegate::machine::validate_gate_name(name).map_err(setup_error)?;
-            vec![name.clone()]
+            // A gate nobody has used has no directory: report it as unknown rather than
+            // describing a made-up "free, 1 slot" gate.
+            if root.path().join(name).is_dir() {
+                vec![name.clone()]
+            } else {
+                Vec::new()
+            }
         }
         None => root.gates().map_err(setup_error)?,
     };
@@ -186,6 +192,12 @@ pub fn status(args: StatusArgs) -> Result<u8, CliError> {
         serde_json::to_writer_pretty(&mut out, &status_json(root.path(), &gates, now))
             .map_err(io::Error::other)
             .and_then(|()| writeln!(out))
+    } else if let (Some(name), true) = (&args.gate, gates.is_empty()) {
+        writeln!(
+            out,
+            "no gate `{name}` in {}: nothing has used it yet",
+            root.path().display()
+        )
     } else {
         write_status_text(&mut out, root.path(), &gates, now)
     };
