@@ -200,6 +200,41 @@ fn bad_commands_are_usage_errors_naming_the_flag() {
 }
 
 #[test]
+fn a_remote_scenario_target_is_refused_with_a_hint_that_compare_accepts() {
+    // Nothing is started or contacted: the scenario is refused while it is validated.
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("remote.toml");
+    std::fs::write(
+        &scenario,
+        "target = \"http://192.0.2.10:8080\"\nduration = \"1s\"\n\n[[pipeline]]\nname = \"health\"\nmethod = \"GET\"\npath = \"/healthz\"\n",
+    )
+    .unwrap();
+    let out = assert_cmd::Command::cargo_bin("racegate")
+        .unwrap()
+        .args([
+            "compare",
+            scenario.to_str().unwrap(),
+            "--a",
+            "sh",
+            "--b",
+            "sh",
+        ])
+        .timeout(Duration::from_secs(30))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--allow-remote"), "{err}");
+    // The hint names a flag compare really has.
+    let help = assert_cmd::Command::cargo_bin("racegate")
+        .unwrap()
+        .args(["compare", "--help"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--allow-remote"));
+}
+
+#[test]
 fn ctrl_c_stops_the_comparison_and_its_build() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("compare.json");

@@ -83,6 +83,9 @@ pub struct CompareArgs {
     /// No progress lines.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Allow a scenario `target` host that is not a loopback address (as in `racegate stress`).
+    #[arg(long)]
+    pub allow_remote: bool,
 }
 
 impl CompareArgs {
@@ -95,7 +98,7 @@ impl CompareArgs {
             workers: self.workers,
             crash_dirs: self.crash_dirs.clone(),
             crash_patterns: self.crash_patterns.clone(),
-            allow_remote: false,
+            allow_remote: self.allow_remote,
             keep_going: false,
         }
     }
