@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s.trim())
-        .map_err(|e| format!("`{s}` is not a duration ({e}); write it like 500ms, 10s, 1m"))?;
+/// `--duration`: a stress time per mode long enough to mean something, short enough to be a demo.
+fn parse_demo_duration(s: &str) -> Result<Duration, String> {
+    let d = super::parse_duration_or_zero(s)?;
     if d < Duration::from_millis(500) {
         return Err("must be at least 500ms".into());
     }
@@ -48,7 +48,7 @@ impl DemoMode {
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
     /// Stress time per dispatch mode.
-    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_demo_duration)]
     pub duration: Duration,
     /// Workers per pipeline.
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]

@@ -75,13 +75,7 @@ pub struct HuntArgs {
     pub command: Vec<OsString>,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s).map_err(|e| format!("`{s}`: {e} (e.g. `30s`, `5m`)"))?;
-    if d.is_zero() {
-        return Err(format!("`{s}`: must be more than zero"));
-    }
-    Ok(d)
-}
+use super::parse_duration;
 
 fn parse_confidence(s: &str) -> Result<f64, String> {
     let v: f64 = s

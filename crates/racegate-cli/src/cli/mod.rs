@@ -2,6 +2,7 @@
 //! arguments live in their own file; its engine lives in its own module.
 
 use std::ffi::OsString;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -14,6 +15,22 @@ pub mod status;
 pub mod stress;
 
 use crate::exit::CliError;
+
+/// A `DUR` flag value: a humantime duration (`500ms`, `30s`, `5m`), zero allowed. Every
+/// subcommand parses durations here, so they accept and word errors the same way.
+pub(crate) fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("`{s}` is not a duration ({e}); write it like 500ms, 30s, 5m"))
+}
+
+/// A `DUR` flag value that must be greater than zero.
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration_or_zero(s)?;
+    if d.is_zero() {
+        return Err(format!("`{s}` must be greater than zero"));
+    }
+    Ok(d)
+}
 
 /// racegate: serialize GPU work, stress-test services for dispatch races, and hunt racing tests.
 #[derive(Debug, Parser)]

@@ -6,10 +6,7 @@ use std::time::Duration;
 /// `racegate run`'s one-line description, shared by the full command tree and [`parse_run`].
 pub const ABOUT: &str = "Run a command while holding a machine-wide gate";
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim())
-        .map_err(|e| format!("`{s}` is not a duration ({e}); hint: write e.g. `30s`, `5m`, `1h`"))
-}
+use super::parse_duration_or_zero as parse_duration;
 
 /// Run a command while holding a machine-wide gate.
 ///

@@ -5,14 +5,7 @@ use std::time::Duration;
 
 use crate::scenario::Overrides;
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s.trim())
-        .map_err(|e| format!("`{s}` is not a duration ({e}); write it like 500ms, 30s, 5m"))?;
-    if d.is_zero() {
-        return Err("must be greater than zero".into());
-    }
-    Ok(d)
-}
+use super::parse_duration;
 
 /// Hammer a service's pipelines concurrently, watch for crashes, check answers, and return a verdict.
 ///
