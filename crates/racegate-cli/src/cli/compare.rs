@@ -1,11 +1,10 @@
 //! Arguments of `racegate compare`.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use crate::scenario::Overrides;
 
-use super::parse_duration;
+use super::ScenarioFlags;
 
 fn parse_label(s: &str) -> Result<String, String> {
     let s = s.trim();
@@ -55,18 +54,9 @@ pub struct CompareArgs {
     /// (default: the scenario's `target_process.health`, else `/healthz`).
     #[arg(long, value_name = "PATH")]
     pub health: Option<String>,
-    /// Length of each run (overrides the scenario's `duration`).
-    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
-    pub duration: Option<Duration>,
-    /// Workers per pipeline (overrides every pipeline's `workers`).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    pub workers: Option<u32>,
-    /// Crash-report folder to watch (repeatable; replaces `[crash] dirs` and the OS defaults).
-    #[arg(long = "crash-dir", value_name = "DIR")]
-    pub crash_dirs: Vec<PathBuf>,
-    /// Crash-report file-name glob (repeatable; replaces `[crash] patterns`).
-    #[arg(long = "crash-pattern", value_name = "GLOB")]
-    pub crash_patterns: Vec<String>,
+    /// Flags shared with `racegate stress`.
+    #[command(flatten)]
+    pub common: ScenarioFlags,
     /// Write the comparison as JSON here (`-` for stdout).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -76,23 +66,17 @@ pub struct CompareArgs {
     /// No progress lines.
     #[arg(long, short)]
     pub quiet: bool,
-    /// Allow a scenario `target` host that is not a loopback address (as in `racegate stress`).
-    #[arg(long)]
-    pub allow_remote: bool,
 }
 
 impl CompareArgs {
     /// The flags that override the scenario file.
     pub fn overrides(&self) -> Overrides {
         Overrides {
+            // The port is racegate's, the target is the build it started.
             target: None,
-            duration: self.duration,
             requests: None,
-            workers: self.workers,
-            crash_dirs: self.crash_dirs.clone(),
-            crash_patterns: self.crash_patterns.clone(),
-            allow_remote: self.allow_remote,
             keep_going: false,
+            ..self.common.overrides()
         }
     }
 }

@@ -2,6 +2,7 @@
 //! arguments live in their own file; its engine lives in its own module.
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
@@ -30,6 +31,42 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err(format!("`{s}` must be greater than zero"));
     }
     Ok(d)
+}
+
+/// The flags that override a scenario file in both `racegate stress` and `racegate compare`.
+#[derive(Debug, clap::Args)]
+pub struct ScenarioFlags {
+    /// Length of the run, e.g. 30s, 5m (overrides the scenario's `duration`).
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Workers per pipeline (overrides every pipeline's `workers`).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub workers: Option<u32>,
+    /// Crash-report folder to watch (repeatable; replaces `[crash] dirs` and the OS defaults).
+    #[arg(long = "crash-dir", value_name = "DIR")]
+    pub crash_dirs: Vec<PathBuf>,
+    /// Crash-report file-name glob (repeatable; replaces `[crash] patterns`).
+    #[arg(long = "crash-pattern", value_name = "GLOB")]
+    pub crash_patterns: Vec<String>,
+    /// Allow a target that is not a loopback address.
+    #[arg(long)]
+    pub allow_remote: bool,
+}
+
+impl ScenarioFlags {
+    /// These flags as scenario overrides; the subcommand fills in the rest.
+    pub fn overrides(&self) -> crate::scenario::Overrides {
+        crate::scenario::Overrides {
+            target: None,
+            duration: self.duration,
+            requests: None,
+            workers: self.workers,
+            crash_dirs: self.crash_dirs.clone(),
+            crash_patterns: self.crash_patterns.clone(),
+            allow_remote: self.allow_remote,
+            keep_going: false,
+        }
+    }
 }
 
 /// racegate: serialize GPU work, stress-test services for dispatch races, and hunt racing tests.

@@ -1,11 +1,10 @@
 //! Arguments of `racegate stress`.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use crate::scenario::Overrides;
 
-use super::parse_duration;
+use super::ScenarioFlags;
 
 /// Hammer a service's pipelines concurrently, watch for crashes, check answers, and return a verdict.
 ///
@@ -22,21 +21,12 @@ pub struct StressArgs {
     /// Base URL of the service (overrides `target`).
     #[arg(long, value_name = "URL")]
     pub target: Option<String>,
-    /// Hard bound on the run, e.g. 30s, 5m (overrides `duration`).
-    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
-    pub duration: Option<Duration>,
     /// Bound on the total number of requests (overrides `requests`).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub requests: Option<u64>,
-    /// Workers per pipeline (overrides every pipeline's `workers`).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    pub workers: Option<u32>,
-    /// Crash-report folder to watch (repeatable; replaces `[crash] dirs` and the OS defaults).
-    #[arg(long = "crash-dir", value_name = "DIR")]
-    pub crash_dirs: Vec<PathBuf>,
-    /// Crash-report file-name glob (repeatable; replaces `[crash] patterns`).
-    #[arg(long = "crash-pattern", value_name = "GLOB")]
-    pub crash_patterns: Vec<String>,
+    /// Flags shared with `racegate compare`.
+    #[command(flatten)]
+    pub common: ScenarioFlags,
     /// Write the JSON report here (`-` for stdout).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -46,9 +36,6 @@ pub struct StressArgs {
     /// Write the JUnit XML report here (`-` for stdout).
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
-    /// Allow a target that is not a loopback address.
-    #[arg(long)]
-    pub allow_remote: bool,
     /// Run the full duration even when the target is down for good (by default the run ends
     /// shortly after a managed target exits and will not be restarted, or an unmanaged one
     /// stops answering; overrides `[target_process] stop_on_exit`).
@@ -64,13 +51,9 @@ impl StressArgs {
     pub fn overrides(&self) -> Overrides {
         Overrides {
             target: self.target.clone(),
-            duration: self.duration,
             requests: self.requests,
-            workers: self.workers,
-            crash_dirs: self.crash_dirs.clone(),
-            crash_patterns: self.crash_patterns.clone(),
-            allow_remote: self.allow_remote,
             keep_going: self.keep_going,
+            ..self.common.overrides()
         }
     }
 }
