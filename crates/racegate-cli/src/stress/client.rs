@@ -97,7 +97,12 @@ impl Conn {
 
     async fn exchange(&mut self, t: &RequestTemplate) -> Result<Answer, ErrorKind> {
         // A kept-alive connection the server closed while idle is not an error of the target:
-        // like a browser, retry once on a fresh connection when the request was never sent.
+        // like curl and browsers, retry once on a fresh connection when a reused connection
+        // fails before any byte of the answer arrived. That covers the request never sent
+        // (`canceled`) and the one the server's closing socket reset or cut off unread: the
+        // server closed without reading it, and no client can see the close before it writes
+        // when the close comes right after the previous answer. A fresh connection never
+        // retries, so a dead target still shows (as `connect_refused`).
         let mut reused = true;
         let resp = loop {
             if self.sender.as_ref().map_or(true, SendRequest::is_closed) {
@@ -114,7 +119,11 @@ impl Conn {
             }
             match sender.send_request(t.request()).await {
                 Ok(resp) => break resp,
-                Err(e) if reused && e.is_canceled() => {
+                Err(e)
+                    if reused
+                        && (e.is_canceled()
+                            || matches!(classify(&e), ErrorKind::Reset | ErrorKind::Closed)) =>
+                {
                     self.sender = None;
                     continue;
                 }
