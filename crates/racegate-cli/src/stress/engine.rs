@@ -13,7 +13,7 @@ use super::check::Checker;
 use super::client::{self, Conn, Connector, RequestTemplate};
 use super::errors::StressError;
 use super::stats::{RunReport, RunStats};
-use super::supervisor::{self, Supervisor};
+use super::supervisor::{self, Readiness, Running, Supervisor};
 use super::watch::DirWatcher;
 use crate::events::{EndedBy, ErrorKind, Event, EventSink, Outcome};
 use crate::scenario::Scenario;
@@ -86,6 +86,8 @@ struct Shared {
     load_start: Instant,
     deadline: Instant,
     budget: Option<AtomicU64>,
+    /// A managed target's readiness: workers hold off while it is being restarted.
+    readiness: Option<Arc<Readiness>>,
 }
 
 impl Shared {
@@ -150,6 +152,12 @@ async fn worker(shared: Arc<Shared>, p: Arc<PipelineCtx>, nth: u32) {
     loop {
         if shared.cancel.is_cancelled() || Instant::now() >= shared.deadline {
             return;
+        }
+        if let Some(ready) = shared.readiness.as_ref().filter(|r| !r.is_up()) {
+            tokio::select! {
+                _ = ready.wait_up() => {}
+                _ = tokio::time::sleep_until(shared.deadline.into()) => return,
+            }
         }
         // Open loop: this worker owns slots nth, nth+W, ...; latency counts from the intended
         // send time, so a slow answer that delays the next sends shows up in the percentiles
@@ -330,6 +338,7 @@ impl Drive<'_> {
                 load_start,
                 deadline,
                 budget: s.requests.map(AtomicU64::new),
+                readiness: running.as_ref().map(Running::readiness),
             });
             let mut set = JoinSet::new();
             for p in &pipelines {

@@ -6,12 +6,14 @@
 
 use std::collections::VecDeque;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use super::cancel::CancelToken;
@@ -59,7 +61,58 @@ pub struct Supervisor {
 pub struct Running {
     stop: CancelToken,
     gone: CancelToken,
+    ready: Arc<Readiness>,
     task: JoinHandle<()>,
+}
+
+/// Whether the managed target may be sent load. While a crashed target is restarted, workers
+/// wait here for its health check (at most `startup_timeout`), the way a load balancer waits on
+/// a readiness probe: the restart's refused connections are the known exit, not new errors, and
+/// the restarted target is answered healthy before the load can crash it again, so its time to
+/// recover is measured rather than lost in a race with the workers.
+#[derive(Debug)]
+pub struct Readiness {
+    up: AtomicBool,
+    changed: Notify,
+}
+
+impl Readiness {
+    fn new() -> Readiness {
+        Readiness {
+            up: AtomicBool::new(true),
+            changed: Notify::new(),
+        }
+    }
+
+    fn set(&self, up: bool) {
+        self.up.store(up, Ordering::SeqCst);
+        if up {
+            self.changed.notify_waiters();
+        }
+    }
+
+    /// True unless a restart is under way. One atomic load: cheap enough for every request.
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    /// Wait until the target may be sent load again.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future only stops waiting.
+    pub async fn wait_up(&self) {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            // Registered before the check, so a `set(true)` between the two is not missed.
+            changed.as_mut().enable();
+            if self.up.load(Ordering::SeqCst) {
+                return;
+            }
+            changed.await;
+        }
+    }
 }
 
 impl Supervisor {
@@ -212,14 +265,26 @@ impl Supervisor {
         }
         let stop = CancelToken::new();
         let gone = CancelToken::new();
-        let task = tokio::spawn(self.watch(inc, stop.clone(), gone.clone()));
-        Ok(Running { stop, gone, task })
+        let ready = Arc::new(Readiness::new());
+        let task = tokio::spawn(self.watch(inc, stop.clone(), gone.clone(), ready.clone()));
+        Ok(Running {
+            stop,
+            gone,
+            ready,
+            task,
+        })
     }
 
     /// Watch until stopped. `gone` is cancelled once the target exited for good (no restart
     /// wanted, restarts used up, or it could not be spawned again), after its exit and crash
     /// events were sent.
-    async fn watch(self, mut inc: Incarnation, stop: CancelToken, gone: CancelToken) {
+    async fn watch(
+        self,
+        mut inc: Incarnation,
+        stop: CancelToken,
+        gone: CancelToken,
+        ready: Arc<Readiness>,
+    ) {
         let mut restarts = 0u32;
         loop {
             let status = tokio::select! {
@@ -231,6 +296,10 @@ impl Supervisor {
             };
             let exited_at = self.clock.elapsed();
             let exited_instant = Instant::now();
+            let will_restart = self.spec.restart && !stop.is_cancelled() && restarts < MAX_RESTARTS;
+            if will_restart {
+                ready.set(false);
+            }
             // The crash line is usually the last thing written: read stderr to its end (bounded:
             // a grandchild could keep the pipe open).
             let signatures = tokio::time::timeout(Duration::from_secs(1), &mut inc.stderr)
@@ -268,7 +337,8 @@ impl Supervisor {
                 path: None,
                 detail: Some(termination.to_string()),
             }));
-            if !self.spec.restart || stop.is_cancelled() || restarts >= MAX_RESTARTS {
+            if !will_restart || stop.is_cancelled() {
+                ready.set(true);
                 gone.cancel();
                 // Wait for the stop request so the caller's view stays simple.
                 stop.cancelled().await;
@@ -282,6 +352,7 @@ impl Supervisor {
                         at: exited_at,
                         time_to_recover: None,
                     });
+                    ready.set(true);
                     gone.cancel();
                     stop.cancelled().await;
                     return;
@@ -294,6 +365,8 @@ impl Supervisor {
                 at: exited_at,
                 time_to_recover: healthy.is_ok().then(|| exited_instant.elapsed()),
             });
+            // Healthy or not, the load resumes: a target that never came back must show.
+            ready.set(true);
             inc = next;
             if healthy.is_err() {
                 // Keep watching the new process: if it is alive but slow, its exit still counts.
@@ -311,6 +384,11 @@ impl Running {
     /// are already on the event stream by then.
     pub fn gone(&self) -> &CancelToken {
         &self.gone
+    }
+
+    /// Whether the target may be sent load (false while it is being restarted).
+    pub fn readiness(&self) -> Arc<Readiness> {
+        self.ready.clone()
     }
 
     /// Stop the target (SIGTERM, then SIGKILL after 2 s) and wait for the watcher.
