@@ -2,18 +2,16 @@
 //! (itself, as `sim-serve`) on loopback ports and compares them.
 #![cfg(unix)]
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use assert_cmd::cargo::CommandCargoExt;
 
-use nix::errno::Errno;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use serde_json::Value;
+
+mod common;
+use common::alive;
 
 fn racegate() -> String {
     assert_cmd::cargo::cargo_bin("racegate")
@@ -27,10 +25,6 @@ fn sim(dispatch: &str) -> String {
         "'{}' sim-serve --listen 127.0.0.1:{{port}} --dispatch {dispatch}",
         racegate()
     )
-}
-
-fn alive(pid: u64) -> bool {
-    !matches!(kill(Pid::from_raw(pid as i32), None), Err(Errno::ESRCH))
 }
 
 fn run_compare(args: &[&str], json: &Path) -> (Option<i32>, String, Value) {
@@ -239,7 +233,7 @@ fn ctrl_c_stops_the_comparison_and_its_build() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("compare.json");
     let build = sim("gated");
-    let mut child = Command::cargo_bin("racegate")
+    let child = Command::cargo_bin("racegate")
         .unwrap()
         .args([
             "compare",
@@ -256,39 +250,7 @@ fn ctrl_c_stops_the_comparison_and_its_build() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut server = None;
-    let mut seen = Vec::new();
-    while let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) {
-        if let Some(rest) = line.split("target started (pid ").nth(1) {
-            server = rest.trim_end_matches(')').parse::<u64>().ok();
-        }
-        let hammering = line.contains("hammering");
-        seen.push(line);
-        if hammering {
-            break;
-        }
-    }
-    let server = server.unwrap_or_else(|| panic!("no target pid in:\n{}", seen.join("\n")));
-    assert!(alive(server), "build A should be running");
-
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
-    let (done_tx, done_rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done_tx.send(child.wait());
-    });
-    let status = done_rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("racegate compare did not stop within 30 s of Ctrl-C")
-        .unwrap();
+    let (server, status) = common::interrupt_once_hammering(child, "target started (pid ");
     assert_eq!(status.code(), Some(130));
     assert!(
         !alive(server),

@@ -2,22 +2,14 @@
 //! `sim-serve`) in each dispatch mode on loopback ports.
 #![cfg(unix)]
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use assert_cmd::cargo::CommandCargoExt;
-use nix::errno::Errno;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use serde_json::Value;
 
-/// Whether `pid` is still a live process (a zombie would still answer; racegate reaps its
-/// children, so after it exits any answer means an orphan).
-fn alive(pid: u64) -> bool {
-    !matches!(kill(Pid::from_raw(pid as i32), None), Err(Errno::ESRCH))
-}
+mod common;
+use common::alive;
 
 fn pids_of(mode: &Value) -> Vec<u64> {
     mode["target_pids"]
@@ -120,7 +112,7 @@ fn demo_tells_the_story_and_leaves_no_child() {
 fn ctrl_c_stops_the_demo_and_its_server() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("demo.json");
-    let mut child = Command::cargo_bin("racegate")
+    let child = Command::cargo_bin("racegate")
         .unwrap()
         .args(["demo", "--dispatch", "gated", "--duration", "60s", "--json"])
         .arg(&json)
@@ -128,40 +120,7 @@ fn ctrl_c_stops_the_demo_and_its_server() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    // The sim's pid, then the start of the load.
-    let mut server = None;
-    let mut seen = Vec::new();
-    while let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) {
-        if let Some(rest) = line.split("sim server started (pid ").nth(1) {
-            server = rest.trim_end_matches(')').parse::<u64>().ok();
-        }
-        let hammering = line.contains("hammering");
-        seen.push(line);
-        if hammering {
-            break;
-        }
-    }
-    let server = server.unwrap_or_else(|| panic!("no server pid in:\n{}", seen.join("\n")));
-    assert!(alive(server), "the gated server should be running");
-
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
-    let (done_tx, done_rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done_tx.send(child.wait());
-    });
-    let status = done_rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("racegate demo did not stop within 30 s of Ctrl-C")
-        .unwrap();
+    let (server, status) = common::interrupt_once_hammering(child, "sim server started (pid ");
     assert_eq!(status.code(), Some(130));
     assert!(
         !alive(server),
