@@ -6,7 +6,7 @@ use std::time::Duration;
 /// `racegate run`'s one-line description, shared by the full command tree and [`parse_run`].
 pub const ABOUT: &str = "Run a command while holding a machine-wide gate";
 
-use super::parse_duration_or_zero as parse_duration;
+use super::parse_duration_or_zero;
 
 /// Run a command while holding a machine-wide gate.
 ///
@@ -26,7 +26,7 @@ pub struct RunArgs {
     pub slots: u32,
 
     /// Give up waiting after this long (e.g. `30s`, `5m`); default: wait as long as it takes.
-    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    #[arg(long, value_name = "DUR", value_parser = parse_duration_or_zero)]
     pub timeout: Option<Duration>,
 
     /// A label shown to others in `racegate status` and in their timeout messages.

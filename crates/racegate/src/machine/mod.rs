@@ -80,10 +80,10 @@ pub struct MachineGateBuilder {
 }
 
 impl MachineGateBuilder {
-    /// Whether holders write a record (default on). Off saves the record's temp file, rename
-    /// and unlink on every acquisition, but `racegate status` and other processes' timeout
-    /// messages then show this process's holds as "no current record". Queued waiters always
-    /// write theirs.
+    /// Whether holders write a record (default on). Off saves the record's two `pwrite`s per
+    /// acquisition (written on acquisition, spoiled on release), but `racegate status` and other
+    /// processes' timeout messages then show this process's holds as "no current record". Queued
+    /// waiters always write theirs.
     pub fn records(mut self, on: bool) -> Self {
         self.records = on;
         self
