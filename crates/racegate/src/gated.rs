@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::errors::{AcquireTimeoutError, TryAcquireError};
-use crate::gate::{Gate, GateGuard, Grant, Labeled, OwnedGateGuard, Request};
+use crate::gate::{
+    grant_async, grant_async_or_panic, Gate, GateGuard, Grant, Labeled, OwnedGateGuard, Request,
+};
 use crate::stats::Label;
 
 /// A resource (a GPU stream, a device or command-queue handle) that can only be reached while
@@ -278,7 +280,7 @@ impl<'a, T: ?Sized> Labeled<'a, Gated<T>> {
     /// As [`Gate::acquire`].
     pub async fn lock(self) -> GatedGuard<'a, T> {
         let (gated, req) = self.request();
-        let grant = gated.gate.grant_async_or_panic(req).await;
+        let grant = grant_async_or_panic!(&gated.gate, req);
         GatedGuard::new(GateGuard::new(&gated.gate, grant), gated)
     }
 
@@ -300,7 +302,7 @@ impl<'a, T: ?Sized> Labeled<'a, Gated<T>> {
         timeout: Duration,
     ) -> Result<GatedGuard<'a, T>, AcquireTimeoutError> {
         let (gated, req) = self.request();
-        let grant = gated.gate.grant_async(req, Some(timeout)).await?;
+        let grant = grant_async!(&gated.gate, req, Some(timeout))?;
         Ok(GatedGuard::new(GateGuard::new(&gated.gate, grant), gated))
     }
 
@@ -380,7 +382,7 @@ impl<'a, T: ?Sized> Labeled<'a, Arc<Gated<T>>> {
     /// As [`Gate::acquire`].
     pub async fn lock_owned(self) -> OwnedGatedGuard<T> {
         let (gated, req) = self.request();
-        let grant = gated.gate.grant_async_or_panic(req).await;
+        let grant = grant_async_or_panic!(&gated.gate, req);
         OwnedGatedGuard::new(grant, gated)
     }
 
@@ -402,7 +404,7 @@ impl<'a, T: ?Sized> Labeled<'a, Arc<Gated<T>>> {
         timeout: Duration,
     ) -> Result<OwnedGatedGuard<T>, AcquireTimeoutError> {
         let (gated, req) = self.request();
-        let grant = gated.gate.grant_async(req, Some(timeout)).await?;
+        let grant = grant_async!(&gated.gate, req, Some(timeout))?;
         Ok(OwnedGatedGuard::new(grant, gated))
     }
 

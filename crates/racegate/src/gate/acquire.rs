@@ -1,12 +1,15 @@
 //! The variant matrix of [`Gate`]: `[try_]acquire[_many][_owned][_blocking][_timeout]`.
 //!
-//! The documented methods on [`Gate`] go through its unlabeled [`Labeled`] view, where each is
-//! implemented once, in three lines: a [`Request`], one grant entry point of `grant.rs` (which
-//! fixes the error type of the kind of call), and the guard.
+//! Each method, on [`Gate`] and on its [`Labeled`] view, is one expression: a [`Request`], one
+//! grant entry point of `grant.rs` (`grant_async!`, `grant_blocking`, `grant_try` and their
+//! infallible forms, which fix the error type of the kind of call), and the guard. The gate's
+//! methods do not go through the view: one more `async fn` layer between the caller and the
+//! grant's fast path kept its poll out of line and cost the uncontended acquire about 15 ns
+//! (`benches/gate_ratio.rs`).
 
 use std::time::Duration;
 
-use super::grant::{untimed, Request};
+use super::grant::{grant_async, grant_async_or_panic, untimed, Request};
 use super::{Gate, GateGuard, Labeled, OwnedGateGuard};
 use crate::errors::{AcquireError, AcquireTimeoutError, TryAcquireError};
 
@@ -26,7 +29,7 @@ impl Gate {
     /// ([`configure_machine_wide`](crate::configure_machine_wide)), if its lock directory fails;
     /// [`MachineGate::acquire`](crate::MachineGate::acquire) returns that error instead.
     pub async fn acquire(&self) -> GateGuard<'_> {
-        self.unlabeled().acquire().await
+        GateGuard::new(self, grant_async_or_panic!(self, Request::unlabeled(1)))
     }
 
     /// Waits for one unit and returns a guard that owns its handle on the gate (`Send +
@@ -54,7 +57,8 @@ impl Gate {
     ///
     /// As [`Gate::acquire`].
     pub async fn acquire_owned(&self) -> OwnedGateGuard {
-        self.unlabeled().acquire_owned().await
+        let g = grant_async_or_panic!(self, Request::unlabeled(1));
+        OwnedGateGuard::new(self.clone(), g)
     }
 
     /// Waits for `n` units (e.g. MiB of a VRAM budget), in FIFO order: see the type's docs on
@@ -70,7 +74,8 @@ impl Gate {
     ///
     /// Cancel safe: units partly assigned to a dropped request are returned to the queue.
     pub async fn acquire_many(&self, n: u32) -> Result<GateGuard<'_>, AcquireError> {
-        self.unlabeled().acquire_many(n).await
+        let g = grant_async!(self, Request::unlabeled(n), None);
+        Ok(GateGuard::new(self, g.map_err(untimed)?))
     }
 
     /// [`Gate::acquire_many`] with an owned guard.
@@ -83,7 +88,8 @@ impl Gate {
     ///
     /// Cancel safe, as [`Gate::acquire_many`].
     pub async fn acquire_many_owned(&self, n: u32) -> Result<OwnedGateGuard, AcquireError> {
-        self.unlabeled().acquire_many_owned(n).await
+        let g = grant_async!(self, Request::unlabeled(n), None);
+        Ok(OwnedGateGuard::new(self.clone(), g.map_err(untimed)?))
     }
 
     // --- async, bounded ---------------------------------------------------------------------------
@@ -108,7 +114,8 @@ impl Gate {
         &self,
         timeout: Duration,
     ) -> Result<GateGuard<'_>, AcquireTimeoutError> {
-        self.unlabeled().acquire_timeout(timeout).await
+        let g = grant_async!(self, Request::unlabeled(1), Some(timeout));
+        Ok(GateGuard::new(self, g?))
     }
 
     /// [`Gate::acquire_timeout`] with an owned guard.
@@ -128,7 +135,8 @@ impl Gate {
         &self,
         timeout: Duration,
     ) -> Result<OwnedGateGuard, AcquireTimeoutError> {
-        self.unlabeled().acquire_owned_timeout(timeout).await
+        let g = grant_async!(self, Request::unlabeled(1), Some(timeout));
+        Ok(OwnedGateGuard::new(self.clone(), g?))
     }
 
     /// Waits at most `timeout` for `n` units.
@@ -151,7 +159,8 @@ impl Gate {
         n: u32,
         timeout: Duration,
     ) -> Result<GateGuard<'_>, AcquireTimeoutError> {
-        self.unlabeled().acquire_many_timeout(n, timeout).await
+        let g = grant_async!(self, Request::unlabeled(n), Some(timeout));
+        Ok(GateGuard::new(self, g?))
     }
 
     /// [`Gate::acquire_many_timeout`] with an owned guard.
@@ -172,9 +181,8 @@ impl Gate {
         n: u32,
         timeout: Duration,
     ) -> Result<OwnedGateGuard, AcquireTimeoutError> {
-        self.unlabeled()
-            .acquire_many_owned_timeout(n, timeout)
-            .await
+        let g = grant_async!(self, Request::unlabeled(n), Some(timeout));
+        Ok(OwnedGateGuard::new(self.clone(), g?))
     }
 
     // --- blocking ---------------------------------------------------------------------------------
@@ -188,8 +196,9 @@ impl Gate {
     /// `Mutex::blocking_lock`: blocking there could starve the very task that would release the
     /// gate. Use [`Gate::acquire`] there, or call this inside `tokio::task::spawn_blocking`.
     /// Also as [`Gate::acquire`], for the in-process face of a machine-wide gate.
+    #[inline]
     pub fn acquire_blocking(&self) -> GateGuard<'_> {
-        self.unlabeled().acquire_blocking()
+        GateGuard::new(self, self.grant_blocking_or_panic(Request::unlabeled(1)))
     }
 
     /// [`Gate::acquire_blocking`] with an owned guard (e.g. to hand to another thread).
@@ -197,8 +206,10 @@ impl Gate {
     /// # Panics
     ///
     /// As [`Gate::acquire_blocking`].
+    #[inline]
     pub fn acquire_owned_blocking(&self) -> OwnedGateGuard {
-        self.unlabeled().acquire_owned_blocking()
+        let g = self.grant_blocking_or_panic(Request::unlabeled(1));
+        OwnedGateGuard::new(self.clone(), g)
     }
 
     /// Blocks the current thread until `n` units are granted.
@@ -210,8 +221,10 @@ impl Gate {
     /// # Panics
     ///
     /// When called from an async context, as [`Gate::acquire_blocking`].
+    #[inline]
     pub fn acquire_many_blocking(&self, n: u32) -> Result<GateGuard<'_>, AcquireError> {
-        self.unlabeled().acquire_many_blocking(n)
+        let g = self.grant_blocking(Request::unlabeled(n), None);
+        Ok(GateGuard::new(self, g.map_err(untimed)?))
     }
 
     /// [`Gate::acquire_many_blocking`] with an owned guard.
@@ -223,8 +236,10 @@ impl Gate {
     /// # Panics
     ///
     /// When called from an async context, as [`Gate::acquire_blocking`].
+    #[inline]
     pub fn acquire_many_owned_blocking(&self, n: u32) -> Result<OwnedGateGuard, AcquireError> {
-        self.unlabeled().acquire_many_owned_blocking(n)
+        let g = self.grant_blocking(Request::unlabeled(n), None);
+        Ok(OwnedGateGuard::new(self.clone(), g.map_err(untimed)?))
     }
 
     // --- blocking, bounded ------------------------------------------------------------------------
@@ -239,11 +254,13 @@ impl Gate {
     /// # Panics
     ///
     /// When called from an async context, as [`Gate::acquire_blocking`].
+    #[inline]
     pub fn acquire_blocking_timeout(
         &self,
         timeout: Duration,
     ) -> Result<GateGuard<'_>, AcquireTimeoutError> {
-        self.unlabeled().acquire_blocking_timeout(timeout)
+        let g = self.grant_blocking(Request::unlabeled(1), Some(timeout));
+        Ok(GateGuard::new(self, g?))
     }
 
     /// [`Gate::acquire_blocking_timeout`] with an owned guard.
@@ -255,11 +272,13 @@ impl Gate {
     /// # Panics
     ///
     /// When called from an async context, as [`Gate::acquire_blocking`].
+    #[inline]
     pub fn acquire_owned_blocking_timeout(
         &self,
         timeout: Duration,
     ) -> Result<OwnedGateGuard, AcquireTimeoutError> {
-        self.unlabeled().acquire_owned_blocking_timeout(timeout)
+        let g = self.grant_blocking(Request::unlabeled(1), Some(timeout));
+        Ok(OwnedGateGuard::new(self.clone(), g?))
     }
 
     /// Blocks the current thread at most `timeout` for `n` units.
@@ -271,12 +290,14 @@ impl Gate {
     /// # Panics
     ///
     /// When called from an async context, as [`Gate::acquire_blocking`].
+    #[inline]
     pub fn acquire_many_blocking_timeout(
         &self,
         n: u32,
         timeout: Duration,
     ) -> Result<GateGuard<'_>, AcquireTimeoutError> {
-        self.unlabeled().acquire_many_blocking_timeout(n, timeout)
+        let g = self.grant_blocking(Request::unlabeled(n), Some(timeout));
+        Ok(GateGuard::new(self, g?))
     }
 
     /// [`Gate::acquire_many_blocking_timeout`] with an owned guard.
@@ -288,13 +309,14 @@ impl Gate {
     /// # Panics
     ///
     /// When called from an async context, as [`Gate::acquire_blocking`].
+    #[inline]
     pub fn acquire_many_owned_blocking_timeout(
         &self,
         n: u32,
         timeout: Duration,
     ) -> Result<OwnedGateGuard, AcquireTimeoutError> {
-        self.unlabeled()
-            .acquire_many_owned_blocking_timeout(n, timeout)
+        let g = self.grant_blocking(Request::unlabeled(n), Some(timeout));
+        Ok(OwnedGateGuard::new(self.clone(), g?))
     }
 
     // --- non-waiting ------------------------------------------------------------------------------
@@ -305,8 +327,9 @@ impl Gate {
     ///
     /// [`TryAcquireError::WouldBlock`] naming the holders when the gate is busy;
     /// [`TryAcquireError::Machine`] if the machine-wide lock behind the gate fails.
+    #[inline]
     pub fn try_acquire(&self) -> Result<GateGuard<'_>, TryAcquireError> {
-        self.unlabeled().try_acquire()
+        Ok(GateGuard::new(self, self.grant_try(Request::unlabeled(1))?))
     }
 
     /// [`Gate::try_acquire`] with an owned guard.
@@ -314,8 +337,12 @@ impl Gate {
     /// # Errors
     ///
     /// As [`Gate::try_acquire`].
+    #[inline]
     pub fn try_acquire_owned(&self) -> Result<OwnedGateGuard, TryAcquireError> {
-        self.unlabeled().try_acquire_owned()
+        Ok(OwnedGateGuard::new(
+            self.clone(),
+            self.grant_try(Request::unlabeled(1))?,
+        ))
     }
 
     /// Takes `n` units if they are free and nobody is queued, without waiting.
@@ -323,8 +350,9 @@ impl Gate {
     /// # Errors
     ///
     /// As [`Gate::try_acquire`], and [`TryAcquireError::TooLarge`] if `n` exceeds the capacity.
+    #[inline]
     pub fn try_acquire_many(&self, n: u32) -> Result<GateGuard<'_>, TryAcquireError> {
-        self.unlabeled().try_acquire_many(n)
+        Ok(GateGuard::new(self, self.grant_try(Request::unlabeled(n))?))
     }
 
     /// [`Gate::try_acquire_many`] with an owned guard.
@@ -332,8 +360,12 @@ impl Gate {
     /// # Errors
     ///
     /// As [`Gate::try_acquire_many`].
+    #[inline]
     pub fn try_acquire_many_owned(&self, n: u32) -> Result<OwnedGateGuard, TryAcquireError> {
-        self.unlabeled().try_acquire_many_owned(n)
+        Ok(OwnedGateGuard::new(
+            self.clone(),
+            self.grant_try(Request::unlabeled(n))?,
+        ))
     }
 }
 
@@ -341,7 +373,6 @@ impl Gate {
 /// [`Gate`] method of the same name: same errors, cancel safety and panics.
 impl<'a> Labeled<'a, Gate> {
     /// Moves the label into the request (no clone: an owned label is not reallocated).
-    #[inline]
     fn request(self, units: u32) -> (&'a Gate, Request) {
         let req = Request {
             label: self.label,
@@ -361,7 +392,7 @@ impl<'a> Labeled<'a, Gate> {
     /// As [`Gate::acquire`].
     pub async fn acquire(self) -> GateGuard<'a> {
         let (gate, req) = self.request(1);
-        GateGuard::new(gate, gate.grant_async_or_panic(req).await)
+        GateGuard::new(gate, grant_async_or_panic!(gate, req))
     }
 
     /// [`Gate::acquire_owned`] with this label.
@@ -375,7 +406,7 @@ impl<'a> Labeled<'a, Gate> {
     /// As [`Gate::acquire`].
     pub async fn acquire_owned(self) -> OwnedGateGuard {
         let (gate, req) = self.request(1);
-        OwnedGateGuard::new(gate.clone(), gate.grant_async_or_panic(req).await)
+        OwnedGateGuard::new(gate.clone(), grant_async_or_panic!(gate, req))
     }
 
     /// [`Gate::acquire_many`] with this label.
@@ -389,7 +420,7 @@ impl<'a> Labeled<'a, Gate> {
     /// Cancel safe, as [`Gate::acquire_many`].
     pub async fn acquire_many(self, n: u32) -> Result<GateGuard<'a>, AcquireError> {
         let (gate, req) = self.request(n);
-        let g = gate.grant_async(req, None).await.map_err(untimed)?;
+        let g = grant_async!(gate, req, None).map_err(untimed)?;
         Ok(GateGuard::new(gate, g))
     }
 
@@ -404,7 +435,7 @@ impl<'a> Labeled<'a, Gate> {
     /// Cancel safe, as [`Gate::acquire_many`].
     pub async fn acquire_many_owned(self, n: u32) -> Result<OwnedGateGuard, AcquireError> {
         let (gate, req) = self.request(n);
-        let g = gate.grant_async(req, None).await.map_err(untimed)?;
+        let g = grant_async!(gate, req, None).map_err(untimed)?;
         Ok(OwnedGateGuard::new(gate.clone(), g))
     }
 
@@ -426,7 +457,7 @@ impl<'a> Labeled<'a, Gate> {
         timeout: Duration,
     ) -> Result<GateGuard<'a>, AcquireTimeoutError> {
         let (gate, req) = self.request(1);
-        let g = gate.grant_async(req, Some(timeout)).await?;
+        let g = grant_async!(gate, req, Some(timeout))?;
         Ok(GateGuard::new(gate, g))
     }
 
@@ -448,7 +479,7 @@ impl<'a> Labeled<'a, Gate> {
         timeout: Duration,
     ) -> Result<OwnedGateGuard, AcquireTimeoutError> {
         let (gate, req) = self.request(1);
-        let g = gate.grant_async(req, Some(timeout)).await?;
+        let g = grant_async!(gate, req, Some(timeout))?;
         Ok(OwnedGateGuard::new(gate.clone(), g))
     }
 
@@ -471,7 +502,7 @@ impl<'a> Labeled<'a, Gate> {
         timeout: Duration,
     ) -> Result<GateGuard<'a>, AcquireTimeoutError> {
         let (gate, req) = self.request(n);
-        let g = gate.grant_async(req, Some(timeout)).await?;
+        let g = grant_async!(gate, req, Some(timeout))?;
         Ok(GateGuard::new(gate, g))
     }
 
@@ -494,7 +525,7 @@ impl<'a> Labeled<'a, Gate> {
         timeout: Duration,
     ) -> Result<OwnedGateGuard, AcquireTimeoutError> {
         let (gate, req) = self.request(n);
-        let g = gate.grant_async(req, Some(timeout)).await?;
+        let g = grant_async!(gate, req, Some(timeout))?;
         Ok(OwnedGateGuard::new(gate.clone(), g))
     }
 
@@ -503,6 +534,7 @@ impl<'a> Labeled<'a, Gate> {
     /// # Panics
     ///
     /// As [`Gate::acquire_blocking`].
+    #[inline]
     pub fn acquire_blocking(self) -> GateGuard<'a> {
         let (gate, req) = self.request(1);
         GateGuard::new(gate, gate.grant_blocking_or_panic(req))
@@ -513,6 +545,7 @@ impl<'a> Labeled<'a, Gate> {
     /// # Panics
     ///
     /// As [`Gate::acquire_blocking`].
+    #[inline]
     pub fn acquire_owned_blocking(self) -> OwnedGateGuard {
         let (gate, req) = self.request(1);
         OwnedGateGuard::new(gate.clone(), gate.grant_blocking_or_panic(req))
@@ -527,6 +560,7 @@ impl<'a> Labeled<'a, Gate> {
     /// # Panics
     ///
     /// When called from an async context, as [`Gate::acquire_blocking`].
+    #[inline]
     pub fn acquire_many_blocking(self, n: u32) -> Result<GateGuard<'a>, AcquireError> {
         let (gate, req) = self.request(n);
         let g = gate.grant_blocking(req, None).map_err(untimed)?;
@@ -542,6 +576,7 @@ impl<'a> Labeled<'a, Gate> {
     /// # Panics
     ///
     /// When called from an async context, as [`Gate::acquire_blocking`].
+    #[inline]
     pub fn acquire_many_owned_blocking(self, n: u32) -> Result<OwnedGateGuard, AcquireError> {
         let (gate, req) = self.request(n);
         let g = gate.grant_blocking(req, None).map_err(untimed)?;
@@ -557,6 +592,7 @@ impl<'a> Labeled<'a, Gate> {
     /// # Panics
     ///
     /// When called from an async context, as [`Gate::acquire_blocking`].
+    #[inline]
     pub fn acquire_blocking_timeout(
         self,
         timeout: Duration,
@@ -575,6 +611,7 @@ impl<'a> Labeled<'a, Gate> {
     /// # Panics
     ///
     /// When called from an async context, as [`Gate::acquire_blocking`].
+    #[inline]
     pub fn acquire_owned_blocking_timeout(
         self,
         timeout: Duration,
@@ -593,6 +630,7 @@ impl<'a> Labeled<'a, Gate> {
     /// # Panics
     ///
     /// When called from an async context, as [`Gate::acquire_blocking`].
+    #[inline]
     pub fn acquire_many_blocking_timeout(
         self,
         n: u32,
@@ -612,6 +650,7 @@ impl<'a> Labeled<'a, Gate> {
     /// # Panics
     ///
     /// When called from an async context, as [`Gate::acquire_blocking`].
+    #[inline]
     pub fn acquire_many_owned_blocking_timeout(
         self,
         n: u32,
@@ -627,6 +666,7 @@ impl<'a> Labeled<'a, Gate> {
     /// # Errors
     ///
     /// As [`Gate::try_acquire`].
+    #[inline]
     pub fn try_acquire(self) -> Result<GateGuard<'a>, TryAcquireError> {
         let (gate, req) = self.request(1);
         Ok(GateGuard::new(gate, gate.grant_try(req)?))
@@ -637,6 +677,7 @@ impl<'a> Labeled<'a, Gate> {
     /// # Errors
     ///
     /// As [`Gate::try_acquire`].
+    #[inline]
     pub fn try_acquire_owned(self) -> Result<OwnedGateGuard, TryAcquireError> {
         let (gate, req) = self.request(1);
         Ok(OwnedGateGuard::new(gate.clone(), gate.grant_try(req)?))
@@ -647,6 +688,7 @@ impl<'a> Labeled<'a, Gate> {
     /// # Errors
     ///
     /// As [`Gate::try_acquire_many`].
+    #[inline]
     pub fn try_acquire_many(self, n: u32) -> Result<GateGuard<'a>, TryAcquireError> {
         let (gate, req) = self.request(n);
         Ok(GateGuard::new(gate, gate.grant_try(req)?))
@@ -657,6 +699,7 @@ impl<'a> Labeled<'a, Gate> {
     /// # Errors
     ///
     /// As [`Gate::try_acquire_many`].
+    #[inline]
     pub fn try_acquire_many_owned(self, n: u32) -> Result<OwnedGateGuard, TryAcquireError> {
         let (gate, req) = self.request(n);
         Ok(OwnedGateGuard::new(gate.clone(), gate.grant_try(req)?))

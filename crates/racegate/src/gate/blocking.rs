@@ -12,6 +12,7 @@ use std::time::Instant;
 /// Panics (with Tokio's own message) when the current thread drives a Tokio runtime: blocking
 /// there could starve the very task that would release the gate. Tokio's check is private; its
 /// `blocking_recv` on a ready channel runs that check and nothing else.
+#[inline]
 pub(super) fn assert_blocking_allowed() {
     if tokio::runtime::Handle::try_current().is_err() {
         return;

@@ -15,6 +15,7 @@ pub struct GateGuard<'a> {
 }
 
 impl<'a> GateGuard<'a> {
+    #[inline]
     pub(crate) fn new(gate: &'a Gate, grant: Grant) -> Self {
         GateGuard {
             inner: &gate.inner,
@@ -65,6 +66,7 @@ pub struct OwnedGateGuard {
 }
 
 impl OwnedGateGuard {
+    #[inline]
     pub(crate) fn new(gate: Gate, grant: Grant) -> Self {
         OwnedGateGuard { gate, grant }
     }

@@ -28,7 +28,7 @@ use tokio::sync::Semaphore;
 
 pub(crate) use backend::{Backend, BackendError, MachineHold};
 pub use config::GateConfig;
-pub(crate) use grant::{untimed, Grant, Inner, Request};
+pub(crate) use grant::{grant_async, grant_async_or_panic, untimed, Grant, Inner, Request};
 pub use guard::{GateGuard, OwnedGateGuard};
 pub use labeled::Labeled;
 
@@ -232,12 +232,6 @@ impl Gate {
     /// ```
     pub fn labeled(&self, label: impl Into<Label>) -> Labeled<'_> {
         Labeled::new(self, Some(label.into()))
-    }
-
-    /// The unlabeled view: what the gate's own acquire methods go through.
-    #[inline]
-    fn unlabeled(&self) -> Labeled<'_> {
-        Labeled::new(self, None)
     }
 
     /// A snapshot of the gate's figures.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::MachineGate;
 use crate::errors::{AcquireError, AcquireTimeoutError, TryAcquireError};
-use crate::gate::{untimed, Gate, GateGuard, Labeled, OwnedGateGuard, Request};
+use crate::gate::{grant_async, untimed, Gate, GateGuard, Labeled, OwnedGateGuard, Request};
 
 impl MachineGate {
     /// Waits for the gate.
@@ -21,6 +21,7 @@ impl MachineGate {
     ///
     /// Cancel safe: dropping the future leaves the queue (in-process and machine-wide); a file
     /// lock that arrives after the future was dropped is released at once.
+    #[inline]
     pub async fn acquire(&self) -> Result<GateGuard<'_>, AcquireError> {
         self.unlabeled().acquire().await
     }
@@ -34,6 +35,7 @@ impl MachineGate {
     /// # Cancel safety
     ///
     /// Cancel safe, as [`MachineGate::acquire`].
+    #[inline]
     pub async fn acquire_owned(&self) -> Result<OwnedGateGuard, AcquireError> {
         self.unlabeled().acquire_owned().await
     }
@@ -52,6 +54,7 @@ impl MachineGate {
     /// # Panics
     ///
     /// Outside a Tokio runtime with the time driver enabled.
+    #[inline]
     pub async fn acquire_timeout(
         &self,
         timeout: Duration,
@@ -72,6 +75,7 @@ impl MachineGate {
     /// # Panics
     ///
     /// As [`MachineGate::acquire_timeout`].
+    #[inline]
     pub async fn acquire_owned_timeout(
         &self,
         timeout: Duration,
@@ -89,6 +93,7 @@ impl MachineGate {
     ///
     /// When called from an async context (use [`MachineGate::acquire`] there), as
     /// [`Gate::acquire_blocking`].
+    #[inline]
     pub fn acquire_blocking(&self) -> Result<GateGuard<'_>, AcquireError> {
         self.unlabeled().acquire_blocking()
     }
@@ -102,6 +107,7 @@ impl MachineGate {
     /// # Panics
     ///
     /// As [`MachineGate::acquire_blocking`].
+    #[inline]
     pub fn acquire_owned_blocking(&self) -> Result<OwnedGateGuard, AcquireError> {
         self.unlabeled().acquire_owned_blocking()
     }
@@ -115,6 +121,7 @@ impl MachineGate {
     /// # Panics
     ///
     /// As [`MachineGate::acquire_blocking`].
+    #[inline]
     pub fn acquire_blocking_timeout(
         &self,
         timeout: Duration,
@@ -131,6 +138,7 @@ impl MachineGate {
     /// # Panics
     ///
     /// As [`MachineGate::acquire_blocking`].
+    #[inline]
     pub fn acquire_owned_blocking_timeout(
         &self,
         timeout: Duration,
@@ -144,6 +152,7 @@ impl MachineGate {
     ///
     /// [`TryAcquireError::WouldBlock`] naming the holders; [`TryAcquireError::Machine`] if the
     /// lock directory fails.
+    #[inline]
     pub fn try_acquire(&self) -> Result<GateGuard<'_>, TryAcquireError> {
         self.unlabeled().try_acquire()
     }
@@ -153,6 +162,7 @@ impl MachineGate {
     /// # Errors
     ///
     /// As [`MachineGate::try_acquire`].
+    #[inline]
     pub fn try_acquire_owned(&self) -> Result<OwnedGateGuard, TryAcquireError> {
         self.unlabeled().try_acquire_owned()
     }
@@ -179,9 +189,10 @@ impl<'a> Labeled<'a, MachineGate> {
     /// # Cancel safety
     ///
     /// Cancel safe, as [`MachineGate::acquire`].
+    #[inline]
     pub async fn acquire(self) -> Result<GateGuard<'a>, AcquireError> {
         let (gate, req) = self.request();
-        let g = gate.grant_async(req, None).await.map_err(untimed)?;
+        let g = grant_async!(gate, req, None).map_err(untimed)?;
         Ok(GateGuard::new(gate, g))
     }
 
@@ -194,9 +205,10 @@ impl<'a> Labeled<'a, MachineGate> {
     /// # Cancel safety
     ///
     /// Cancel safe, as [`MachineGate::acquire`].
+    #[inline]
     pub async fn acquire_owned(self) -> Result<OwnedGateGuard, AcquireError> {
         let (gate, req) = self.request();
-        let g = gate.grant_async(req, None).await.map_err(untimed)?;
+        let g = grant_async!(gate, req, None).map_err(untimed)?;
         Ok(OwnedGateGuard::new(gate.clone(), g))
     }
 
@@ -213,12 +225,13 @@ impl<'a> Labeled<'a, MachineGate> {
     /// # Panics
     ///
     /// As [`MachineGate::acquire_timeout`].
+    #[inline]
     pub async fn acquire_timeout(
         self,
         timeout: Duration,
     ) -> Result<GateGuard<'a>, AcquireTimeoutError> {
         let (gate, req) = self.request();
-        let g = gate.grant_async(req, Some(timeout)).await?;
+        let g = grant_async!(gate, req, Some(timeout))?;
         Ok(GateGuard::new(gate, g))
     }
 
@@ -235,12 +248,13 @@ impl<'a> Labeled<'a, MachineGate> {
     /// # Panics
     ///
     /// As [`MachineGate::acquire_timeout`].
+    #[inline]
     pub async fn acquire_owned_timeout(
         self,
         timeout: Duration,
     ) -> Result<OwnedGateGuard, AcquireTimeoutError> {
         let (gate, req) = self.request();
-        let g = gate.grant_async(req, Some(timeout)).await?;
+        let g = grant_async!(gate, req, Some(timeout))?;
         Ok(OwnedGateGuard::new(gate.clone(), g))
     }
 
@@ -253,6 +267,7 @@ impl<'a> Labeled<'a, MachineGate> {
     /// # Panics
     ///
     /// As [`MachineGate::acquire_blocking`].
+    #[inline]
     pub fn acquire_blocking(self) -> Result<GateGuard<'a>, AcquireError> {
         let (gate, req) = self.request();
         let g = gate.grant_blocking(req, None).map_err(untimed)?;
@@ -268,6 +283,7 @@ impl<'a> Labeled<'a, MachineGate> {
     /// # Panics
     ///
     /// As [`MachineGate::acquire_blocking`].
+    #[inline]
     pub fn acquire_owned_blocking(self) -> Result<OwnedGateGuard, AcquireError> {
         let (gate, req) = self.request();
         let g = gate.grant_blocking(req, None).map_err(untimed)?;
@@ -283,6 +299,7 @@ impl<'a> Labeled<'a, MachineGate> {
     /// # Panics
     ///
     /// As [`MachineGate::acquire_blocking`].
+    #[inline]
     pub fn acquire_blocking_timeout(
         self,
         timeout: Duration,
@@ -301,6 +318,7 @@ impl<'a> Labeled<'a, MachineGate> {
     /// # Panics
     ///
     /// As [`MachineGate::acquire_blocking`].
+    #[inline]
     pub fn acquire_owned_blocking_timeout(
         self,
         timeout: Duration,
@@ -315,6 +333,7 @@ impl<'a> Labeled<'a, MachineGate> {
     /// # Errors
     ///
     /// As [`MachineGate::try_acquire`].
+    #[inline]
     pub fn try_acquire(self) -> Result<GateGuard<'a>, TryAcquireError> {
         let (gate, req) = self.request();
         Ok(GateGuard::new(gate, gate.grant_try(req)?))
@@ -325,6 +344,7 @@ impl<'a> Labeled<'a, MachineGate> {
     /// # Errors
     ///
     /// As [`MachineGate::try_acquire`].
+    #[inline]
     pub fn try_acquire_owned(self) -> Result<OwnedGateGuard, TryAcquireError> {
         let (gate, req) = self.request();
         Ok(OwnedGateGuard::new(gate.clone(), gate.grant_try(req)?))
