@@ -640,7 +640,7 @@ mod tests {
     }
 
     #[test]
-    fn lock_free_releases_are_folded_in_once_and_slots_reused() {
+    fn lock_free_releases_are_folded_in_once_and_entries_reused() {
         let (clock, mock) = StatsClock::mock();
         let stats = Stats::new(2);
         let a = stats.granted(None, 1, Duration::ZERO, clock.now());

@@ -206,7 +206,7 @@ fn expect_granted(gate: &str, r: Result<Grant, AcquireTimeoutError>) -> Grant {
 
 /// An untimed call's error: without a deadline there is no `TimedOut` (a backend that reports
 /// one anyway is a failure of the backend).
-pub(crate) fn untimed(e: AcquireTimeoutError) -> AcquireError {
+pub(super) fn untimed(e: AcquireTimeoutError) -> AcquireError {
     match e {
         AcquireTimeoutError::TooLarge(e) => AcquireError::TooLarge(e),
         AcquireTimeoutError::Machine(e) => AcquireError::Machine(e),

@@ -28,7 +28,7 @@ use tokio::sync::Semaphore;
 
 pub(crate) use backend::{Backend, BackendError, MachineHold};
 pub use config::GateConfig;
-pub(crate) use grant::{grant_async, grant_async_or_panic, untimed, Grant, Inner, Request};
+pub(crate) use grant::{grant_async, grant_async_or_panic, Grant, Inner, Request};
 pub use guard::{GateGuard, OwnedGateGuard};
 pub use labeled::Labeled;
 

@@ -1,14 +1,15 @@
 //! The variant matrix of [`MachineGate`]: [`Gate`]'s names and error types, with fallible
 //! untimed calls (the lock directory can fail under any call).
 //!
-//! As for [`Gate`], the documented methods go through the unlabeled [`Labeled`] view, where each
-//! is implemented once.
+//! Every method goes through the [`Labeled`] view of the in-process gate in front of the file
+//! locks: the timed and non-waiting forms are the gate's own, and the untimed ones are its
+//! fallible weighted forms with `n = 1`.
 
 use std::time::Duration;
 
 use super::MachineGate;
 use crate::errors::{AcquireError, AcquireTimeoutError, TryAcquireError};
-use crate::gate::{grant_async, untimed, Gate, GateGuard, Labeled, OwnedGateGuard, Request};
+use crate::gate::{Gate, GateGuard, Labeled, OwnedGateGuard};
 
 impl MachineGate {
     /// Waits for the gate.
@@ -21,7 +22,6 @@ impl MachineGate {
     ///
     /// Cancel safe: dropping the future leaves the queue (in-process and machine-wide); a file
     /// lock that arrives after the future was dropped is released at once.
-    #[inline]
     pub async fn acquire(&self) -> Result<GateGuard<'_>, AcquireError> {
         self.unlabeled().acquire().await
     }
@@ -35,7 +35,6 @@ impl MachineGate {
     /// # Cancel safety
     ///
     /// Cancel safe, as [`MachineGate::acquire`].
-    #[inline]
     pub async fn acquire_owned(&self) -> Result<OwnedGateGuard, AcquireError> {
         self.unlabeled().acquire_owned().await
     }
@@ -54,7 +53,6 @@ impl MachineGate {
     /// # Panics
     ///
     /// Outside a Tokio runtime with the time driver enabled.
-    #[inline]
     pub async fn acquire_timeout(
         &self,
         timeout: Duration,
@@ -75,7 +73,6 @@ impl MachineGate {
     /// # Panics
     ///
     /// As [`MachineGate::acquire_timeout`].
-    #[inline]
     pub async fn acquire_owned_timeout(
         &self,
         timeout: Duration,
@@ -93,7 +90,6 @@ impl MachineGate {
     ///
     /// When called from an async context (use [`MachineGate::acquire`] there), as
     /// [`Gate::acquire_blocking`].
-    #[inline]
     pub fn acquire_blocking(&self) -> Result<GateGuard<'_>, AcquireError> {
         self.unlabeled().acquire_blocking()
     }
@@ -107,7 +103,6 @@ impl MachineGate {
     /// # Panics
     ///
     /// As [`MachineGate::acquire_blocking`].
-    #[inline]
     pub fn acquire_owned_blocking(&self) -> Result<OwnedGateGuard, AcquireError> {
         self.unlabeled().acquire_owned_blocking()
     }
@@ -121,7 +116,6 @@ impl MachineGate {
     /// # Panics
     ///
     /// As [`MachineGate::acquire_blocking`].
-    #[inline]
     pub fn acquire_blocking_timeout(
         &self,
         timeout: Duration,
@@ -138,7 +132,6 @@ impl MachineGate {
     /// # Panics
     ///
     /// As [`MachineGate::acquire_blocking`].
-    #[inline]
     pub fn acquire_owned_blocking_timeout(
         &self,
         timeout: Duration,
@@ -152,7 +145,6 @@ impl MachineGate {
     ///
     /// [`TryAcquireError::WouldBlock`] naming the holders; [`TryAcquireError::Machine`] if the
     /// lock directory fails.
-    #[inline]
     pub fn try_acquire(&self) -> Result<GateGuard<'_>, TryAcquireError> {
         self.unlabeled().try_acquire()
     }
@@ -162,7 +154,6 @@ impl MachineGate {
     /// # Errors
     ///
     /// As [`MachineGate::try_acquire`].
-    #[inline]
     pub fn try_acquire_owned(&self) -> Result<OwnedGateGuard, TryAcquireError> {
         self.unlabeled().try_acquire_owned()
     }
@@ -171,13 +162,11 @@ impl MachineGate {
 /// The [`MachineGate`] variant matrix with this view's label. Each method behaves exactly like
 /// the [`MachineGate`] method of the same name: same errors, cancel safety and panics.
 impl<'a> Labeled<'a, MachineGate> {
+    /// The same label on the in-process gate in front of the file locks, whose weighted
+    /// untimed forms are the fallible untimed forms needed here (`n = 1`).
     #[inline]
-    fn request(self) -> (&'a Gate, Request) {
-        let req = Request {
-            label: self.label,
-            units: 1,
-        };
-        (&self.front.gate, req)
+    fn on_gate(self) -> Labeled<'a, Gate> {
+        Labeled::new(&self.front.gate, self.label)
     }
 
     /// [`MachineGate::acquire`] with this label.
@@ -189,11 +178,8 @@ impl<'a> Labeled<'a, MachineGate> {
     /// # Cancel safety
     ///
     /// Cancel safe, as [`MachineGate::acquire`].
-    #[inline]
     pub async fn acquire(self) -> Result<GateGuard<'a>, AcquireError> {
-        let (gate, req) = self.request();
-        let g = grant_async!(gate, req, None).map_err(untimed)?;
-        Ok(GateGuard::new(gate, g))
+        self.on_gate().acquire_many(1).await
     }
 
     /// [`MachineGate::acquire_owned`] with this label.
@@ -205,11 +191,8 @@ impl<'a> Labeled<'a, MachineGate> {
     /// # Cancel safety
     ///
     /// Cancel safe, as [`MachineGate::acquire`].
-    #[inline]
     pub async fn acquire_owned(self) -> Result<OwnedGateGuard, AcquireError> {
-        let (gate, req) = self.request();
-        let g = grant_async!(gate, req, None).map_err(untimed)?;
-        Ok(OwnedGateGuard::new(gate.clone(), g))
+        self.on_gate().acquire_many_owned(1).await
     }
 
     /// [`MachineGate::acquire_timeout`] with this label; the error names it too.
@@ -225,14 +208,11 @@ impl<'a> Labeled<'a, MachineGate> {
     /// # Panics
     ///
     /// As [`MachineGate::acquire_timeout`].
-    #[inline]
     pub async fn acquire_timeout(
         self,
         timeout: Duration,
     ) -> Result<GateGuard<'a>, AcquireTimeoutError> {
-        let (gate, req) = self.request();
-        let g = grant_async!(gate, req, Some(timeout))?;
-        Ok(GateGuard::new(gate, g))
+        self.on_gate().acquire_timeout(timeout).await
     }
 
     /// [`MachineGate::acquire_owned_timeout`] with this label.
@@ -248,14 +228,11 @@ impl<'a> Labeled<'a, MachineGate> {
     /// # Panics
     ///
     /// As [`MachineGate::acquire_timeout`].
-    #[inline]
     pub async fn acquire_owned_timeout(
         self,
         timeout: Duration,
     ) -> Result<OwnedGateGuard, AcquireTimeoutError> {
-        let (gate, req) = self.request();
-        let g = grant_async!(gate, req, Some(timeout))?;
-        Ok(OwnedGateGuard::new(gate.clone(), g))
+        self.on_gate().acquire_owned_timeout(timeout).await
     }
 
     /// [`MachineGate::acquire_blocking`] with this label.
@@ -267,11 +244,8 @@ impl<'a> Labeled<'a, MachineGate> {
     /// # Panics
     ///
     /// As [`MachineGate::acquire_blocking`].
-    #[inline]
     pub fn acquire_blocking(self) -> Result<GateGuard<'a>, AcquireError> {
-        let (gate, req) = self.request();
-        let g = gate.grant_blocking(req, None).map_err(untimed)?;
-        Ok(GateGuard::new(gate, g))
+        self.on_gate().acquire_many_blocking(1)
     }
 
     /// [`MachineGate::acquire_owned_blocking`] with this label.
@@ -283,11 +257,8 @@ impl<'a> Labeled<'a, MachineGate> {
     /// # Panics
     ///
     /// As [`MachineGate::acquire_blocking`].
-    #[inline]
     pub fn acquire_owned_blocking(self) -> Result<OwnedGateGuard, AcquireError> {
-        let (gate, req) = self.request();
-        let g = gate.grant_blocking(req, None).map_err(untimed)?;
-        Ok(OwnedGateGuard::new(gate.clone(), g))
+        self.on_gate().acquire_many_owned_blocking(1)
     }
 
     /// [`MachineGate::acquire_blocking_timeout`] with this label; the error names it too.
@@ -299,14 +270,11 @@ impl<'a> Labeled<'a, MachineGate> {
     /// # Panics
     ///
     /// As [`MachineGate::acquire_blocking`].
-    #[inline]
     pub fn acquire_blocking_timeout(
         self,
         timeout: Duration,
     ) -> Result<GateGuard<'a>, AcquireTimeoutError> {
-        let (gate, req) = self.request();
-        let g = gate.grant_blocking(req, Some(timeout))?;
-        Ok(GateGuard::new(gate, g))
+        self.on_gate().acquire_blocking_timeout(timeout)
     }
 
     /// [`MachineGate::acquire_owned_blocking_timeout`] with this label.
@@ -318,14 +286,11 @@ impl<'a> Labeled<'a, MachineGate> {
     /// # Panics
     ///
     /// As [`MachineGate::acquire_blocking`].
-    #[inline]
     pub fn acquire_owned_blocking_timeout(
         self,
         timeout: Duration,
     ) -> Result<OwnedGateGuard, AcquireTimeoutError> {
-        let (gate, req) = self.request();
-        let g = gate.grant_blocking(req, Some(timeout))?;
-        Ok(OwnedGateGuard::new(gate.clone(), g))
+        self.on_gate().acquire_owned_blocking_timeout(timeout)
     }
 
     /// [`MachineGate::try_acquire`] with this label.
@@ -333,10 +298,8 @@ impl<'a> Labeled<'a, MachineGate> {
     /// # Errors
     ///
     /// As [`MachineGate::try_acquire`].
-    #[inline]
     pub fn try_acquire(self) -> Result<GateGuard<'a>, TryAcquireError> {
-        let (gate, req) = self.request();
-        Ok(GateGuard::new(gate, gate.grant_try(req)?))
+        self.on_gate().try_acquire()
     }
 
     /// [`MachineGate::try_acquire_owned`] with this label.
@@ -344,9 +307,7 @@ impl<'a> Labeled<'a, MachineGate> {
     /// # Errors
     ///
     /// As [`MachineGate::try_acquire`].
-    #[inline]
     pub fn try_acquire_owned(self) -> Result<OwnedGateGuard, TryAcquireError> {
-        let (gate, req) = self.request();
-        Ok(OwnedGateGuard::new(gate.clone(), gate.grant_try(req)?))
+        self.on_gate().try_acquire_owned()
     }
 }
