@@ -280,3 +280,8 @@ fn machine_wide_gate_from_python_with_racegate_run_and_status() {
 fn pytest_plugin_on_xdist_runs_and_beside_rust_test_guard() {
     pytest("test_plugin.py", Duration::from_secs(600));
 }
+
+#[test]
+fn type_stubs_match_the_extension_and_type_check() {
+    pytest("test_typing.py", Duration::from_secs(600));
+}

@@ -9,7 +9,10 @@ Cancelling the task leaves the queue (or gives back a grant that arrived meanwhi
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Generator, Optional
+
+if TYPE_CHECKING:
+    from ._native import Gate, Guard
 
 
 def _wake(fut: "asyncio.Future[None]") -> None:
@@ -17,7 +20,7 @@ def _wake(fut: "asyncio.Future[None]") -> None:
         fut.set_result(None)
 
 
-async def _wait(gate: Any, label: Optional[str], timeout: Optional[float], units: int) -> Any:
+async def _wait(gate: "Gate", label: Optional[str], timeout: Optional[float], units: int) -> "Guard":
     loop = asyncio.get_running_loop()
     fut = loop.create_future()
     waiter = gate._enqueue(label, timeout, units, loop, fut)
@@ -35,14 +38,14 @@ class AsyncAcquire:
 
     __slots__ = ("_gate", "_label", "_timeout", "_units", "_guard")
 
-    def __init__(self, gate: Any, label: Optional[str], timeout: Optional[float], units: int) -> None:
+    def __init__(self, gate: "Gate", label: Optional[str], timeout: Optional[float], units: int) -> None:
         self._gate = gate
         self._label = label
         self._timeout = timeout
         self._units = units
-        self._guard = None
+        self._guard: Optional["Guard"] = None
 
-    async def __aenter__(self) -> Any:
+    async def __aenter__(self) -> "Guard":
         guard = self._gate._try_now(self._label, self._units)
         if guard is None:
             guard = await _wait(self._gate, self._label, self._timeout, self._units)
@@ -55,10 +58,10 @@ class AsyncAcquire:
             guard.release()
         return False
 
-    def __await__(self):
+    def __await__(self) -> Generator[Any, None, "Guard"]:
         return self._acquire().__await__()
 
-    async def _acquire(self) -> Any:
+    async def _acquire(self) -> "Guard":
         guard = self._gate._try_now(self._label, self._units)
         if guard is None:
             guard = await _wait(self._gate, self._label, self._timeout, self._units)

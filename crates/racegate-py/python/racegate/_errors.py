@@ -4,7 +4,7 @@ hint."""
 
 from __future__ import annotations
 
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional, Tuple, Type
 
 __all__ = [
     "RacegateError",
@@ -25,11 +25,12 @@ class RacegateError(Exception):
         for key, value in attrs.items():
             setattr(self, key, value)
 
-    def __reduce__(self):  # keeps the attributes across pickling (multiprocessing, xdist)
+    def __reduce__(self) -> Tuple[Any, Tuple[Any, ...]]:
+        # Keeps the attributes across pickling (multiprocessing, xdist).
         return (_rebuild, (type(self), self.args[0] if self.args else "", self._attrs))
 
 
-def _rebuild(cls, message, attrs):
+def _rebuild(cls: Type["RacegateError"], message: str, attrs: Dict[str, Any]) -> "RacegateError":
     return cls(message, **attrs)
 
 

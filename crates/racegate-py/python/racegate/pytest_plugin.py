@@ -30,7 +30,7 @@ import fnmatch
 import json
 import os
 import re
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Generator, List, Optional, Sequence, Tuple
 
 import pytest
 
@@ -128,7 +128,7 @@ class _Settings:
 
 
 _SETTINGS = pytest.StashKey[_Settings]()
-_GUARDS = pytest.StashKey[list]()
+_GUARDS = pytest.StashKey[List[racegate.Guard]]()
 
 
 def _default_timeout(config: pytest.Config) -> float:
@@ -243,7 +243,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         return
     if timeout is None:
         timeout = item.config.stash[_SETTINGS].timeout
-    held = item.stash[_GUARDS] = []
+    held: List[racegate.Guard] = []
+    item.stash[_GUARDS] = held
     failure = None
     try:
         for name, capacity in gates:
@@ -257,7 +258,9 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_teardown(item: pytest.Item, nextitem: Optional[pytest.Item]):
+def pytest_runtest_teardown(
+    item: pytest.Item, nextitem: Optional[pytest.Item]
+) -> Generator[None, None, None]:
     # Released after every teardown implementation ran, also when one of them raised.
     try:
         yield
