@@ -285,3 +285,8 @@ fn pytest_plugin_on_xdist_runs_and_beside_rust_test_guard() {
 fn type_stubs_match_the_extension_and_type_check() {
     pytest("test_typing.py", Duration::from_secs(600));
 }
+
+#[test]
+fn readme_examples_run() {
+    pytest("test_examples.py", Duration::from_secs(300));
+}

@@ -30,7 +30,7 @@ import fnmatch
 import json
 import os
 import re
-from typing import Dict, Generator, List, Optional, Sequence, Tuple
+from typing import Dict, Generator, List, Optional, Sequence, Tuple, TypeVar
 
 import pytest
 
@@ -41,6 +41,9 @@ TIMEOUT_ENV = "RACEGATE_TEST_GUARD_TIMEOUT"
 GROUPS_ENV = "RACEGATE_PYTEST_GROUPS"
 TIMEOUT_INI = "racegate_timeout"
 GROUPS_INI = "racegate_groups"
+SPREAD_INI = "racegate_spread"
+
+T = TypeVar("T")
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m)?\s*$")
 
@@ -159,6 +162,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="",
     )
     parser.addini(
+        SPREAD_INI,
+        "under pytest-xdist's load or worksteal scheduling, spread marked tests evenly through "
+        "the collection so workers reach the gate one at a time (default false: pytest's order)",
+        type="bool",
+        default=False,
+    )
+    parser.addini(
         GROUPS_INI,
         "lines `PATTERN = GROUP[, GROUP...]`: tests whose node id matches PATTERN take the "
         "machine-wide gate(s) GROUP as if marked @pytest.mark.racegate(GROUP)",
@@ -184,12 +194,46 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:
     groups = config.stash[_SETTINGS].groups
-    if not groups.rules:
-        return
-    for item in items:
-        names = groups.of(item.nodeid)
-        if names:
-            item.add_marker(pytest.mark.racegate(*names))
+    if groups.rules:
+        for item in items:
+            names = groups.of(item.nodeid)
+            if names:
+                item.add_marker(pytest.mark.racegate(*names))
+    if config.getini(SPREAD_INI) and _xdist_load_worker(config):
+        items[:] = spread(items, [item.get_closest_marker("racegate") is not None for item in items])
+
+
+def _xdist_load_worker(config: pytest.Config) -> bool:
+    """Whether this process is a pytest-xdist worker fed test by test from one shared queue (the
+    `load` and `worksteal` modes), where the collection order decides when workers reach the
+    gate. Every worker collects, and reorders the same way, so the collections still agree."""
+    # A worker sees the mode given on the command line: `no` when only `-n` was (the controller
+    # turns that into `load`, the workers are not told).
+    return hasattr(config, "workerinput") and config.getoption("dist", "no") in ("no", "load", "worksteal")
+
+
+def spread(items: List[T], marked: List[bool]) -> List[T]:
+    """`items` with the marked ones spread evenly among the others, each group in its own order:
+    the k-th of m marked items lands at about (k + 1/2) n / m. Under xdist's load scheduling the
+    workers then meet marked tests at a steady rate instead of all at once (pytest's order often
+    puts a GPU test module in one block), which keeps them busy instead of queued at the gate."""
+    chosen = [i for i, m in zip(items, marked) if m]
+    others = [i for i, m in zip(items, marked) if not m]
+    if not chosen or not others:
+        return list(items)
+    n, m = len(items), len(chosen)
+    out: List[T] = []
+    rest = iter(others)
+    for k, item in enumerate(chosen):
+        target = (2 * k + 1) * n // (2 * m)
+        while len(out) < target:
+            nxt = next(rest, None)
+            if nxt is None:
+                break
+            out.append(nxt)
+        out.append(item)
+    out.extend(rest)
+    return out
 
 
 def _wanted(item: pytest.Item) -> Tuple[List[Tuple[str, int]], Optional[float]]:

@@ -262,3 +262,29 @@ def cross_language_overlap(log):
         elif what == "leave" and name in inside:
             inside.remove(name)
     return False
+
+
+def test_spread_reorders_only_xdist_load_workers_and_keeps_the_gate(pytester, suite_log):
+    body = SUITE + "".join(
+        f"\n@gpu\ndef test_gpu_{i}():\n    job('gpu-py-{i}', 'gpu', 0.05)\n" for i in range(3)
+    ) + "".join(f"\ndef test_cpu_{i}():\n    job('cpu-{i}', 'cpu', 0)\n" for i in range(6))
+    pytester.makepyfile(test_s=body)
+    pytester.makeini("[pytest]\nracegate_spread = true\n")
+    # Without xdist nothing moves: pytest's order.
+    collected = run(pytester, "-p", "no:xdist", "--collect-only", "-q").stdout.lines
+    ids = [line.split("::")[1] for line in collected if "::" in line]
+    assert ids == [f"test_gpu_{i}" for i in range(3)] + [f"test_cpu_{i}" for i in range(6)]
+    # One xdist worker runs its collection in order: the marked tests at (2k+1)*9//6 = 1, 4, 7.
+    run(pytester, "-n", "1").assert_outcomes(passed=9)
+    order = [l.split()[1] for l in suite_log.read_text().splitlines() if l.startswith("enter")]
+    assert [i for i, name in enumerate(order) if name.startswith("gpu")] == [1, 4, 7], order
+    # Several workers reorder the same way (xdist aborts on differing collections).
+    suite_log.unlink()
+    run(pytester, "-n", "3").assert_outcomes(passed=9)
+    most, seen = max_inside(suite_log, "gpu")
+    assert len(seen) == 3 and most == 1
+    # The grouping modes keep pytest's order: loadgroup decides by its own groups.
+    suite_log.unlink()
+    run(pytester, "-n", "1", "--dist", "loadgroup").assert_outcomes(passed=9)
+    order = [l.split()[1] for l in suite_log.read_text().splitlines() if l.startswith("enter")]
+    assert [i for i, name in enumerate(order) if name.startswith("gpu")] == [0, 1, 2], order
