@@ -207,9 +207,26 @@ def _xdist_load_worker(config: pytest.Config) -> bool:
     """Whether this process is a pytest-xdist worker fed test by test from one shared queue (the
     `load` and `worksteal` modes), where the collection order decides when workers reach the
     gate. Every worker collects, and reorders the same way, so the collections still agree."""
-    # A worker sees the mode given on the command line: `no` when only `-n` was (the controller
-    # turns that into `load`, the workers are not told).
-    return hasattr(config, "workerinput") and config.getoption("dist", "no") in ("no", "load", "worksteal")
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is None:
+        return False
+    return _dist_mode(config.getoption("dist", "no"), workerinput.get("mainargv", [])) in ("load", "worksteal")
+
+
+def _dist_mode(own: str, mainargv: Sequence[str]) -> str:
+    """The controller's `--dist` mode, as a worker can know it: xdist does not pass `--dist`
+    from the command line on to its workers (only ini `addopts` reach them, as `own`), so it is
+    read from the controller's argv; `-n` alone means `load`."""
+    mode = own if own != "no" else "load"
+    args = list(mainargv)
+    for i, arg in enumerate(args):
+        if arg == "--dist" and i + 1 < len(args):
+            mode = args[i + 1]
+        elif arg.startswith("--dist="):
+            mode = arg.split("=", 1)[1]
+        elif arg == "-d":
+            mode = "load"
+    return mode
 
 
 def spread(items: List[T], marked: List[bool]) -> List[T]:

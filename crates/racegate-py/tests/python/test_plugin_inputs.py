@@ -103,3 +103,20 @@ def test_spread_places_marked_items_evenly(m, rest):
     n = len(marked)
     # The k-th marked item sits at (2k+1)n/(2m), rounded down: gaps differ by at most one slot.
     assert positions == [(2 * k + 1) * n // (2 * m) for k in range(m)]
+
+
+def test_the_dist_mode_a_worker_sees():
+    from racegate.pytest_plugin import _dist_mode
+
+    assert _dist_mode("no", ["pytest", "-n", "4"]) == "load"
+    assert _dist_mode("no", ["pytest", "-n", "4", "--dist", "loadgroup"]) == "loadgroup"
+    assert _dist_mode("no", ["pytest", "--dist=worksteal", "-n", "2"]) == "worksteal"
+    assert _dist_mode("loadscope", ["pytest", "-n", "2"]) == "loadscope"  # from ini addopts
+    assert _dist_mode("no", ["pytest", "-n", "2", "-d"]) == "load"
+
+
+@given(st.lists(st.text(max_size=12), max_size=8), st.sampled_from(["no", "load", "loadgroup"]))
+def test_any_argv_gives_a_mode(argv, own):
+    from racegate.pytest_plugin import _dist_mode
+
+    assert isinstance(_dist_mode(own, argv), str)
