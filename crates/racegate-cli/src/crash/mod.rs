@@ -23,7 +23,9 @@
 
 pub mod coredump;
 pub mod errors;
+pub mod frames;
 pub mod ips;
+pub mod native;
 pub mod signal;
 pub mod signature;
 pub mod stderr;
@@ -33,6 +35,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 pub use errors::CrashError;
+pub use frames::{CrashClass, Frame, FrameKind, ThreadStack};
 pub use signal::{signal_name, Termination};
 pub use signature::{CrashSignature, CrashSource, SignatureKind};
 pub use stderr::StderrScanner;
