@@ -23,7 +23,9 @@
 
 pub mod coredump;
 pub mod errors;
+pub mod faulthandler;
 pub mod frames;
+pub mod identity;
 pub mod ips;
 pub mod native;
 pub mod signal;
@@ -36,6 +38,7 @@ use serde::Serialize;
 
 pub use errors::CrashError;
 pub use frames::{CrashClass, Frame, FrameKind, ThreadStack};
+pub use identity::{identify, Evidence, Traces};
 pub use signal::{signal_name, Termination};
 pub use signature::{CrashSignature, CrashSource, SignatureKind};
 pub use stderr::StderrScanner;
@@ -112,6 +115,8 @@ pub struct CrashReport {
     pub signature: CrashSignature,
     /// Top frames of the faulting thread (`image!symbol`), when the report has them.
     pub frames: Vec<String>,
+    /// The same frames, structured.
+    pub stack: Vec<Frame>,
 }
 
 /// The format of a crash-report file, from its name: `*.ips`, `*.crash` (apport; a legacy
@@ -134,7 +139,7 @@ pub fn parse_file(path: &Path) -> Result<CrashReport, CrashError> {
     let format = format_of(path).ok_or_else(|| CrashError::UnknownFormat {
         path: path.to_path_buf(),
     })?;
-    let report = |process, pid, signal, signature, frames| CrashReport {
+    let report = |process, pid, signal, signature, (frames, stack)| CrashReport {
         path: path.to_path_buf(),
         format,
         process,
@@ -142,6 +147,7 @@ pub fn parse_file(path: &Path) -> Result<CrashReport, CrashError> {
         signal,
         signature,
         frames,
+        stack,
     };
     match format {
         ReportFormat::Ips => {
@@ -151,7 +157,20 @@ pub fn parse_file(path: &Path) -> Result<CrashReport, CrashError> {
                 r.pid,
                 r.signal.clone(),
                 r.signature(),
-                r.top_frames(ips::TOP_FRAMES),
+                (
+                    r.top_frames(ips::TOP_FRAMES),
+                    r.frames
+                        .iter()
+                        .map(|f| Frame {
+                            kind: FrameKind::Native,
+                            function: f.symbol.clone(),
+                            library: f.image.clone(),
+                            file: None,
+                            line: None,
+                            address: f.image_offset,
+                        })
+                        .collect(),
+                ),
             ))
         }
         ReportFormat::Apport => {
@@ -161,7 +180,7 @@ pub fn parse_file(path: &Path) -> Result<CrashReport, CrashError> {
                 r.pid,
                 r.signal.and_then(signal_name).map(str::to_string),
                 r.signature(),
-                Vec::new(),
+                (Vec::new(), Vec::new()),
             ))
         }
         ReportFormat::Coredump => {
@@ -189,7 +208,7 @@ pub fn parse_file(path: &Path) -> Result<CrashReport, CrashError> {
                 Some(r.pid),
                 signal.map(str::to_string),
                 signature,
-                Vec::new(),
+                (Vec::new(), Vec::new()),
             ))
         }
     }

@@ -5,6 +5,9 @@ use std::io::Write;
 use super::{ms, secs};
 use crate::stress::RunReport;
 
+/// Frames shown per crash group in the terminal (all of them are in the JSON).
+const TERMINAL_FRAMES: usize = 3;
+
 /// Write the human-readable summary.
 pub fn write<W: Write>(r: &RunReport, mut w: W) -> std::io::Result<()> {
     writeln!(
@@ -71,6 +74,9 @@ pub fn write<W: Write>(r: &RunReport, mut w: W) -> std::io::Result<()> {
                 write!(w, "  {}", p.display())?;
             }
             writeln!(w)?;
+            for line in super::crash_excerpt(&c.evidence, TERMINAL_FRAMES) {
+                writeln!(w, "      {line}")?;
+            }
         }
     }
     if !r.restarts.is_empty() {

@@ -72,6 +72,9 @@ pub struct CrashGroup {
     pub path: Option<PathBuf>,
     /// Extra words from the first sighting.
     pub detail: Option<String>,
+    /// Where it happened: frames, heap message, thread stacks (the first sighting that had
+    /// any), or why there are no frames.
+    pub evidence: crate::crash::Evidence,
 }
 
 impl CrashGroup {
@@ -157,6 +160,7 @@ struct GroupBuild {
     first_at: Duration,
     path: Option<PathBuf>,
     detail: Option<String>,
+    evidence: crate::crash::Evidence,
     order: usize,
 }
 
@@ -339,6 +343,7 @@ impl RunStats {
             detail: Some(format!(
                 "every pipeline failed {UNRESPONSIVE_STREAK}+ times in a row to reach the target"
             )),
+            evidence: Default::default(),
         }))
     }
 
@@ -367,6 +372,16 @@ impl RunStats {
         }
         if g.detail.is_none() {
             g.detail = c.detail.clone();
+        }
+        // The first sighting with frames shows them; one without keeps the reason why not.
+        if g.evidence.frames.is_empty() && g.evidence.threads.is_empty() {
+            let reason = g.evidence.frames_unavailable.take();
+            if !c.evidence.is_empty() || c.evidence.frames_unavailable.is_some() {
+                g.evidence = c.evidence.clone();
+            }
+            if g.evidence.frames_unavailable.is_none() && g.evidence.frames.is_empty() {
+                g.evidence.frames_unavailable = reason;
+            }
         }
         self.fail_at(c.at);
     }
@@ -456,6 +471,7 @@ impl RunStats {
                         first_at: g.first_at,
                         path: g.path,
                         detail: g.detail,
+                        evidence: g.evidence,
                     },
                 )
             })
@@ -560,6 +576,7 @@ mod tests {
                 at: ms(5),
                 path: None,
                 detail: None,
+                evidence: Default::default(),
             }));
         }
         let r = s.finish(ms(1000), &Thresholds::default());

@@ -95,6 +95,13 @@ impl Prepared {
         })
     }
 
+    /// Start racegate's own executable as the helper (the usual case).
+    pub fn for_racegate() -> Result<Prepared, Unavailable> {
+        let exe = std::env::current_exe()
+            .map_err(|e| Unavailable(format!("cannot find racegate's executable: {e}")))?;
+        Prepared::new(&exe)
+    }
+
     /// The child's `pre_exec` hook: allow the helper to trace it (Yama `ptrace_scope` 1), send
     /// it the child's pid, and wait until it has attached (or is gone).
     ///

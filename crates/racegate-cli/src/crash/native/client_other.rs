@@ -25,6 +25,11 @@ impl Prepared {
         Err(not_linux())
     }
 
+    /// Always unavailable here.
+    pub fn for_racegate() -> Result<Prepared, Unavailable> {
+        Err(not_linux())
+    }
+
     /// Not reachable: no `Prepared` exists here.
     pub fn hook(&self) -> impl FnMut() -> std::io::Result<()> + Send + Sync + 'static {
         || Ok(())
