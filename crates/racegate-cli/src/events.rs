@@ -26,7 +26,7 @@ pub struct CrashSeen {
     pub detail: Option<String>,
     /// Where it happened: the crashing thread's frames, the heap message, or why there are no
     /// frames.
-    pub evidence: crate::crash::Evidence,
+    pub evidence: Box<crate::crash::Evidence>,
 }
 
 /// Why one request did not count as a success.

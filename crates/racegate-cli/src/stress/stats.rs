@@ -377,7 +377,7 @@ impl RunStats {
         if g.evidence.frames.is_empty() && g.evidence.threads.is_empty() {
             let reason = g.evidence.frames_unavailable.take();
             if !c.evidence.is_empty() || c.evidence.frames_unavailable.is_some() {
-                g.evidence = c.evidence.clone();
+                g.evidence = (*c.evidence).clone();
             }
             if g.evidence.frames_unavailable.is_none() && g.evidence.frames.is_empty() {
                 g.evidence.frames_unavailable = reason;

@@ -569,7 +569,7 @@ fn identify_exit(
         at: exited_at,
         path: None,
         detail: Some(termination.to_string()),
-        evidence,
+        evidence: Box::new(evidence),
     });
     out
 }
@@ -605,7 +605,7 @@ async fn read_lines<R: AsyncRead + Unpin>(
             at: clock.elapsed(),
             path: None,
             detail: line.map(|l| l.chars().take(300).collect()),
-            evidence: Evidence::default(),
+            evidence: Box::default(),
         };
         lines.hold(*held, sig, seen, tx.clone());
     };

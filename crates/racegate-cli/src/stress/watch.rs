@@ -193,12 +193,12 @@ impl DirScanner {
                             at,
                             path: Some(path),
                             detail: (!detail.is_empty()).then(|| detail.join(", ")),
-                            evidence: crate::crash::Evidence {
+                            evidence: Box::new(crate::crash::Evidence {
                                 frames_from: (!report.stack.is_empty())
                                     .then(|| format!("{:?}", report.format).to_lowercase()),
                                 frames: report.stack,
                                 ..Default::default()
-                            },
+                            }),
                         },
                     });
                 }
