@@ -17,96 +17,149 @@ use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol, SymbolKind};
 use super::maps::{self, Mapping};
 use crate::crash::frames::Frame;
 
-/// One ELF file's symbols and unwind sections, shared between processes that map it.
-pub struct ElfFile {
-    /// `(start, size, mangled name)`, sorted by start; names are demangled when a frame needs
-    /// one (a C++ library has hundreds of thousands of symbols).
-    symbols: Vec<(u64, u64, Arc<str>)>,
-    /// PT_LOAD segments: `(file offset, virtual address)`.
-    segments: Vec<(u64, u64)>,
-    /// The sections framehop reads, copied out of the file.
-    sections: Sections,
+/// A file's bytes: mapped (libraries are large, and only a few pages of each are touched), or
+/// read when mapping fails.
+enum Data {
+    Mapped(memmap2::Mmap),
+    Read(Vec<u8>),
 }
 
-#[derive(Default, Clone)]
-struct Sections {
-    text: Option<(Range<u64>, Arc<[u8]>)>,
-    eh_frame: Option<(Range<u64>, Arc<[u8]>)>,
-    eh_frame_hdr: Option<(Range<u64>, Arc<[u8]>)>,
-    got: Option<Range<u64>>,
+impl std::ops::Deref for Data {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Data::Mapped(m) => m,
+            Data::Read(v) => v,
+        }
+    }
 }
 
-/// Section bytes framehop can hold.
+/// A range of a file's bytes, as framehop holds section data: no copy.
 #[derive(Clone)]
-pub struct Bytes(Arc<[u8]>);
+pub struct Bytes {
+    data: Arc<Data>,
+    range: Range<usize>,
+}
 
 impl Default for Bytes {
     fn default() -> Self {
-        Bytes(Arc::from(&[][..]))
+        Bytes {
+            data: Arc::new(Data::Read(Vec::new())),
+            range: 0..0,
+        }
     }
 }
 
 impl std::ops::Deref for Bytes {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        &self.0
+        self.data.get(self.range.clone()).unwrap_or_default()
     }
 }
 
+/// A section: its stated address range and where its bytes are in the file.
+#[derive(Clone)]
+struct Section {
+    svma: Range<u64>,
+    bytes: Range<usize>,
+}
+
+/// One ELF file's unwind sections and symbols, shared between processes that map it. The
+/// symbol table is built on the first lookup: a C++ library has hundreds of thousands.
+pub struct ElfFile {
+    data: Arc<Data>,
+    /// PT_LOAD segments: `(file offset, virtual address)`.
+    segments: Vec<(u64, u64)>,
+    eh_frame: Option<Section>,
+    eh_frame_hdr: Option<Section>,
+    got: Option<Range<u64>>,
+    /// `(start, size, name offset in the file, name length)`, sorted by start.
+    symbols: std::sync::OnceLock<Vec<(u64, u64, usize, usize)>>,
+}
+
 impl ElfFile {
-    /// Parse `data`, the bytes of an ELF file.
+    /// Read the ELF file at `path`.
+    pub fn open(path: &Path) -> Option<ElfFile> {
+        let file = std::fs::File::open(path).ok()?;
+        // SAFETY: the mapping is read-only and private; a library replaced on disk is a new
+        // inode (installers rename), so the mapped pages stay valid.
+        let data = match unsafe { memmap2::Mmap::map(&file) } {
+            Ok(m) => Data::Mapped(m),
+            Err(_) => Data::Read(std::fs::read(path).ok()?),
+        };
+        ElfFile::from_data(Arc::new(data))
+    }
+
+    /// Parse the bytes of an ELF file.
     pub fn parse(data: &[u8]) -> Option<ElfFile> {
-        let file = object::File::parse(data).ok()?;
-        let mut symbols: Vec<(u64, u64, Arc<str>)> = Vec::new();
-        let mut names: HashMap<u64, ()> = HashMap::new();
-        for sym in file.symbols().chain(file.dynamic_symbols()) {
-            if sym.kind() != SymbolKind::Text || sym.address() == 0 {
-                continue;
-            }
-            let Ok(name) = sym.name() else { continue };
-            if name.is_empty() || names.insert(sym.address(), ()).is_some() {
-                continue;
-            }
-            symbols.push((sym.address(), sym.size(), Arc::from(name)));
-        }
-        symbols.sort_by_key(|s| s.0);
+        ElfFile::from_data(Arc::new(Data::Read(data.to_vec())))
+    }
+
+    fn from_data(data: Arc<Data>) -> Option<ElfFile> {
+        let file = object::File::parse(&**data).ok()?;
         let segments = file
             .segments()
             .map(|s| (s.file_range().0, s.address()))
             .collect();
         let section = |name: &str| {
             let s = file.section_by_name(name)?;
-            let data = s.data().ok()?;
-            Some((s.address()..s.address() + s.size(), Arc::<[u8]>::from(data)))
+            let (off, len) = s.file_range()?;
+            let bytes = usize::try_from(off).ok()?..usize::try_from(off.checked_add(len)?).ok()?;
+            (bytes.end <= data.len()).then(|| Section {
+                svma: s.address()..s.address().saturating_add(s.size()),
+                bytes,
+            })
         };
-        let sections = Sections {
-            text: section(".text"),
-            eh_frame: section(".eh_frame"),
-            eh_frame_hdr: section(".eh_frame_hdr"),
-            got: file
-                .section_by_name(".got")
-                .map(|s| s.address()..s.address() + s.size()),
-        };
+        let eh_frame = section(".eh_frame");
+        let eh_frame_hdr = section(".eh_frame_hdr");
+        let got = file
+            .section_by_name(".got")
+            .map(|s| s.address()..s.address().saturating_add(s.size()));
         Some(ElfFile {
-            symbols,
             segments,
-            sections,
+            eh_frame,
+            eh_frame_hdr,
+            got,
+            symbols: std::sync::OnceLock::new(),
+            data,
+        })
+    }
+
+    fn symbols(&self) -> &[(u64, u64, usize, usize)] {
+        self.symbols.get_or_init(|| {
+            let Ok(file) = object::File::parse(&**self.data) else {
+                return Vec::new();
+            };
+            let base = self.data.as_ptr() as usize;
+            let mut out: Vec<(u64, u64, usize, usize)> = file
+                .symbols()
+                .chain(file.dynamic_symbols())
+                .filter(|s| s.kind() == SymbolKind::Text && s.address() != 0)
+                .filter_map(|s| {
+                    let name = s.name().ok().filter(|n| !n.is_empty())?;
+                    // Names are slices of the file's string tables: keep where, not a copy.
+                    let at = (name.as_ptr() as usize).checked_sub(base)?;
+                    Some((s.address(), s.size(), at, name.len()))
+                })
+                .collect();
+            out.sort_by_key(|s| s.0);
+            out.dedup_by_key(|s| s.0);
+            out
         })
     }
 
     /// The function at `svma` (an address as the file states it), demangled, if a symbol
     /// covers it.
     pub fn symbol(&self, svma: u64) -> Option<String> {
-        let i = self
-            .symbols
-            .partition_point(|s| s.0 <= svma)
-            .checked_sub(1)?;
-        let (start, size, name) = &self.symbols[i];
+        let symbols = self.symbols();
+        let i = symbols.partition_point(|s| s.0 <= svma).checked_sub(1)?;
+        let (start, size, at, len) = symbols[i];
         // A sized symbol must contain the address; an unsized one (hand-written assembly) is
         // taken up to the next symbol.
-        if *size > 0 && svma >= start.saturating_add(*size) {
+        if size > 0 && svma >= start.saturating_add(size) {
             return None;
         }
+        let name = std::str::from_utf8(self.data.get(at..at.checked_add(len)?)?).ok()?;
         Some(demangle(name))
     }
 
@@ -119,6 +172,19 @@ impl ElfFile {
             .find(|(seg_off, _)| down(*seg_off) == offset)
             .map(|(_, vaddr)| start.wrapping_sub(down(*vaddr)))
             .unwrap_or_else(|| start.wrapping_sub(offset))
+    }
+
+    fn bytes(&self, s: &Option<Section>) -> (Option<Range<u64>>, Option<Bytes>) {
+        match s {
+            Some(s) => (
+                Some(s.svma.clone()),
+                Some(Bytes {
+                    data: self.data.clone(),
+                    range: s.bytes.clone(),
+                }),
+            ),
+            None => (None, None),
+        }
     }
 }
 
@@ -174,10 +240,9 @@ impl FileCache {
                     .join(pid.to_string())
                     .join("root")
                     .join(path.trim_start_matches('/'));
-                let data = std::fs::read(&rooted)
-                    .or_else(|_| std::fs::read(path))
-                    .ok()?;
-                ElfFile::parse(&data).map(Arc::new)
+                ElfFile::open(&rooted)
+                    .or_else(|| ElfFile::open(Path::new(path)))
+                    .map(Arc::new)
             })
             .clone()
     }
@@ -257,19 +322,13 @@ impl ProcessImage {
             .iter()
             .filter_map(|m| {
                 let f = m.file.as_ref()?;
-                let s = f.sections.clone();
-                let split = |x: Option<(Range<u64>, Arc<[u8]>)>| match x {
-                    Some((r, d)) => (Some(r), Some(Bytes(d))),
-                    None => (None, None),
-                };
-                let (text_svma, text) = split(s.text);
-                let (eh_frame_svma, eh_frame) = split(s.eh_frame);
-                let (eh_frame_hdr_svma, eh_frame_hdr) = split(s.eh_frame_hdr);
+                let (eh_frame_svma, eh_frame) = f.bytes(&f.eh_frame);
+                let (eh_frame_hdr_svma, eh_frame_hdr) = f.bytes(&f.eh_frame_hdr);
+                // No `.text`: framehop reads code only to guess rules at function starts, which
+                // the CFI covers in compiled code.
                 let info = ExplicitModuleSectionInfo {
                     base_svma: 0,
-                    text_svma,
-                    text,
-                    got_svma: s.got,
+                    got_svma: f.got.clone(),
                     eh_frame_svma,
                     eh_frame,
                     eh_frame_hdr_svma,
