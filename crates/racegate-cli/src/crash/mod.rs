@@ -27,6 +27,7 @@ pub mod faulthandler;
 pub mod frames;
 pub mod identity;
 pub mod ips;
+pub mod kmsg;
 pub mod native;
 pub mod signal;
 pub mod signature;

@@ -157,6 +157,21 @@ impl CrashSignature {
         }
     }
 
+    /// A signature whose text racegate composed from parts it parsed (`NVIDIA Xid 79: GPU has
+    /// fallen off the bus`): its numbers are identity, so only whitespace is normalized.
+    pub fn composed(kind: SignatureKind, text: &str, source: CrashSource) -> Self {
+        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        let mut end = text.len().min(MAX_TEXT_LEN);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        CrashSignature {
+            kind,
+            key: format!("{}: {}", kind.as_str(), &text[..end]),
+            source,
+        }
+    }
+
     /// An assertion signature; `text` may be a whole line (`-[C sel]:12: failed assertion `X'`),
     /// from which only the asserted text is kept.
     pub fn assertion(text: &str, source: CrashSource) -> Self {
