@@ -169,15 +169,28 @@ mod linux {
 
     use super::{kmsg_message, xid, KernelLogWatcher, Xid};
 
-    pub fn start<F>(mut on_xid: F) -> Result<KernelLogWatcher, String>
+    pub fn start<F>(on_xid: F) -> Result<KernelLogWatcher, String>
+    where
+        F: FnMut(Xid) + Send + 'static,
+    {
+        start_at(std::path::Path::new("/dev/kmsg"), on_xid)
+    }
+
+    /// Watch `path`, a file in `/dev/kmsg`'s record format.
+    pub fn start_at<F>(path: &std::path::Path, mut on_xid: F) -> Result<KernelLogWatcher, String>
     where
         F: FnMut(Xid) + Send + 'static,
     {
         let mut file = std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NONBLOCK)
-            .open("/dev/kmsg")
-            .map_err(|e| format!("the kernel log `/dev/kmsg` cannot be read ({e}); NVIDIA Xid lines are not watched"))?;
+            .open(path)
+            .map_err(|e| {
+                format!(
+                    "the kernel log `{}` cannot be read ({e}); NVIDIA Xid lines are not watched",
+                    path.display()
+                )
+            })?;
         // Only what is written from now on: earlier Xids belong to earlier runs.
         // SAFETY: lseek on an owned, open fd.
         unsafe {
@@ -243,6 +256,34 @@ mod tests {
         assert_eq!(unknown.process, None);
         assert!(xid("NVRM: GPU at PCI:0000:0a:00: GPU-760d0170").is_none());
         assert!(xid("NVRM: Xid (PCI:0000:0a:00): , x").is_none());
+    }
+
+    /// The watcher's reading loop on a FIFO standing in for `/dev/kmsg` (writing the real kernel
+    /// log would reach every other run on the machine): a record written during the watch is
+    /// reported in its kmsg framing, and the real log either opens or is refused with a reason.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_watcher_reports_xid_records_as_they_are_written() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("kmsg");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let watcher = linux::start_at(&fifo, move |x| {
+            let _ = tx.send((x.number, x.process));
+        })
+        .unwrap();
+        let mut w = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+        w.write_all(b"6,100,200,-;NVRM: GPU at PCI:0000:99:00: GPU-1\n")
+            .unwrap();
+        w.write_all(b"4,101,201,-;NVRM: Xid (PCI:0000:99:00): 79, pid=7, name=server, GPU has fallen off the bus.\n").unwrap();
+        let got = rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+        assert_eq!(got, (79, Some("server".to_string())));
+        watcher.stop();
+        match KernelLogWatcher::start(|_| {}) {
+            Ok(w) => w.stop(),
+            Err(why) => assert!(why.contains("/dev/kmsg"), "{why}"),
+        }
     }
 
     proptest::proptest! {

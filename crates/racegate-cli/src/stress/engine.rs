@@ -554,10 +554,14 @@ pub async fn run<S: EventSink + ?Sized>(
         load_origin.clone(),
         tx.clone(),
     );
+    let kernel_log = super::watch::watch_kernel_log(tx.clone(), clock.clone());
     let names: Vec<String> = scenario.pipelines.iter().map(|p| p.name.clone()).collect();
     let mut stats = RunStats::new(&names, base_url.clone(), scenario.target_process.is_some());
     for w in super::watch::folder_warnings(&scenario.crash.dirs) {
         stats.warn(w);
+    }
+    if let Err(Some(w)) = &kernel_log {
+        stats.warn(w.clone());
     }
     let done = CancelToken::new();
     let drive = Drive {
@@ -575,6 +579,9 @@ pub async fn run<S: EventSink + ?Sized>(
     };
     let driving = async {
         let d = drive.go(watcher).await;
+        if let Ok(k) = kernel_log {
+            let _ = tokio::task::spawn_blocking(move || k.stop()).await;
+        }
         done.cancel();
         d
     };

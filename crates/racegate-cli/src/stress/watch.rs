@@ -236,6 +236,34 @@ impl DirScanner {
     }
 }
 
+/// Watch the kernel log for NVIDIA `NVRM: Xid` lines during the run; each is a crash sighting
+/// (a GPU fault fails the gate whichever process caused it). `Err(Some(warning))` when the log
+/// cannot be read on a machine with an NVIDIA driver; `Err(None)` elsewhere (nothing to watch).
+pub fn watch_kernel_log(
+    tx: UnboundedSender<Event>,
+    clock: super::Clock,
+) -> Result<crate::crash::kmsg::KernelLogWatcher, Option<String>> {
+    crate::crash::kmsg::KernelLogWatcher::start(move |xid| {
+        let sig = xid.signature(CrashSource::KernelLog);
+        let mut detail = format!("GPU {}", xid.pci);
+        if let Some(p) = &xid.process {
+            detail.push_str(&format!(", process {p}"));
+        }
+        if let Some(p) = xid.pid {
+            detail.push_str(&format!(" (pid {p})"));
+        }
+        let _ = tx.send(Event::Crash(CrashSeen {
+            source: CrashSource::KernelLog,
+            signature: sig.key().to_string(),
+            at: clock.elapsed(),
+            path: None,
+            detail: Some(detail),
+            evidence: Box::default(),
+        }));
+    })
+    .map_err(|why| Path::new("/dev/nvidiactl").exists().then_some(why))
+}
+
 /// Commands to the watcher thread.
 enum Ctl {
     /// Poll until a report shows up or the deadline passes, then stop.
