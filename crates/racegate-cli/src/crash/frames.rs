@@ -287,6 +287,15 @@ pub fn is_meaningful(frame: &Frame) -> bool {
             {
                 return false;
             }
+            // The interpreter's own extension modules (`select`, `_socket`, `_ssl`) serve every
+            // thread, like the interpreter; third-party ones (site-packages) are runtimes.
+            if frame
+                .file
+                .as_deref()
+                .is_some_and(|p| p.contains("/lib-dynload/"))
+            {
+                return false;
+            }
             !is_runtime_function(function)
         }
     }
@@ -421,6 +430,12 @@ mod tests {
             Frame::native("method_vectorcall_VARARGS", "libmlx.so"),
             Frame::native("core::ptr::drop_in_place<x>", "server"),
             Frame::native("??", "libmlx.so"),
+            Frame {
+                file: Some(
+                    "/usr/lib/python3.11/lib-dynload/select.cpython-311-x86_64-linux-gnu.so".into(),
+                ),
+                ..Frame::native("select_poll_poll", "select.cpython-311-x86_64-linux-gnu.so")
+            },
             Frame::python("wait", "/usr/lib/python3.11/threading.py", Some(320)),
             Frame::python("<module>", "server.py", Some(1)),
         ] {

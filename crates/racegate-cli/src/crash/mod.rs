@@ -25,6 +25,7 @@ pub mod coredump;
 pub mod errors;
 pub mod faulthandler;
 pub mod frames;
+pub mod hang;
 pub mod identity;
 pub mod ips;
 pub mod kmsg;

@@ -357,6 +357,9 @@ impl Drive<'_> {
                 .filter(|_| s.stop_on_exit)
                 .map(|r| r.gone().clone());
             let watch_unresponsive = s.stop_on_exit && s.target_process.is_none();
+            // A managed target that stops answering without dying is hung: its stacks are taken
+            // once per outage, then it is stopped (and restarted like a crash).
+            let mut hang_reported = false;
             let mut dead_poll = tokio::time::interval(DEAD_TARGET_POLL);
             dead_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             // An unmanaged target the detector gave up on: when its probation ends.
@@ -377,8 +380,14 @@ impl Drive<'_> {
                         early = Some(EndedBy::TargetExited);
                         break;
                     }
-                    _ = dead_poll.tick(), if watch_unresponsive && probation.is_none() => {
-                        if self.target_unresponsive.load(Ordering::SeqCst) {
+                    _ = dead_poll.tick(), if (watch_unresponsive && probation.is_none()) || running.is_some() => {
+                        let unresponsive = self.target_unresponsive.load(Ordering::SeqCst);
+                        if let Some(r) = &running {
+                            if unresponsive && !hang_reported {
+                                r.capture_hang();
+                            }
+                            hang_reported = unresponsive;
+                        } else if unresponsive {
                             probation = Some(Instant::now() + SETTLE_AFTER_UNRESPONSIVE);
                         }
                     }

@@ -131,6 +131,7 @@ pub struct Running {
     stop: CancelToken,
     gone: CancelToken,
     ready: Arc<Readiness>,
+    hang: Arc<Notify>,
     task: JoinHandle<()>,
 }
 
@@ -349,13 +350,43 @@ impl Supervisor {
         let stop = CancelToken::new();
         let gone = CancelToken::new();
         let ready = Arc::new(Readiness::new());
-        let task = tokio::spawn(self.watch(inc, stop.clone(), gone.clone(), ready.clone()));
+        let hang = Arc::new(Notify::new());
+        let task =
+            tokio::spawn(self.watch(inc, stop.clone(), gone.clone(), ready.clone(), hang.clone()));
         Ok(Running {
             stop,
             gone,
             ready,
+            hang,
             task,
         })
+    }
+
+    /// Every thread's stack of a target that stopped answering, as a crash sighting keyed by
+    /// where its threads are blocked.
+    async fn capture_hang(&self, inc: &Incarnation) {
+        let pid = inc.pid;
+        let tracer = inc.tracer.as_ref().ok().cloned();
+        let captured = tokio::task::spawn_blocking(move || {
+            crate::crash::hang::capture(pid, tracer.as_deref())
+        })
+        .await;
+        let Ok((signature, mut evidence)) = captured else {
+            return;
+        };
+        let at = self.clock.elapsed();
+        evidence.frames_at = Some(at);
+        let _ = self.tx.send(Event::Crash(CrashSeen {
+            source: CrashSource::Stacks,
+            signature: signature.key().to_string(),
+            at,
+            path: None,
+            detail: Some(format!(
+                "the target stopped answering; {} threads captured, then it was stopped",
+                evidence.threads.len()
+            )),
+            evidence: Box::new(evidence),
+        }));
     }
 
     /// Watch until stopped. `gone` is cancelled once the target exited for good (no restart
@@ -367,15 +398,25 @@ impl Supervisor {
         stop: CancelToken,
         gone: CancelToken,
         ready: Arc<Readiness>,
+        hang: Arc<Notify>,
     ) {
         let mut restarts = 0u32;
         loop {
+            let mut hung = false;
             let status = tokio::select! {
                 s = inc.child.wait() => s,
                 _ = stop.cancelled() => {
                     terminate(&mut inc.child).await;
                     release_tracer(&mut inc.tracer);
                     return;
+                }
+                _ = hang.notified() => {
+                    // Alive but not answering: take every thread's stack, then stop it (it will
+                    // not recover by itself); its exit is ours, not a second crash.
+                    self.capture_hang(&inc).await;
+                    hung = true;
+                    terminate(&mut inc.child).await;
+                    inc.child.wait().await
                 }
             };
             let exited_at = self.clock.elapsed();
@@ -400,13 +441,14 @@ impl Supervisor {
                 at: exited_at,
                 status: termination.to_string(),
             });
-            for seen in identify_exit(
+            let seen = identify_exit(
                 &inc.crash_lines,
                 frames,
                 termination,
                 exited_at,
                 &self.clock,
-            ) {
+            );
+            for seen in seen.into_iter().filter(|_| !hung) {
                 let _ = self.tx.send(Event::Crash(seen));
             }
             release_tracer(&mut inc.tracer);
@@ -458,6 +500,12 @@ impl Running {
     /// are already on the event stream by then.
     pub fn gone(&self) -> &CancelToken {
         &self.gone
+    }
+
+    /// The target is alive but stopped answering: capture every thread's stack, report the hang,
+    /// and stop it (restarted like a crash when `restart = true`).
+    pub fn capture_hang(&self) {
+        self.hang.notify_one();
     }
 
     /// Whether the target may be sent load (false while it is being restarted).

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::tracer::{Record, HELPER_ARG};
 use super::{disabled, NativeCrash, Unavailable};
-use crate::crash::frames::Frame;
+use crate::crash::frames::{Frame, ThreadStack};
 
 /// A helper started and waiting for its child: install [`Prepared::hook`] as the child's
 /// `pre_exec`, spawn it, then call [`Prepared::started`]. Dropping it unused stops the helper.
@@ -28,7 +28,7 @@ pub struct Prepared {
 /// A running helper tracing one child and its descendants.
 pub struct Tracer {
     shared: Arc<(Mutex<State>, Condvar)>,
-    stdin: Option<ChildStdin>,
+    stdin: Mutex<Option<ChildStdin>>,
     helper: Child,
 }
 
@@ -37,6 +37,10 @@ struct State {
     attached: bool,
     unavailable: Option<String>,
     fatal: Vec<NativeCrash>,
+    /// Stacks of the dump in progress.
+    stacks: Vec<(u32, Vec<ThreadStack>)>,
+    /// Dumps completed so far.
+    dumps: u64,
     ended: bool,
 }
 
@@ -140,7 +144,7 @@ impl Prepared {
                 .spawn(move || read_records(stdout, &shared))
                 .ok();
         }
-        let stdin = helper.stdin.take();
+        let stdin = Mutex::new(helper.stdin.take());
         Tracer {
             shared,
             stdin,
@@ -196,6 +200,19 @@ fn read_records(stdout: std::process::ChildStdout, shared: &Arc<(Mutex<State>, C
                     }
                 }
             }
+            Record::Stacks { pid, threads } => st.stacks.push((
+                pid,
+                threads
+                    .iter()
+                    .map(|t| ThreadStack {
+                        thread: t.tid.to_string(),
+                        name: t.name.clone(),
+                        current: false,
+                        frames: t.frames.iter().map(Frame::from).collect(),
+                    })
+                    .collect(),
+            )),
+            Record::DumpDone => st.dumps += 1,
             Record::Detached => {}
         }
         cv.notify_all();
@@ -249,6 +266,51 @@ impl Tracer {
         }
     }
 
+    /// Every thread of every traced process, each unwound while stopped for a moment (a hung
+    /// process's threads), by process id. Waits up to `timeout`.
+    pub fn dump(&self, timeout: Duration) -> Result<Vec<(u32, Vec<ThreadStack>)>, Unavailable> {
+        let (lock, cv) = &*self.shared;
+        let before = {
+            let mut st = lock
+                .lock()
+                .map_err(|_| Unavailable("the frame tracer's state is poisoned".into()))?;
+            if let Some(why) = &st.unavailable {
+                return Err(Unavailable(why.clone()));
+            }
+            st.stacks.clear();
+            st.dumps
+        };
+        {
+            let mut stdin = self
+                .stdin
+                .lock()
+                .map_err(|_| Unavailable("the frame tracer's input is poisoned".into()))?;
+            let Some(pipe) = stdin.as_mut() else {
+                return Err(Unavailable("the frame tracer was released".into()));
+            };
+            pipe.write_all(b"dump\n")
+                .and_then(|()| pipe.flush())
+                .map_err(|e| Unavailable(format!("the frame tracer is gone: {e}")))?;
+        }
+        let deadline = Instant::now() + timeout;
+        let mut st = lock
+            .lock()
+            .map_err(|_| Unavailable("the frame tracer's state is poisoned".into()))?;
+        while st.dumps == before {
+            let now = Instant::now();
+            if st.ended || now >= deadline {
+                return Err(Unavailable(
+                    "the frame tracer did not answer the dump in time".into(),
+                ));
+            }
+            st = cv
+                .wait_timeout(st, deadline - now)
+                .map_err(|_| Unavailable("the frame tracer's state is poisoned".into()))?
+                .0;
+        }
+        Ok(std::mem::take(&mut st.stacks))
+    }
+
     /// Every fatal signal seen so far whose process then died of it (for runners whose test
     /// processes are grandchildren).
     pub fn deaths(&self) -> Vec<NativeCrash> {
@@ -273,7 +335,8 @@ impl Tracer {
     }
 
     fn stop(&mut self) {
-        if let Some(mut stdin) = self.stdin.take() {
+        let stdin = self.stdin.get_mut().ok().and_then(Option::take);
+        if let Some(mut stdin) = stdin {
             let _ = stdin.write_all(b"detach\n");
         }
         let deadline = Instant::now() + Duration::from_secs(3);

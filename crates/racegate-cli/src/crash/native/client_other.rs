@@ -52,6 +52,14 @@ impl Tracer {
         Err(not_linux())
     }
 
+    /// Always unavailable here.
+    pub fn dump(
+        &self,
+        _timeout: Duration,
+    ) -> Result<Vec<(u32, Vec<crate::crash::frames::ThreadStack>)>, Unavailable> {
+        Err(not_linux())
+    }
+
     /// Nothing is traced here.
     pub fn deaths(&self) -> Vec<NativeCrash> {
         Vec::new()

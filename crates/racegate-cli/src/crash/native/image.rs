@@ -305,6 +305,7 @@ impl ProcessImage {
         };
         if let Some(m) = self.module(addr) {
             frame.library = Some(m.path.rsplit('/').next().unwrap_or(&m.path).to_string());
+            frame.file = Some(m.path.clone());
             frame.function = m
                 .file
                 .as_ref()

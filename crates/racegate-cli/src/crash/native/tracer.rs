@@ -10,8 +10,9 @@
 //!   writes one byte once it has attached, and the child goes on to `exec` (it goes on too if
 //!   the helper dies: the pipe then reads end-of-file). So nothing the child runs is untraced.
 //! - stdout: one JSON [`Record`] per line.
-//! - stdin: `detach` (or end-of-file): detach from every tracee, which goes on untouched, and
-//!   exit.
+//! - stdin: `dump`: stop every traced thread for a moment, unwind it, and write one
+//!   [`Record::Stacks`] per process, then [`Record::DumpDone`] (a hung process's threads);
+//!   `detach` (or end-of-file): detach from every tracee, which goes on untouched, and exit.
 //!
 //! Tracees run at full speed: only signals, thread and process creation and `exec` stop them,
 //! each for one round trip to the helper. At a fatal signal-delivery stop (SIGSEGV, SIGABRT,
@@ -72,6 +73,26 @@ pub enum Record {
     },
     /// Every tracee was released.
     Detached,
+    /// Every thread of one traced process, unwound at a `dump` command.
+    Stacks {
+        /// The process id.
+        pid: u32,
+        /// Its threads.
+        threads: Vec<ThreadRecord>,
+    },
+    /// A `dump` command is complete.
+    DumpDone,
+}
+
+/// One thread's stack in a [`Record::Stacks`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadRecord {
+    /// The thread id.
+    pub tid: u32,
+    /// Its name (`comm`).
+    pub name: Option<String>,
+    /// Frames, innermost first.
+    pub frames: Vec<FrameRecord>,
 }
 
 /// A frame as it travels between the helper and racegate.
@@ -81,6 +102,9 @@ pub struct FrameRecord {
     pub function: Option<String>,
     /// Library or executable file name.
     pub library: Option<String>,
+    /// The library's full path.
+    #[serde(default)]
+    pub path: Option<String>,
     /// Instruction address.
     pub address: Option<u64>,
 }
@@ -90,6 +114,7 @@ impl From<&Frame> for FrameRecord {
         FrameRecord {
             function: f.function.clone(),
             library: f.library.clone(),
+            path: f.file.clone(),
             address: f.address,
         }
     }
@@ -101,7 +126,7 @@ impl From<&FrameRecord> for Frame {
             kind: crate::crash::frames::FrameKind::Native,
             function: f.function.clone(),
             library: f.library.clone(),
-            file: None,
+            file: f.path.clone(),
             line: None,
             address: f.address,
         }
@@ -192,6 +217,7 @@ fn run(pid_in: OwnedFd, go_out: OwnedFd) -> u8 {
         nix::sys::signalfd::SfdFlags::SFD_NONBLOCK | nix::sys::signalfd::SfdFlags::SFD_CLOEXEC,
     )
     .ok();
+    let mut commands: Vec<u8> = Vec::new();
     loop {
         loop {
             let mut status = 0;
@@ -222,15 +248,38 @@ fn run(pid_in: OwnedFd, go_out: OwnedFd) -> u8 {
             ));
         }
         let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u8));
-        let command = fds[0].revents().is_some_and(|r| !r.is_empty());
+        let readable = fds[0].revents().is_some_and(|r| !r.is_empty());
+        drop(fds);
         if let Some(sfd) = &sfd {
             while let Ok(Some(_)) = sfd.read_signal() {}
         }
-        if command {
-            // Any input, or end-of-file (racegate is gone), means `detach`.
+        if !readable {
+            continue;
+        }
+        let mut chunk = [0u8; 256];
+        let n = nix::unistd::read(stdin.as_fd(), &mut chunk).unwrap_or(0);
+        if n == 0 {
+            // End of file: racegate is gone.
             tracer.detach_all();
             emit(&mut out, &Record::Detached);
             return 0;
+        }
+        commands.extend_from_slice(&chunk[..n]);
+        while let Some(end) = commands.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = commands.drain(..=end).collect();
+            match String::from_utf8_lossy(&line).trim() {
+                "dump" => {
+                    for r in tracer.dump() {
+                        emit(&mut out, &r);
+                    }
+                    emit(&mut out, &Record::DumpDone);
+                }
+                _ => {
+                    tracer.detach_all();
+                    emit(&mut out, &Record::Detached);
+                    return 0;
+                }
+            }
         }
     }
 }
@@ -304,24 +353,7 @@ impl Tracer {
                 0
             }
             libc::PTRACE_EVENT_CLONE | libc::PTRACE_EVENT_FORK | libc::PTRACE_EVENT_VFORK => {
-                let mut child: libc::c_ulong = 0;
-                // SAFETY: GETEVENTMSG writes one c_ulong to `data`.
-                unsafe {
-                    libc::ptrace(
-                        libc::PTRACE_GETEVENTMSG,
-                        tid,
-                        0usize,
-                        &mut child as *mut libc::c_ulong,
-                    );
-                }
-                let child = child as i32;
-                let tgid = if event == libc::PTRACE_EVENT_CLONE {
-                    // A thread, unless created without CLONE_THREAD (then /proc says).
-                    tgid_of(child).unwrap_or_else(|| self.tracees.get(&tid).copied().unwrap_or(tid))
-                } else {
-                    child
-                };
-                self.tracees.entry(child).or_insert(tgid);
+                self.register_child(tid, event);
                 0
             }
             _ => 0, // exec and anything else: go on
@@ -361,6 +393,145 @@ impl Tracer {
             problem,
             capture_us: started.elapsed().as_micros() as u64,
         }
+    }
+
+    /// Stop every traced thread (PTRACE_INTERRUPT), unwind it, and let it go on as it was: a
+    /// signal that arrived meanwhile is delivered, a group-stopped thread stays stopped. State
+    /// changes that are not this dump's stops are handled as usual afterwards.
+    fn dump(&mut self) -> Vec<Record> {
+        let tids: Vec<i32> = self.tracees.keys().copied().collect();
+        for &tid in &tids {
+            // SAFETY: PTRACE_INTERRUPT takes no memory.
+            unsafe {
+                libc::ptrace(libc::PTRACE_INTERRUPT, tid, 0usize, 0usize);
+            }
+        }
+        // tid → (signal to deliver on resume, stays group-stopped)
+        let mut stopped: HashMap<i32, (i32, bool)> = HashMap::new();
+        let mut later: Vec<(i32, i32)> = Vec::new();
+        let mut records = Vec::new();
+        let mut gone = 0usize;
+        let deadline = Instant::now() + std::time::Duration::from_secs(2);
+        while stopped.len() + gone < tids.len() && Instant::now() < deadline {
+            let mut status = 0;
+            // SAFETY: `status` is a valid out-pointer.
+            let tid = unsafe { libc::waitpid(-1, &mut status, libc::__WALL | libc::WNOHANG) };
+            if tid < 0 {
+                break;
+            }
+            if tid == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+                continue;
+            }
+            if !tids.contains(&tid) || stopped.contains_key(&tid) || !libc::WIFSTOPPED(status) {
+                if tids.contains(&tid) && !libc::WIFSTOPPED(status) {
+                    gone += 1;
+                }
+                later.push((tid, status));
+                continue;
+            }
+            let sig = libc::WSTOPSIG(status);
+            match status >> 16 {
+                libc::PTRACE_EVENT_STOP => {
+                    let group = matches!(
+                        sig,
+                        libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU
+                    );
+                    stopped.insert(tid, (0, group));
+                }
+                0 => {
+                    // A signal arrived before the interrupt: capture it if fatal, deliver it after.
+                    let tgid = self.tracees.get(&tid).copied().unwrap_or(tid);
+                    if FATAL.contains(&sig) && self.captured.insert((tgid, sig)) {
+                        records.push(self.capture(tgid, tid, sig));
+                    }
+                    stopped.insert(tid, (sig, false));
+                }
+                _ => {
+                    // clone/fork/exec: registered as usual, resumed below.
+                    later.push((tid, status));
+                    stopped.insert(tid, (0, false));
+                }
+            }
+        }
+        let mut by_process: HashMap<i32, Vec<i32>> = HashMap::new();
+        for &tid in stopped.keys() {
+            let tgid = self.tracees.get(&tid).copied().unwrap_or(tid);
+            by_process.entry(tgid).or_default().push(tid);
+        }
+        for (tgid, mut tids) in by_process {
+            tids.sort_unstable();
+            let image = ProcessImage::load(tgid, &mut self.cache).ok();
+            let threads = tids
+                .iter()
+                .map(|&tid| ThreadRecord {
+                    tid: tid as u32,
+                    name: std::fs::read_to_string(format!("/proc/{tgid}/task/{tid}/comm"))
+                        .ok()
+                        .map(|s| s.trim().to_string()),
+                    frames: image
+                        .as_ref()
+                        .and_then(|i| thread_frames(tid, i).ok())
+                        .unwrap_or_default()
+                        .iter()
+                        .take(RECORD_FRAMES)
+                        .map(FrameRecord::from)
+                        .collect(),
+                })
+                .collect();
+            records.push(Record::Stacks {
+                pid: tgid as u32,
+                threads,
+            });
+        }
+        for (&tid, &(sig, group)) in &stopped {
+            // SAFETY: PTRACE_LISTEN / PTRACE_CONT take no memory; `sig` is passed as data.
+            unsafe {
+                if group {
+                    libc::ptrace(libc::PTRACE_LISTEN, tid, 0usize, 0usize);
+                } else {
+                    libc::ptrace(libc::PTRACE_CONT, tid, 0usize, sig as usize);
+                }
+            }
+        }
+        for (tid, status) in later {
+            // Stops already resumed above must not be resumed twice: only exits and new
+            // tracees' first stops are left to the usual handling.
+            if stopped.contains_key(&tid) && libc::WIFSTOPPED(status) {
+                let event = status >> 16;
+                if matches!(
+                    event,
+                    libc::PTRACE_EVENT_CLONE | libc::PTRACE_EVENT_FORK | libc::PTRACE_EVENT_VFORK
+                ) {
+                    self.register_child(tid, event);
+                }
+                continue;
+            }
+            records.extend(self.handle(tid, status));
+        }
+        records
+    }
+
+    /// Record the new tracee a clone/fork event announced.
+    fn register_child(&mut self, tid: i32, event: i32) {
+        let mut child: libc::c_ulong = 0;
+        // SAFETY: GETEVENTMSG writes one c_ulong to `data`.
+        unsafe {
+            libc::ptrace(
+                libc::PTRACE_GETEVENTMSG,
+                tid,
+                0usize,
+                &mut child as *mut libc::c_ulong,
+            );
+        }
+        let child = child as i32;
+        let tgid = if event == libc::PTRACE_EVENT_CLONE {
+            // A thread, unless created without CLONE_THREAD (then /proc says).
+            tgid_of(child).unwrap_or_else(|| self.tracees.get(&tid).copied().unwrap_or(tid))
+        } else {
+            child
+        };
+        self.tracees.entry(child).or_insert(tgid);
     }
 
     /// Release every tracee: stop each (PTRACE_INTERRUPT), then detach it, passing on any signal
