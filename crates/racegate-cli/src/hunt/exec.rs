@@ -507,7 +507,7 @@ mod tests {
         let ex = ProcessExecutor::new()
             .execute(&sh(&script), limits, &|_| false)
             .unwrap();
-        assert!(matches!(ex.termination, Termination::Hung { .. }));
+        assert!(matches!(ex.termination, Termination::Hung { .. }), "{ex:?}");
         let children: Vec<u32> = std::fs::read_to_string(&pids)
             .unwrap()
             .lines()

@@ -103,6 +103,13 @@ impl Prepared {
     pub fn for_racegate() -> Result<Prepared, Unavailable> {
         let exe = std::env::current_exe()
             .map_err(|e| Unavailable(format!("cannot find racegate's executable: {e}")))?;
+        // Only racegate's own binary has the helper (`racegate_cli-…` is a test harness).
+        let name = exe.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if !name.starts_with("racegate") || name.starts_with("racegate_cli") {
+            return Err(Unavailable(format!(
+                "the frame tracer is part of the racegate executable, not `{name}`"
+            )));
+        }
         Prepared::new(&exe)
     }
 
@@ -120,7 +127,13 @@ impl Prepared {
                 // EINVAL without Yama: nothing to allow then.
                 libc::prctl(libc::PR_SET_PTRACER, helper, 0, 0, 0);
                 let pid = libc::getpid().to_ne_bytes();
-                if libc::write(pid_w, pid.as_ptr().cast(), pid.len()) == 4 {
+                // A helper that died already must not kill us with SIGPIPE: the write fails
+                // instead, and we go on untraced. (std reset SIGPIPE to its default before this
+                // hook; it is restored to that.)
+                libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+                let written = libc::write(pid_w, pid.as_ptr().cast(), pid.len());
+                libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+                if written == 4 {
                     let mut go = [0u8; 1];
                     while libc::read(go_r, go.as_mut_ptr().cast(), 1) < 0
                         && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
