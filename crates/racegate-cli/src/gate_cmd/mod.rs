@@ -12,8 +12,8 @@ use std::process::Command;
 use std::time::SystemTime;
 
 use anyhow::anyhow;
-use racegate::machine::{gate_status, GateStatus, LockDir};
-use racegate::{MachineGate, MachineGateError};
+use racegate::machine::{read_status, LockDir, MachineStatus};
+use racegate::{AcquireTimeoutError, Label, Labeled, MachineGate, MachineGateError};
 
 use crate::cli::run::RunArgs;
 use crate::cli::status::StatusArgs;
@@ -29,25 +29,31 @@ pub fn run(args: RunArgs) -> Result<u8, CliError> {
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     let gate = MachineGate::builder(&args.gate)
-        .slots(args.slots)
+        .capacity(args.capacity)
         .command(words.clone())
         // One acquisition per process: in-process histograms would cost more to allocate than
         // the whole lock protocol. The history log keeps the machine-wide figures.
         .config(racegate::GateConfig::default().with_stats(false))
         .open()
         .map_err(setup_error)?;
-    let guard = match gate.acquire_blocking_with(args.label.clone().map(Into::into), args.timeout) {
+    let view = Labeled::new(&gate, args.label.clone().map(Label::from));
+    let acquired = match args.timeout {
+        Some(t) => view.acquire_blocking_timeout(t),
+        None => view.acquire_blocking().map_err(AcquireTimeoutError::from),
+    };
+    let guard = match acquired {
         Ok(g) => g,
-        Err(MachineGateError::Timeout(t)) => {
+        Err(AcquireTimeoutError::TimedOut { waited, .. }) => {
             let status = gate.status();
             return Err(CliError::GateTimeout(anyhow!(
                 "gate `{}` not granted within {}: {}",
                 args.gate,
-                humantime::format_duration(round_ms(t.waited)),
+                humantime::format_duration(round_ms(waited)),
                 describe_queue(&status, SystemTime::now())
             )));
         }
-        Err(e) => return Err(setup_error(e)),
+        Err(AcquireTimeoutError::Machine(e)) => return Err(setup_error(e)),
+        Err(e) => return Err(CliError::Usage(anyhow::Error::new(e))),
     };
 
     let mut cmd = Command::new(&args.command[0]);
@@ -126,7 +132,7 @@ fn round_ms(d: std::time::Duration) -> std::time::Duration {
 }
 
 /// "held by pid 4242 (`vision`) running `sleep 30` for 12.3s; 2 waiting"
-fn describe_queue(status: &GateStatus, now: SystemTime) -> String {
+fn describe_queue(status: &MachineStatus, now: SystemTime) -> String {
     let mut out = String::new();
     if status.holders.is_empty() {
         out.push_str("no holder seen (it may have just left)");
@@ -172,7 +178,7 @@ pub fn status(args: StatusArgs) -> Result<u8, CliError> {
         Some(name) => {
             racegate::machine::validate_gate_name(name).map_err(setup_error)?;
             // A gate nobody has used has no directory: report it as unknown rather than
-            // describing a made-up "free, 1 slot" gate.
+            // describing a made-up "free, capacity 1" gate.
             if root.path().join(name).is_dir() {
                 vec![name.clone()]
             } else {
@@ -181,9 +187,9 @@ pub fn status(args: StatusArgs) -> Result<u8, CliError> {
         }
         None => root.gates().map_err(setup_error)?,
     };
-    let gates: Vec<GateStatus> = names
+    let gates: Vec<MachineStatus> = names
         .iter()
-        .map(|n| gate_status(&root.path().join(n), n))
+        .map(|n| read_status(&root.path().join(n), n))
         .collect();
     let now = SystemTime::now();
     let stdout = io::stdout();
