@@ -16,11 +16,11 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use super::cancel::CancelToken;
 use super::client::{Conn, Connector, RequestTemplate};
 use super::Clock;
 use crate::crash::{CrashSignature, CrashSource, SignatureKind, StderrScanner, Termination};
 use crate::events::{CrashSeen, ErrorKind, Event};
+use crate::plumbing::{CancelToken, Children, Registration};
 use crate::scenario::{Pipeline, TargetProcess};
 
 /// Most restarts in one run: a target in a crash loop is already a FAIL.
@@ -45,6 +45,8 @@ struct Incarnation {
     child: Child,
     stderr: JoinHandle<Vec<String>>,
     tail: Arc<Mutex<VecDeque<String>>>,
+    /// Listed until this incarnation is dropped (after it was waited for, or killed on drop).
+    _listed: Option<Registration>,
 }
 
 /// A running managed target.
@@ -55,6 +57,7 @@ pub struct Supervisor {
     connector: Connector,
     tx: UnboundedSender<Event>,
     clock: Clock,
+    children: Children,
 }
 
 /// Handle to the watching task.
@@ -124,6 +127,7 @@ impl Supervisor {
         connector: Connector,
         tx: UnboundedSender<Event>,
         clock: Clock,
+        children: Children,
     ) -> Result<Supervisor, super::StressError> {
         let health_pipeline = Pipeline {
             name: "health".into(),
@@ -145,6 +149,7 @@ impl Supervisor {
             connector,
             tx,
             clock,
+            children,
         })
     }
 
@@ -178,6 +183,8 @@ impl Supervisor {
         let mut child = cmd
             .spawn()
             .map_err(|e| StartFailure(format!("cannot start `{}`: {e}", args.join(" "))))?;
+        // The leader of its own group: a second interrupt kills the group (cli/interrupt.rs).
+        let listed = child.id().map(|pid| self.children.register(pid));
         let tail = Arc::new(Mutex::new(VecDeque::new()));
         if let Some(out) = child.stdout.take() {
             // Drained so a chatty target never blocks on a full pipe.
@@ -200,6 +207,7 @@ impl Supervisor {
             child,
             stderr,
             tail,
+            _listed: listed,
         })
     }
 

@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use super::{ms, secs};
-use crate::stress::RunReport;
+use crate::report::RunReport;
 
 fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")

@@ -3,7 +3,8 @@
 use std::io::Write;
 
 use super::{ms, secs};
-use crate::stress::RunReport;
+use crate::events::EndedBy;
+use crate::report::RunReport;
 
 /// Write the human-readable summary.
 pub fn write<W: Write>(r: &RunReport, mut w: W) -> std::io::Result<()> {
@@ -99,6 +100,22 @@ pub fn write<W: Write>(r: &RunReport, mut w: W) -> std::io::Result<()> {
         Some(t) => writeln!(w, "  time to first failure: {:.3} s", secs(t))?,
         None => writeln!(w, "  time to first failure: none")?,
     }
-    writeln!(w, "  run ended by: {}", r.ended_by.describe())?;
+    writeln!(w, "  run ended by: {}", ended_by(r.ended_by))?;
     writeln!(w, "verdict: {} ({})", r.verdict, r.reason)
+}
+
+/// Why the load phase ended, in words.
+fn ended_by(e: EndedBy) -> &'static str {
+    match e {
+        EndedBy::Duration => "its duration",
+        EndedBy::Requests => "its request bound",
+        EndedBy::TargetExited => {
+            "the target exited and will not be restarted (ended early; --keep-going runs the full duration)"
+        }
+        EndedBy::TargetUnresponsive => {
+            "the target stopped answering and stayed down (ended early; --keep-going runs the full duration)"
+        }
+        EndedBy::Interrupted => "an interruption",
+        EndedBy::NotStarted => "an unhealthy target (no load sent)",
+    }
 }
