@@ -61,7 +61,9 @@ impl From<GateError> for CliError {
         match e {
             // Lock-directory problems are the user's environment: fixed by the user.
             GateError::Setup(_) => CliError::Usage(e.into()),
-            GateError::Timeout { .. } => CliError::GateTimeout(e.into()),
+            GateError::Timeout { ref gate, .. } => CliError::GateTimeout(anyhow::anyhow!(
+                "{e}; hint: `racegate status --gate {gate}` shows the queue"
+            )),
             GateError::Signals(_) | GateError::NotStarted { .. } | GateError::Wait { .. } => {
                 CliError::Other(e.into())
             }

@@ -66,7 +66,7 @@ pub enum GateError {
         gate: String,
         /// How long it waited (whole milliseconds).
         waited: Duration,
-        /// Who holds it and who waits, in words, with a hint.
+        /// Who holds it and who waits, in words.
         queue: String,
     },
     /// The signal forwarding could not be installed.
@@ -236,10 +236,6 @@ fn describe_queue(status: &GateStatus, now: SystemTime) -> String {
     if !status.waiters.is_empty() {
         out.push_str(&format!("; {} waiting", status.waiters.len()));
     }
-    out.push_str(&format!(
-        "; hint: `racegate status --gate {}` shows the queue",
-        status.name
-    ));
     out
 }
 
