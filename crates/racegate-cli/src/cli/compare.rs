@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::output::{write_all, Output, Outputs};
+use super::output::{Output, Outputs};
 use super::ScenarioFlags;
 use crate::compare::{self, CompareConfig};
 use crate::exit::CliError;
@@ -162,27 +162,19 @@ pub fn run(args: CompareArgs) -> Result<u8, CliError> {
     let outputs = args.outputs();
     outputs.check()?;
     let control = Control::new();
-    let _policy = super::interrupt::install("compare", &control)
-        .map_err(|e| CliError::other(format!("cannot install the signal handlers: {e}")))?;
+    let _policy = super::interrupt::install("compare", &control)?;
     let rt = crate::stress::runtime()?;
     let mut progress = CompareProgress::new(args.quiet);
     let result = rt.block_on(compare::run(&cfg, &control, &mut |e| progress.event(e)));
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
     let comparison = result?;
-    let terminal = (!outputs.to_stdout())
-        .then(|| Output::Stdout.write(|w| reporter::compare::write_terminal(&comparison, w)));
-    write_all(
-        [
-            terminal,
-            outputs
-                .get("--json")
-                .map(|o| o.write(|w| reporter::compare::write_json(&comparison, w))),
-            outputs
-                .get("--markdown")
-                .map(|o| o.write(|w| reporter::compare::write_markdown(&comparison, w))),
-        ]
-        .into_iter()
-        .flatten(),
+    outputs.write(
+        &comparison,
+        |c, w| reporter::compare::write_terminal(c, w),
+        &[
+            ("--json", |c, w| reporter::compare::write_json(c, w)),
+            ("--markdown", |c, w| reporter::compare::write_markdown(c, w)),
+        ],
     )?;
     Ok(comparison.exit_code)
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::output::{write_all, Output, Outputs};
+use super::output::{Output, Outputs};
 use crate::demo::{self, DemoConfig};
 use crate::exit::CliError;
 use crate::plumbing::Control;
@@ -109,27 +109,19 @@ pub fn run(args: DemoArgs) -> Result<u8, CliError> {
     outputs.check()?;
     let cfg = resolve(&args)?;
     let control = Control::new();
-    let _policy = super::interrupt::install("demo", &control)
-        .map_err(|e| CliError::other(format!("cannot install the signal handlers: {e}")))?;
+    let _policy = super::interrupt::install("demo", &control)?;
     let rt = crate::stress::runtime()?;
     let mut progress = DemoProgress::new(args.quiet);
     let result = rt.block_on(demo::run(&cfg, &control, &mut |e| progress.event(e)));
     rt.shutdown_timeout(Duration::from_secs(1));
     let outcome = result?;
-    let terminal = (!outputs.to_stdout())
-        .then(|| Output::Stdout.write(|w| reporter::demo::write_terminal(&outcome, w)));
-    write_all(
-        [
-            terminal,
-            outputs
-                .get("--json")
-                .map(|o| o.write(|w| reporter::demo::write_json(&outcome, w))),
-            outputs
-                .get("--markdown")
-                .map(|o| o.write(|w| reporter::demo::write_markdown(&outcome, w))),
-        ]
-        .into_iter()
-        .flatten(),
+    outputs.write(
+        &outcome,
+        |o, w| reporter::demo::write_terminal(o, w),
+        &[
+            ("--json", |o, w| reporter::demo::write_json(o, w)),
+            ("--markdown", |o, w| reporter::demo::write_markdown(o, w)),
+        ],
     )?;
     Ok(outcome.exit_code)
 }

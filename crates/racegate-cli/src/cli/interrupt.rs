@@ -16,7 +16,7 @@ use std::io;
 #[cfg(unix)]
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
-use crate::exit::INTERRUPTED;
+use crate::exit::{CliError, INTERRUPTED};
 use crate::plumbing::Control;
 
 /// Keeps the policy in force; drop it once the command has written its reports.
@@ -37,7 +37,12 @@ impl Drop for InterruptPolicy {
 ///
 /// # Errors
 /// When the handlers or their thread cannot be set up.
-pub fn install(command: &'static str, control: &Control) -> io::Result<InterruptPolicy> {
+pub fn install(command: &'static str, control: &Control) -> Result<InterruptPolicy, CliError> {
+    install_handlers(command, control)
+        .map_err(|e| CliError::other(format!("cannot install the signal handlers: {e}")))
+}
+
+fn install_handlers(command: &'static str, control: &Control) -> io::Result<InterruptPolicy> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .build()?;

@@ -86,6 +86,9 @@ impl fmt::Display for Output {
     }
 }
 
+/// A reporter, as the function that writes a report of type `R`.
+pub type Writer<R> = fn(&R, &mut dyn Write) -> io::Result<()>;
+
 /// The report outputs one command was given, by flag.
 #[derive(Debug, Default)]
 pub struct Outputs<'a> {
@@ -120,6 +123,24 @@ impl<'a> Outputs<'a> {
     /// The output given for `flag`.
     pub fn get(&self, flag: &str) -> Option<&'a Output> {
         self.list.iter().find(|(f, _)| *f == flag).map(|(_, o)| *o)
+    }
+
+    /// Write a command's report: `terminal` on stdout unless a report goes there, then each
+    /// flag given with its writer. Every write is attempted; the first error is returned.
+    ///
+    /// # Errors
+    /// The first output that could not be written.
+    pub fn write<R>(
+        &self,
+        report: &R,
+        terminal: Writer<R>,
+        by_flag: &[(&str, Writer<R>)],
+    ) -> Result<(), CliError> {
+        let terminal = (!self.to_stdout()).then(|| Output::Stdout.write(|w| terminal(report, w)));
+        let files = by_flag
+            .iter()
+            .filter_map(|(flag, writer)| self.get(flag).map(|o| o.write(|w| writer(report, w))));
+        write_all(terminal.into_iter().chain(files))
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::output::{write_all, Output, Outputs};
+use super::output::{Output, Outputs};
 use super::ScenarioFlags;
 use crate::exit::CliError;
 use crate::plumbing::Control;
@@ -93,28 +93,20 @@ pub fn run(args: StressArgs) -> Result<u8, CliError> {
     let outputs = args.outputs();
     outputs.check()?;
     let control = Control::new();
-    let _policy = super::interrupt::install("stress", &control)
-        .map_err(|e| CliError::other(format!("cannot install the signal handlers: {e}")))?;
+    let _policy = super::interrupt::install("stress", &control)?;
     let mut progress = ProgressLine::new(args.quiet);
     let result = stress::run_blocking(&scenario, &mut progress, &control);
     progress.finish();
     let report = result?;
     // A report written to stdout replaces the table there, so it stays machine-readable.
-    let terminal = (!outputs.to_stdout())
-        .then(|| Output::Stdout.write(|w| reporter::terminal::write(&report, w)));
-    let write =
-        |flag, f: fn(&crate::report::RunReport, &mut dyn std::io::Write) -> std::io::Result<()>| {
-            outputs.get(flag).map(|o| o.write(|w| f(&report, w)))
-        };
-    write_all(
-        [
-            terminal,
-            write("--json", |r, w| reporter::json::write(r, w)),
-            write("--markdown", |r, w| reporter::markdown::write(r, w)),
-            write("--junit", |r, w| reporter::junit::write(r, w)),
-        ]
-        .into_iter()
-        .flatten(),
+    outputs.write(
+        &report,
+        |r, w| reporter::terminal::write(r, w),
+        &[
+            ("--json", |r, w| reporter::json::write(r, w)),
+            ("--markdown", |r, w| reporter::markdown::write(r, w)),
+            ("--junit", |r, w| reporter::junit::write(r, w)),
+        ],
     )?;
     Ok(report.exit_code())
 }

@@ -23,7 +23,7 @@
 
 pub mod winner;
 
-use crate::events::{Event, FnSink};
+use crate::events::Event;
 use crate::exit;
 use crate::plumbing::Control;
 use crate::report::compare::{Build, CompareEvent, Comparison, SideRuns, WinnerDecision};
@@ -72,17 +72,8 @@ async fn run_once(
         startup_timeout: None,
         restart: None,
     });
-    let mut pids = Vec::new();
-    let mut sink = FnSink(|e: &Event| {
-        if let Event::TargetStarted { pid, .. } = e {
-            if *pid != 0 {
-                pids.push(*pid);
-            }
-        }
-        on_event(CompareEvent::Stress(e));
-    });
-    let report = stress::run(&scenario, &mut sink, control).await?;
-    Ok((report, pids))
+    let forward = &mut |e: &Event| on_event(CompareEvent::Stress(e));
+    Ok(stress::run_listing_pids(&scenario, control, forward).await?)
 }
 
 /// Run the comparison: A then B, `runs` times, stopping early when `control` is cancelled

@@ -21,7 +21,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::events::{Event, FnSink};
+use crate::events::Event;
 use crate::exit;
 use crate::plumbing::Control;
 use crate::report::demo::{DemoEvent, DemoOutcome, FixCost, Mode, ModeResult};
@@ -123,17 +123,8 @@ async fn stress_once(
     control: &Control,
     on_event: &mut (dyn FnMut(DemoEvent<'_>) + Send),
 ) -> Result<(RunReport, Vec<u32>), DemoError> {
-    let mut pids = Vec::new();
-    let mut sink = FnSink(|e: &Event| {
-        if let Event::TargetStarted { pid, .. } = e {
-            if *pid != 0 {
-                pids.push(*pid);
-            }
-        }
-        on_event(DemoEvent::Stress(e));
-    });
-    let report = stress::run(scenario, &mut sink, control).await?;
-    Ok((report, pids))
+    let forward = &mut |e: &Event| on_event(DemoEvent::Stress(e));
+    Ok(stress::run_listing_pids(scenario, control, forward).await?)
 }
 
 /// Run the selected modes, then measure the cost of the fix; stops early when `control` is

@@ -37,6 +37,16 @@ pub(crate) fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 100_000.0).round() / 100.0
 }
 
+/// A latency of `p` in milliseconds with two decimals; a dash when it had no successful
+/// request (no latency, not a misleading zero).
+pub(crate) fn latency_cell(p: &crate::report::run::PipelineReport, d: Duration) -> String {
+    if p.ok == 0 {
+        "-".to_string()
+    } else {
+        format!("{:.2}", ms(d))
+    }
+}
+
 /// Seconds with three decimals.
 pub(crate) fn secs(d: Duration) -> f64 {
     (d.as_secs_f64() * 1000.0).round() / 1000.0

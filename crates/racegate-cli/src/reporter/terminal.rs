@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use super::{ms, secs};
+use super::{latency_cell, secs};
 use crate::events::EndedBy;
 use crate::report::RunReport;
 
@@ -32,14 +32,7 @@ pub fn write<W: Write>(r: &RunReport, mut w: W) -> std::io::Result<()> {
             .iter()
             .map(|(k, v)| format!("{k} {v}"))
             .collect();
-        // No successful request, no latency: a dash, not a misleading zero.
-        let lat = |d| {
-            if p.ok == 0 {
-                "-".to_string()
-            } else {
-                format!("{:.2}", ms(d))
-            }
-        };
+        let lat = |d| latency_cell(p, d);
         writeln!(
             w,
             "  {:<width$} {:>9} {:>9} {:>9} {:>9} {:>10.1}  {}",

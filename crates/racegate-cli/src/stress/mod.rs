@@ -37,8 +37,30 @@ pub use engine::{run, Clock};
 pub use errors::StressError;
 pub use stats::RunStats;
 
+use crate::events::{Event, FnSink};
 use crate::plumbing::Control;
 use crate::scenario::Scenario;
+
+/// [`run`], handing every event to `forward`, and also returning the pids the managed target
+/// ran as (one per start): `compare` and `demo` list them in their reports so that a user can
+/// check that none outlived the run.
+pub async fn run_listing_pids(
+    scenario: &Scenario,
+    control: &Control,
+    forward: &mut (dyn FnMut(&Event) + Send),
+) -> Result<(RunReport, Vec<u32>), StressError> {
+    let mut pids = Vec::new();
+    let mut sink = FnSink(|e: &Event| {
+        if let Event::TargetStarted { pid, .. } = e {
+            if *pid != 0 {
+                pids.push(*pid);
+            }
+        }
+        forward(e);
+    });
+    let report = run(scenario, &mut sink, control).await?;
+    Ok((report, pids))
+}
 
 /// Run a scenario on a fresh multi-threaded runtime (for callers that are not async).
 pub fn run_blocking<S: crate::events::EventSink + ?Sized>(
