@@ -89,3 +89,47 @@ pub fn finish(result: Result<u8, CliError>) -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::{Overrides, Scenario};
+
+    const MIN: &str = "target = \"http://127.0.0.1:9\"\n[[pipeline]]\nname = \"a\"\npath = \"/\"\n";
+
+    #[test]
+    fn a_given_value_is_named_by_its_flag_quoted_once() {
+        let workers = Overrides {
+            workers: Some(0),
+            ..Overrides::default()
+        };
+        let e = Scenario::from_toml_str(MIN, None, &workers).unwrap_err();
+        assert_eq!(
+            CliError::from(e).to_string(),
+            "`--workers`: must be between 1 and 10000"
+        );
+        let remote = Overrides {
+            target: Some("http://10.0.0.1:9".into()),
+            ..Overrides::default()
+        };
+        let e = Scenario::from_toml_str(MIN, None, &remote).unwrap_err();
+        assert_eq!(
+            CliError::from(e).to_string(),
+            "`--target`: target host `10.0.0.1` is not a loopback address\n  hint: racegate hammers services; give `--allow-remote` to stress a remote one on purpose"
+        );
+    }
+
+    #[test]
+    fn a_file_value_is_named_by_its_file_line_and_key() {
+        let e = Scenario::from_toml_str(
+            &format!("{MIN}workers = 0\n"),
+            Some(std::path::Path::new("s.toml")),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            CliError::from(e).to_string(),
+            "s.toml:5:11: `pipeline[0].workers`: must be between 1 and 10000"
+        );
+    }
+}

@@ -99,7 +99,8 @@ impl ScenarioError {
         self
     }
 
-    /// The message with settings named by `name`: `cli/` passes the flag of each setting.
+    /// The message with settings named by `name` (quoted as it likes): `cli/` names each by
+    /// its flag.
     pub fn render(&self, name: &dyn Fn(Setting) -> String) -> String {
         let mut out = String::new();
         match (&self.file, self.line) {
@@ -115,7 +116,7 @@ impl ScenarioError {
         }
         match &self.key {
             Some(Key::File(key)) => out.push_str(&format!("`{key}`: ")),
-            Some(Key::Given(s)) => out.push_str(&format!("`{}`: ", name(*s))),
+            Some(Key::Given(s)) => out.push_str(&format!("{}: ", name(*s))),
             None => {}
         }
         out.push_str(&self.message);
