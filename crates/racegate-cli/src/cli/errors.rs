@@ -60,7 +60,7 @@ impl From<GateError> for CliError {
     fn from(e: GateError) -> Self {
         match e {
             // Lock-directory problems are the user's environment: fixed by the user.
-            GateError::Setup(_) => CliError::Usage(e.into()),
+            GateError::Setup(_) | GateError::Acquire(_) => CliError::Usage(e.into()),
             GateError::Timeout { ref gate, .. } => CliError::GateTimeout(anyhow::anyhow!(
                 "{e}; hint: `racegate status --gate {gate}` shows the queue"
             )),

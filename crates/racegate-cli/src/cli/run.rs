@@ -25,7 +25,7 @@ pub struct RunArgs {
 
     /// Capacity of the gate: how many commands may hold it at once. Every user must agree.
     #[arg(long, visible_alias = "slots", default_value_t = 1, value_name = "N",
-          value_parser = clap::value_parser!(u32).range(1..=racegate::machine::MAX_SLOTS as i64))]
+          value_parser = clap::value_parser!(u32).range(1..=racegate::machine::MAX_CAPACITY as i64))]
     pub capacity: u32,
 
     /// Give up waiting after this long (e.g. `30s`, `5m`); default: wait as long as it takes.
@@ -127,6 +127,13 @@ mod tests {
     }
 
     #[test]
+    fn slots_is_an_alias_of_capacity() {
+        let by_alias = parse_run(["racegate", "run", "--slots", "3", "--", "true"]).unwrap();
+        let by_name = parse_run(["racegate", "run", "--capacity", "3", "--", "true"]).unwrap();
+        assert_eq!((by_alias.capacity, by_name.capacity), (3, 3));
+    }
+
+    #[test]
     fn run_only_parser_reads_exactly_like_the_full_tree() {
         let cases: &[&[&str]] = &[
             &["racegate", "run", "--", "true"],
@@ -135,7 +142,7 @@ mod tests {
                 "run",
                 "--gate",
                 "g",
-                "--slots",
+                "--capacity",
                 "3",
                 "--timeout",
                 "1m",
@@ -155,9 +162,20 @@ mod tests {
             &["racegate", "run"],
             &["racegate", "run", "--"],
             &["racegate", "run", "--gate"],
-            &["racegate", "run", "--slots", "0", "--", "true"],
+            &["racegate", "run", "--slots", "3", "--", "true"],
+            &["racegate", "run", "--capacity", "0", "--", "true"],
             &["racegate", "run", "--slots", "65", "--", "true"],
-            &["racegate", "run", "--slots", "x", "--", "true"],
+            &["racegate", "run", "--capacity", "x", "--", "true"],
+            &[
+                "racegate",
+                "run",
+                "--capacity",
+                "2",
+                "--slots",
+                "3",
+                "--",
+                "true",
+            ],
             &["racegate", "run", "--timeout", "soon", "--", "true"],
             &["racegate", "run", "--bogus", "--", "true"],
             &["racegate", "run", "help"],

@@ -17,8 +17,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use racegate::machine::{gate_status, GateStatus, LockDir};
-use racegate::{MachineGate, MachineGateError};
+use racegate::machine::{read_status, LockDir, MachineStatus};
+use racegate::{AcquireTimeoutError, Label, Labeled, MachineGate, MachineGateError};
 
 /// A resolved `racegate run`.
 #[derive(Debug, Clone)]
@@ -48,7 +48,7 @@ pub struct StatusReport {
     /// The lock directory.
     pub lock_dir: PathBuf,
     /// Each gate asked for that exists, by name.
-    pub gates: Vec<GateStatus>,
+    pub gates: Vec<MachineStatus>,
     /// When it was read.
     pub now: SystemTime,
 }
@@ -59,6 +59,9 @@ pub enum GateError {
     /// The lock directory or a record cannot be used (the message names the path).
     #[error(transparent)]
     Setup(#[from] MachineGateError),
+    /// The gate refused the request itself (e.g. more units than its capacity).
+    #[error(transparent)]
+    Acquire(AcquireTimeoutError),
     /// The gate was not granted within the timeout.
     #[error("gate `{gate}` not granted within {}: {queue}", humantime::format_duration(*.waited))]
     Timeout {
@@ -109,23 +112,29 @@ pub fn run(cfg: &RunConfig) -> Result<u8, GateError> {
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     let gate = MachineGate::builder(&cfg.gate)
-        .slots(cfg.capacity)
+        .capacity(cfg.capacity)
         .command(words.clone())
         // One acquisition per process: in-process histograms would cost more to allocate than
         // the whole lock protocol. The history log keeps the machine-wide figures.
         .config(racegate::GateConfig::default().with_stats(false))
         .open()?;
-    let guard = match gate.acquire_blocking_with(cfg.label.clone().map(Into::into), cfg.timeout) {
+    let view = Labeled::new(&gate, cfg.label.clone().map(Label::from));
+    let acquired = match cfg.timeout {
+        Some(t) => view.acquire_blocking_timeout(t),
+        None => view.acquire_blocking().map_err(AcquireTimeoutError::from),
+    };
+    let guard = match acquired {
         Ok(g) => g,
-        Err(MachineGateError::Timeout(t)) => {
+        Err(AcquireTimeoutError::TimedOut { waited, .. }) => {
             let status = gate.status();
             return Err(GateError::Timeout {
                 gate: cfg.gate.clone(),
-                waited: round_ms(t.waited),
+                waited: round_ms(waited),
                 queue: describe_queue(&status, SystemTime::now()),
             });
         }
-        Err(e) => return Err(e.into()),
+        Err(AcquireTimeoutError::Machine(e)) => return Err(e.into()),
+        Err(e) => return Err(GateError::Acquire(e)),
     };
 
     let mut cmd = Command::new(&cfg.command[0]);
@@ -209,7 +218,7 @@ fn round_ms(d: std::time::Duration) -> std::time::Duration {
 }
 
 /// "held by pid 4242 (`vision`) running `sleep 30` for 12.3s; 2 waiting"
-fn describe_queue(status: &GateStatus, now: SystemTime) -> String {
+fn describe_queue(status: &MachineStatus, now: SystemTime) -> String {
     let mut out = String::new();
     if status.holders.is_empty() {
         out.push_str("no holder seen (it may have just left)");
@@ -249,7 +258,7 @@ pub fn status(cfg: &StatusConfig) -> Result<StatusReport, GateError> {
         Some(name) => {
             racegate::machine::validate_gate_name(name)?;
             // A gate nobody has used has no directory: report it as unknown rather than
-            // describing a made-up "free, 1 slot" gate.
+            // describing a made-up "free, capacity 1" gate.
             if root.path().join(name).is_dir() {
                 vec![name.clone()]
             } else {
@@ -260,7 +269,7 @@ pub fn status(cfg: &StatusConfig) -> Result<StatusReport, GateError> {
     };
     let gates = names
         .iter()
-        .map(|n| gate_status(&root.path().join(n), n))
+        .map(|n| read_status(&root.path().join(n), n))
         .collect();
     Ok(StatusReport {
         lock_dir: root.path().to_path_buf(),
