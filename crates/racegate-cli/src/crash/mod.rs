@@ -22,6 +22,7 @@
 //! ```
 
 pub mod coredump;
+pub mod defaults;
 pub mod errors;
 pub mod faulthandler;
 pub mod frames;
@@ -38,6 +39,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+pub use defaults::{default_crash_dirs, report_patterns, scoped_patterns, REPORT_PATTERNS};
 pub use errors::CrashError;
 pub use frames::{CrashClass, Frame, FrameKind, ThreadStack};
 pub use identity::{identify, Evidence, Traces};

@@ -16,7 +16,6 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use super::cancel::CancelToken;
 use super::client::{Conn, Connector, RequestTemplate};
 use super::Clock;
 use crate::crash::native::{self, NativeCrash, Tracer, Unavailable};
@@ -24,6 +23,7 @@ use crate::crash::{
     CrashSignature, CrashSource, Evidence, SignatureKind, StderrScanner, Termination, Traces,
 };
 use crate::events::{CrashSeen, ErrorKind, Event};
+use crate::plumbing::{CancelToken, Children, Registration};
 use crate::scenario::{Pipeline, TargetProcess};
 
 /// Most restarts in one run: a target in a crash loop is already a FAIL.
@@ -50,13 +50,15 @@ pub struct StartFailure(pub String);
 
 struct Incarnation {
     child: Child,
-    /// The child's pid (tokio forgets it once the child is reaped).
-    pid: u32,
     stderr: JoinHandle<()>,
     tail: Arc<Mutex<VecDeque<String>>>,
     crash_lines: CrashLines,
     /// The frame tracer of this process (Linux), or why there is none.
     tracer: Result<Arc<Tracer>, Unavailable>,
+    /// Its pid, which is also its process group's id.
+    pid: Option<u32>,
+    /// Listed until this incarnation is dropped (after it was waited for, or killed on drop).
+    _listed: Option<Registration>,
 }
 
 /// stderr as the crash identification needs it: the last lines, and the crash lines seen but
@@ -124,6 +126,7 @@ pub struct Supervisor {
     connector: Connector,
     tx: UnboundedSender<Event>,
     clock: Clock,
+    children: Children,
 }
 
 /// Handle to the watching task.
@@ -194,6 +197,7 @@ impl Supervisor {
         connector: Connector,
         tx: UnboundedSender<Event>,
         clock: Clock,
+        children: Children,
     ) -> Result<Supervisor, super::StressError> {
         let health_pipeline = Pipeline {
             name: "health".into(),
@@ -215,6 +219,7 @@ impl Supervisor {
             connector,
             tx,
             clock,
+            children,
         })
     }
 
@@ -257,7 +262,10 @@ impl Supervisor {
         let mut child = cmd
             .spawn()
             .map_err(|e| StartFailure(format!("cannot start `{}`: {e}", args.join(" "))))?;
-        let tracer = prepared.map(|p| Arc::new(p.started(child.id().unwrap_or(0))));
+        // The leader of its own group: a second interrupt kills the group (cli/interrupt.rs).
+        let pid = child.id();
+        let listed = pid.map(|pid| self.children.register(pid));
+        let tracer = prepared.map(|p| Arc::new(p.started(pid.unwrap_or(0))));
         let tail = Arc::new(Mutex::new(VecDeque::new()));
         let crash_lines = CrashLines::default();
         if let Some(out) = child.stdout.take() {
@@ -278,12 +286,13 @@ impl Supervisor {
             at: self.clock.elapsed(),
         });
         Ok(Incarnation {
-            pid: child.id().unwrap_or(0),
             child,
             stderr,
             tail,
             crash_lines,
             tracer,
+            pid,
+            _listed: listed,
         })
     }
 
@@ -365,7 +374,7 @@ impl Supervisor {
     /// Every thread's stack of a target that stopped answering, as a crash sighting keyed by
     /// where its threads are blocked.
     async fn capture_hang(&self, inc: &Incarnation) {
-        let pid = inc.pid;
+        let pid = inc.pid.unwrap_or(0);
         let tracer = inc.tracer.as_ref().ok().cloned();
         let captured = tokio::task::spawn_blocking(move || {
             crate::crash::hang::capture(pid, tracer.as_deref())
@@ -421,6 +430,11 @@ impl Supervisor {
             };
             let exited_at = self.clock.elapsed();
             let exited_instant = Instant::now();
+            // What the target started in its group goes with it (at once: its group id stays
+            // its own only while members live).
+            if let Some(pid) = inc.pid {
+                crate::plumbing::children::kill_group(pid);
+            }
             let will_restart = self.spec.restart && !stop.is_cancelled() && restarts < MAX_RESTARTS;
             if will_restart {
                 ready.set(false);
@@ -429,7 +443,7 @@ impl Supervisor {
                 Ok(s) => Termination::from_status(s),
                 Err(_) => Termination::Exited(-1),
             };
-            let pid = inc.pid;
+            let pid = inc.pid.unwrap_or(0);
             // The crash line is usually the last thing written: read stderr to its end (bounded:
             // a grandchild could keep the pipe open). The tracer's frames arrive meanwhile.
             let frames = native_frames(&inc.tracer, pid, termination);
@@ -513,30 +527,36 @@ impl Running {
         self.ready.clone()
     }
 
-    /// Stop the target (SIGTERM, then SIGKILL after 2 s) and wait for the watcher.
+    /// Stop the target and its process group (SIGTERM, then SIGKILL after at most 2 s) and wait
+    /// for the watcher.
     pub async fn stop(self) {
         self.stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
     }
 }
 
-/// Ask politely, then insist.
+/// Ask politely, then insist: SIGTERM to the target's process group (it leads one), SIGKILL to
+/// the group once the leader has exited or 2 s have passed, so that the helpers a target
+/// started do not outlive the run. The group is signalled only while its leader is not reaped
+/// (`id()` is `None` afterwards), so its id cannot belong to anyone else yet.
 async fn terminate(child: &mut Child) {
-    if let Ok(Some(_)) = child.try_wait() {
+    #[cfg(unix)]
+    if let (Ok(None), Some(pid)) = (child.try_wait(), child.id()) {
+        use nix::sys::signal::{killpg, Signal};
+        let group = nix::unistd::Pid::from_raw(pid as i32);
+        let _ = killpg(group, Signal::SIGTERM);
+        let exited = tokio::time::timeout(Duration::from_secs(2), child.wait())
+            .await
+            .is_ok();
+        // Reaped or not, no process can have taken the group id while its members live.
+        let _ = killpg(group, Signal::SIGKILL);
+        if !exited {
+            let _ = tokio::time::timeout(Duration::from_secs(2), child.wait()).await;
+        }
         return;
     }
-    #[cfg(unix)]
-    if let Some(pid) = child.id() {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        if tokio::time::timeout(Duration::from_secs(2), child.wait())
-            .await
-            .is_ok()
-        {
-            return;
-        }
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
     }
     let _ = child.start_kill();
     let _ = tokio::time::timeout(Duration::from_secs(2), child.wait()).await;
