@@ -210,9 +210,17 @@ mod unix {
             if let Some(dir) = &spec.cwd {
                 cmd.current_dir(dir);
             }
-            // Frames of a test process that crashes (crash::native); the run goes on without them
-            // where ptrace is not permitted.
-            let prepared = crate::crash::native::Prepared::for_racegate();
+            // Frames of a test process that crashes (crash::native), in the runs that gather
+            // evidence; bisection probes and verify runs only need the verdict and keep the
+            // suite's own timing (tracing every thread start shifts a race's odds). The run
+            // goes on without frames where ptrace is not permitted.
+            let prepared = if limits.capture_stacks {
+                crate::crash::native::Prepared::for_racegate()
+            } else {
+                Err(crate::crash::native::Unavailable(
+                    "frames are taken in evidence runs only".into(),
+                ))
+            };
             if let Ok(p) = &prepared {
                 // SAFETY: the hook makes only async-signal-safe system calls.
                 unsafe {
