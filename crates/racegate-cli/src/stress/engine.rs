@@ -8,14 +8,15 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::task::JoinSet;
 
-use super::cancel::CancelToken;
 use super::check::Checker;
 use super::client::{self, Conn, Connector, RequestTemplate};
 use super::errors::StressError;
-use super::stats::{RunReport, RunStats};
+use super::stats::RunStats;
 use super::supervisor::{self, Readiness, Running, Supervisor};
 use super::watch::DirWatcher;
 use crate::events::{EndedBy, ErrorKind, Event, EventSink, Outcome};
+use crate::plumbing::{CancelToken, Children, Control};
+use crate::report::RunReport;
 use crate::scenario::Scenario;
 
 /// How often progress snapshots are emitted.
@@ -212,6 +213,7 @@ struct Drive<'a> {
     templates: Vec<RequestTemplate>,
     tx: UnboundedSender<Event>,
     cancel: &'a CancelToken,
+    children: &'a Children,
     clock: Clock,
     load_origin: Arc<OnceLock<SystemTime>>,
     awaiting_report: Arc<AtomicBool>,
@@ -235,13 +237,14 @@ impl Drive<'_> {
                 self.connector.clone(),
                 self.tx.clone(),
                 self.clock.clone(),
+                self.children.clone(),
             );
             match sup {
                 Ok(sup) => match sup.start(self.cancel).await {
                     Ok(r) => running = Some(r),
                     Err(e) => {
                         healthy = false;
-                        let _ = self.tx.send(Event::ProbeFailed {
+                        let _ = self.tx.send(Event::SmokeProbeFailed {
                             pipeline: usize::MAX,
                             message: e.0,
                         });
@@ -249,7 +252,7 @@ impl Drive<'_> {
                 },
                 Err(e) => {
                     healthy = false;
-                    let _ = self.tx.send(Event::ProbeFailed {
+                    let _ = self.tx.send(Event::SmokeProbeFailed {
                         pipeline: usize::MAX,
                         message: e.to_string(),
                     });
@@ -278,7 +281,7 @@ impl Drive<'_> {
         if healthy {
             'probes: for p in &pipelines {
                 let mut conn = Conn::new(&self.connector);
-                for n in 0..s.probes {
+                for n in 0..s.smoke_probes {
                     if self.cancel.is_cancelled() {
                         break 'probes;
                     }
@@ -288,13 +291,13 @@ impl Drive<'_> {
                     };
                     match outcome {
                         Outcome::Ok => {
-                            let _ = self.tx.send(Event::ProbePassed { pipeline: p.index });
+                            let _ = self.tx.send(Event::SmokeProbePassed { pipeline: p.index });
                         }
                         Outcome::Err(kind) => {
                             let mut m = format!(
                                 "smoke probe {} of {} to `{}` failed: {}",
                                 n + 1,
-                                s.probes,
+                                s.smoke_probes,
                                 p.template.uri(),
                                 kind.key()
                             );
@@ -304,7 +307,7 @@ impl Drive<'_> {
                             if let Some(msg) = message {
                                 m.push_str(&format!(": {msg}"));
                             }
-                            let _ = self.tx.send(Event::ProbeFailed {
+                            let _ = self.tx.send(Event::SmokeProbeFailed {
                                 pipeline: p.index,
                                 message: m,
                             });
@@ -357,6 +360,9 @@ impl Drive<'_> {
                 .filter(|_| s.stop_on_exit)
                 .map(|r| r.gone().clone());
             let watch_unresponsive = s.stop_on_exit && s.target_process.is_none();
+            // A managed target that stops answering without dying is hung: its stacks are taken
+            // once per outage, then it is stopped (and restarted like a crash).
+            let mut hang_reported = false;
             let mut dead_poll = tokio::time::interval(DEAD_TARGET_POLL);
             dead_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             // An unmanaged target the detector gave up on: when its probation ends.
@@ -377,8 +383,14 @@ impl Drive<'_> {
                         early = Some(EndedBy::TargetExited);
                         break;
                     }
-                    _ = dead_poll.tick(), if watch_unresponsive && probation.is_none() => {
-                        if self.target_unresponsive.load(Ordering::SeqCst) {
+                    _ = dead_poll.tick(), if (watch_unresponsive && probation.is_none()) || running.is_some() => {
+                        let unresponsive = self.target_unresponsive.load(Ordering::SeqCst);
+                        if let Some(r) = &running {
+                            if unresponsive && !hang_reported {
+                                r.capture_hang();
+                            }
+                            hang_reported = unresponsive;
+                        } else if unresponsive {
                             probation = Some(Instant::now() + SETTLE_AFTER_UNRESPONSIVE);
                         }
                     }
@@ -517,12 +529,14 @@ async fn aggregate<S: EventSink + ?Sized>(
 /// # Cancel safety
 ///
 /// Dropping the future stops the run abruptly (the managed target is killed on drop). To stop
-/// it cleanly and still get a report (verdict ABORTED), cancel `cancel` instead.
+/// it cleanly and still get a report (verdict ABORTED), cancel `control.cancel` instead. The
+/// managed target is listed in `control.children` while it runs.
 pub async fn run<S: EventSink + ?Sized>(
     scenario: &Scenario,
     sink: &mut S,
-    cancel: &CancelToken,
+    control: &Control,
 ) -> Result<RunReport, StressError> {
+    let cancel = &control.cancel;
     let watch_since = SystemTime::now();
     let port = match &scenario.target_process {
         Some(tp) if tp.wants_port() => Some(supervisor::free_port().map_err(StressError::Port)?),
@@ -554,10 +568,14 @@ pub async fn run<S: EventSink + ?Sized>(
         load_origin.clone(),
         tx.clone(),
     );
+    let kernel_log = super::watch::watch_kernel_log(tx.clone(), clock.clone());
     let names: Vec<String> = scenario.pipelines.iter().map(|p| p.name.clone()).collect();
     let mut stats = RunStats::new(&names, base_url.clone(), scenario.target_process.is_some());
     for w in super::watch::folder_warnings(&scenario.crash.dirs) {
         stats.warn(w);
+    }
+    if let Err(Some(w)) = &kernel_log {
+        stats.warn(w.clone());
     }
     let done = CancelToken::new();
     let drive = Drive {
@@ -566,6 +584,7 @@ pub async fn run<S: EventSink + ?Sized>(
         templates,
         tx,
         cancel,
+        children: &control.children,
         clock: clock.clone(),
         load_origin,
         awaiting_report: awaiting_report.clone(),
@@ -575,6 +594,9 @@ pub async fn run<S: EventSink + ?Sized>(
     };
     let driving = async {
         let d = drive.go(watcher).await;
+        if let Ok(k) = kernel_log {
+            let _ = tokio::task::spawn_blocking(move || k.stop()).await;
+        }
         done.cancel();
         d
     };

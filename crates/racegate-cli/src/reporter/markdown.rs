@@ -2,8 +2,8 @@
 
 use std::io::Write;
 
-use super::{ms, secs};
-use crate::stress::RunReport;
+use super::{latency_cell, secs};
+use crate::report::RunReport;
 
 fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
@@ -28,13 +28,7 @@ pub fn write<W: Write>(r: &RunReport, mut w: W) -> std::io::Result<()> {
     writeln!(w, "| pipeline | ok | errors | p50 ms | p99 ms | req/s |")?;
     writeln!(w, "|---|---:|---:|---:|---:|---:|")?;
     for p in &r.pipelines {
-        let lat = |d| {
-            if p.ok == 0 {
-                "-".to_string()
-            } else {
-                format!("{:.2}", ms(d))
-            }
-        };
+        let lat = |d| latency_cell(p, d);
         writeln!(
             w,
             "| {} | {} | {} | {} | {} | {:.1} |",
@@ -71,6 +65,16 @@ pub fn write<W: Write>(r: &RunReport, mut w: W) -> std::io::Result<()> {
                 c.count,
                 secs(c.first_at)
             )?;
+        }
+        for c in r.crashes.iter().filter(|c| !c.evidence.is_empty()) {
+            writeln!(w)?;
+            writeln!(w, "`{}`:", cell(&c.signature).replace('`', "'"))?;
+            writeln!(w)?;
+            writeln!(w, "```text")?;
+            for line in super::crash_excerpt(&c.evidence, 8) {
+                writeln!(w, "{line}")?;
+            }
+            writeln!(w, "```")?;
         }
     }
     if !r.restarts.is_empty() {
