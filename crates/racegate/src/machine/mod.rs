@@ -29,17 +29,26 @@
 
 mod acquire;
 mod backend;
+mod budget;
+mod devices;
 mod dir;
-mod global;
+pub(crate) mod global;
 mod history;
 mod lock;
 mod record;
 mod status;
+mod watch;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
+pub use budget::{MAX_DEVICES, MAX_DEVICE_ID_LEN, MAX_HOLDERS};
+pub use devices::{
+    discover_devices, discover_devices_with, parse_device_list, parse_nvidia_smi_list,
+    parse_visible_devices, DeviceListError, DeviceProbe, DeviceSource, Discovered, NvidiaGpu,
+    SystemProbe, CUDA_VISIBLE_DEVICES, NVIDIA_SMI_TIMEOUT,
+};
 pub use dir::{validate_gate_name, LockDir, DIR_ENV};
 pub use global::{configure_machine_wide, machine_wide, GlobalMachineGate};
 pub use history::{read_history, HistoryEntry, HISTORY_CAP};
@@ -48,14 +57,15 @@ pub use lock::{MAX_CAPACITY, MAX_SLOTS};
 pub use record::Record;
 #[allow(deprecated)]
 pub use status::{
-    gate_status, read_status, GateStatus, HistorySummary, MachineHolder, MachineStatus,
-    MachineWaiter, STATUS_SCHEMA_VERSION,
+    gate_status, read_status, DeviceStatus, GateStatus, HistorySummary, MachineHolder,
+    MachineStatus, MachineWaiter, STATUS_SCHEMA_VERSION,
 };
 
 pub use crate::errors::MachineGateError;
 use crate::gate::{Backend, Gate, GateConfig, Labeled};
 use crate::stats::Label;
 use backend::MachineBackend;
+use budget::Declaration;
 use lock::GateFiles;
 
 /// A machine-wide gate: a [`Gate`] whose guards also hold a lane (an OS file lock), so that at
@@ -93,7 +103,8 @@ impl fmt::Debug for MachineGate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MachineGate")
             .field("name", &self.backend.files.name)
-            .field("capacity", &self.backend.files.capacity)
+            .field("capacity", &self.backend.files.decl.capacity)
+            .field("devices", &self.backend.files.decl.devices)
             .field("dir", &self.backend.files.dir)
             .finish()
     }
@@ -105,6 +116,7 @@ impl fmt::Debug for MachineGate {
 pub struct MachineGateBuilder {
     name: String,
     capacity: u32,
+    devices: Vec<String>,
     dir: Option<PathBuf>,
     command: Option<Vec<String>>,
     config: GateConfig,
@@ -121,10 +133,29 @@ impl MachineGateBuilder {
         self
     }
 
-    /// How many may hold the gate at once, machine-wide (default 1: exclusive; at most
-    /// [`MAX_CAPACITY`]). Every user of the gate must agree.
+    /// Units of the gate, per device (default 1: exclusive; at most [`MAX_CAPACITY`]): how
+    /// many may hold it at once when each takes one unit, or a budget that weighted
+    /// acquisitions take shares of (e.g. 80 for the GiB of an 80 GiB GPU, or 100 for percent).
+    /// Every user of the gate must agree.
     pub fn capacity(mut self, capacity: u32) -> Self {
         self.capacity = capacity;
+        self
+    }
+
+    /// The devices the gate spans, by the ids `CUDA_VISIBLE_DEVICES` takes (`"0"`, `"1"`, or
+    /// UUIDs), each with [`capacity`](Self::capacity) units (default: none declared, the gate
+    /// is one device). An acquisition of `n` units takes them on one device when `n` is at
+    /// most the capacity, or `n / capacity` whole devices when `n` is a multiple of it; the
+    /// guard's [`devices`](GateGuard::devices) says which. Every user of the gate must agree;
+    /// [`discover_devices`] finds them on this machine.
+    ///
+    /// [`GateGuard::devices`]: crate::GateGuard::devices
+    pub fn devices<I, S>(mut self, devices: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.devices = devices.into_iter().map(Into::into).collect();
         self
     }
 
@@ -163,12 +194,19 @@ impl MachineGateBuilder {
             Some(d) => LockDir::at(d)?,
             None => LockDir::from_env()?,
         };
-        let mut files = GateFiles::open(&root, &self.name, self.capacity)?;
+        let decl = Declaration {
+            capacity: self.capacity,
+            devices: self.devices,
+        };
+        let mut files = GateFiles::open(&root, &self.name, decl)?;
         files.records = self.records;
+        let total = files.decl.total() as u32;
         let files = Arc::new(files);
         let command = self.command.unwrap_or_else(|| own_command().to_vec());
         let backend = Arc::new(MachineBackend { files, command });
-        let config = self.config.with_capacity(self.capacity);
+        // The in-process gate in front covers every device: a whole-device request takes
+        // `capacity` units per device from it.
+        let config = self.config.with_capacity(total);
         let gate = Gate::with_backend(&self.name, config, Arc::clone(&backend) as Arc<dyn Backend>)
             .map_err(|_| MachineGateError::BadCapacity {
                 gate: self.name.clone(),
@@ -209,6 +247,7 @@ impl MachineGate {
         MachineGateBuilder {
             name: name.to_owned(),
             capacity: 1,
+            devices: Vec::new(),
             dir: None,
             command: None,
             config: GateConfig::default(),
@@ -227,9 +266,14 @@ impl MachineGate {
         &self.backend.files.name
     }
 
-    /// How many may hold the gate at once, machine-wide.
+    /// Units of the gate per device (for a gate without declared devices, all its units).
     pub fn capacity(&self) -> u32 {
-        self.backend.files.capacity
+        self.backend.files.decl.capacity
+    }
+
+    /// The declared devices (empty: none).
+    pub fn devices(&self) -> &[String] {
+        &self.backend.files.decl.devices
     }
 
     /// The old name of [`MachineGate::capacity`].
