@@ -4,6 +4,7 @@
 //! no threads, one pass over the lock directory.
 
 mod render;
+mod share;
 #[cfg(unix)]
 mod signals;
 
@@ -12,7 +13,7 @@ use std::process::Command;
 use std::time::SystemTime;
 
 use anyhow::anyhow;
-use racegate::machine::{read_status, LockDir, MachineStatus};
+use racegate::machine::{read_status, LockDir, MachineStatus, SystemProbe};
 use racegate::{AcquireTimeoutError, Label, Labeled, MachineGate, MachineGateError};
 
 use crate::cli::run::RunArgs;
@@ -20,6 +21,7 @@ use crate::cli::status::StatusArgs;
 use crate::exit::CliError;
 
 pub use render::{status_json, write_status_text};
+pub use share::{device_env, resolve, DeviceChoice, Share, DEVICE_VARS};
 
 /// Run `racegate run`.
 pub fn run(args: RunArgs) -> Result<u8, CliError> {
@@ -28,18 +30,41 @@ pub fn run(args: RunArgs) -> Result<u8, CliError> {
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
+    let probe = SystemProbe;
+    let share = resolve(
+        args.devices.as_ref().unwrap_or(&DeviceChoice::None),
+        args.need,
+        args.gpus,
+        args.capacity,
+        &probe,
+    )
+    .map_err(|e| CliError::Usage(anyhow!("{e}")))?;
     let gate = MachineGate::builder(&args.gate)
         .capacity(args.capacity)
+        .devices(share.devices.iter().cloned())
         .command(words.clone())
         // One acquisition per process: in-process histograms would cost more to allocate than
         // the whole lock protocol. The history log keeps the machine-wide figures.
         .config(racegate::GateConfig::default().with_stats(false))
         .open()
         .map_err(setup_error)?;
+    if let Some(prepare) = &args.prepare {
+        // Unguarded: the gate is only opened (its declaration checked), not held.
+        let status = prepare_status(prepare)?;
+        if !status.success() {
+            let code = exit_code_of(status);
+            eprintln!(
+                "racegate: `--prepare` command failed (exit {code}); not waiting for the gate"
+            );
+            return Ok(code);
+        }
+    }
     let view = Labeled::new(&gate, args.label.clone().map(Label::from));
     let acquired = match args.timeout {
-        Some(t) => view.acquire_blocking_timeout(t),
-        None => view.acquire_blocking().map_err(AcquireTimeoutError::from),
+        Some(t) => view.acquire_many_blocking_timeout(share.units, t),
+        None => view
+            .acquire_many_blocking(share.units)
+            .map_err(AcquireTimeoutError::from),
     };
     let guard = match acquired {
         Ok(g) => g,
@@ -58,6 +83,7 @@ pub fn run(args: RunArgs) -> Result<u8, CliError> {
 
     let mut cmd = Command::new(&args.command[0]);
     cmd.args(&args.command[1..]);
+    cmd.envs(device_env(guard.devices(), share.pci_order, &probe));
     #[cfg(target_os = "linux")]
     die_with_parent(&mut cmd);
     #[cfg(unix)]
@@ -87,6 +113,17 @@ pub fn run(args: RunArgs) -> Result<u8, CliError> {
     let status =
         status.map_err(|e| CliError::Other(anyhow!("waiting for `{}` failed: {e}", words[0])))?;
     Ok(exit_code_of(status))
+}
+
+/// Runs `racegate run --prepare`'s shell command to its end. It shares our process group (a
+/// Ctrl-C at the terminal reaches it directly) and, on Linux, dies with us.
+fn prepare_status(line: &str) -> Result<std::process::ExitStatus, CliError> {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg(line);
+    #[cfg(target_os = "linux")]
+    die_with_parent(&mut cmd);
+    cmd.status()
+        .map_err(|e| CliError::Other(anyhow!("cannot run the `--prepare` command `{line}`: {e}")))
 }
 
 /// If `racegate run` is killed (even by SIGKILL, which it cannot forward), the kernel releases
@@ -131,12 +168,14 @@ fn round_ms(d: std::time::Duration) -> std::time::Duration {
     std::time::Duration::from_millis(d.as_millis() as u64)
 }
 
-/// "held by pid 4242 (`vision`) running `sleep 30` for 12.3s; 2 waiting"
+/// "held by pid 4242 (`vision`) running `sleep 30` for 12.3s; 2 waiting", with each holder's
+/// share ("20 of 80 units on 1") when the gate has a budget or devices.
 fn describe_queue(status: &MachineStatus, now: SystemTime) -> String {
     let mut out = String::new();
     if status.holders.is_empty() {
         out.push_str("no holder seen (it may have just left)");
     }
+    let shared = status.units_total > 1;
     for (i, h) in status.holders.iter().enumerate() {
         out.push_str(if i == 0 { "held by " } else { ", " });
         match &h.record {
@@ -154,6 +193,15 @@ fn describe_queue(status: &MachineStatus, now: SystemTime) -> String {
                 "an unknown process on lane {} (no current record)",
                 h.lane
             )),
+        }
+        if shared {
+            match h.units {
+                Some(u) => out.push_str(&format!(" with {u} of {} units", status.units_total)),
+                None => out.push_str(" with an unknown share"),
+            }
+            if !h.devices.is_empty() {
+                out.push_str(&format!(" on {}", h.devices.join(",")));
+            }
         }
     }
     if !status.waiters.is_empty() {
