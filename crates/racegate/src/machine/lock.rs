@@ -262,6 +262,10 @@ pub(crate) struct GateFiles {
     pub(crate) records: bool,
     /// `lane.<i>.rec`, opened once: only the lane's holder writes it, so no two threads do.
     rec_files: Vec<OnceLock<File>>,
+    /// Descriptions of the lane files for probing whether a lane is held, opened once (an open
+    /// and a close cost more than the probe's two `flock` calls). Used only under the queue
+    /// mutex, and never to hold a lane.
+    probes: Mutex<Vec<Option<File>>>,
 }
 
 struct QueueFiles {
@@ -380,6 +384,7 @@ impl GateFiles {
             ledger,
             records: true,
             rec_files: (0..lanes).map(|_| OnceLock::new()).collect(),
+            probes: Mutex::new((0..lanes).map(|_| None).collect()),
         })
     }
 
@@ -637,15 +642,32 @@ impl GateFiles {
         Ok(Take::Busy(busy))
     }
 
-    /// Whether someone holds `lane` (probed with a shared lock on a fresh description, released
-    /// at once).
+    /// Whether someone holds `lane`: a shared lock on our probe description of it is refused
+    /// (and when it is granted, it is released at once). Called under the queue mutex.
     fn lane_locked(&self, lane: u32) -> Result<bool, MachineGateError> {
         let path = lane_path(&self.dir, lane);
-        match open_ro(&path) {
-            Ok(f) => Ok(!try_flock(&f, false).map_err(|e| self.io_err("lock", &path, e))?),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(self.io_err("open", &path, e)),
+        let mut probes = self.probes.lock().unwrap_or_else(PoisonError::into_inner);
+        let slot = &mut probes[lane as usize];
+        // A lane file deleted under us (it never is by racegate) would probe as free forever.
+        if slot
+            .as_ref()
+            .is_some_and(|f| f.metadata().map_or(true, |m| m.nlink() == 0))
+        {
+            *slot = None;
         }
+        let f = match slot {
+            Some(f) => f,
+            None => match open_ro(&path) {
+                Ok(f) => slot.insert(f),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+                Err(e) => return Err(self.io_err("open", &path, e)),
+            },
+        };
+        let free = try_flock(f, false).map_err(|e| self.io_err("lock", &path, e))?;
+        if free {
+            let _ = flock(&*f, FlockOperation::Unlock);
+        }
+        Ok(!free)
     }
 
     /// The lane locked for us, or `None` if someone holds it.
