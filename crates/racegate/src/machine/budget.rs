@@ -71,15 +71,22 @@ impl Declaration {
         self.devices.join(",")
     }
 
-    fn fingerprint(&self) -> u64 {
+    pub(crate) fn fingerprint(&self) -> u64 {
         fnv1a(self.devices_text().as_bytes())
     }
 
     /// Whether a header describes this declaration.
+    #[cfg(test)]
     pub(crate) fn matches(&self, h: &Header) -> bool {
+        self.matches_fingerprint(h, self.fingerprint())
+    }
+
+    /// [`Declaration::matches`] with this declaration's [`fingerprint`](Self::fingerprint)
+    /// computed beforehand.
+    pub(crate) fn matches_fingerprint(&self, h: &Header, fingerprint: u64) -> bool {
         h.capacity == self.capacity
             && h.devices == self.devices.len() as u32
-            && h.fingerprint == self.fingerprint()
+            && h.fingerprint == fingerprint
     }
 
     /// How a request for `n` units (`n >= 1`) is served: `n` units on one device, or whole

@@ -67,6 +67,8 @@ use super::watch::wait_until_free;
 use super::MachineGateError;
 
 pub(crate) const QUEUE_FILE: &str = "queue";
+/// The most bytes of the `queue` file an acquisition reads: header and a full ledger.
+const QUEUE_PREFIX: usize = HEADER_LEN + ENTRY_LEN * MAX_HOLDERS as usize;
 const WAITING_FILE: &str = "waiting";
 const TICKET_PREFIX: &str = "t.";
 /// The largest capacity of a machine-wide gate, in units per device (e.g. MiB of 1 TiB).
@@ -163,8 +165,15 @@ pub(crate) fn read_capped(file: &mut File, cap: usize) -> io::Result<Vec<u8>> {
 /// Up to `len` bytes at `offset` (fewer at the end of the file).
 pub(crate) fn read_at(file: &File, offset: u64, len: usize) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; len];
+    let got = read_into(file, offset, &mut buf)?;
+    buf.truncate(got);
+    Ok(buf)
+}
+
+/// Fills `buf` from `offset` as far as the file goes; returns how many bytes were read.
+fn read_into(file: &File, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
     let mut got = 0;
-    while got < len {
+    while got < buf.len() {
         match file.read_at(&mut buf[got..], offset + got as u64) {
             Ok(0) => break,
             Ok(n) => got += n,
@@ -172,8 +181,7 @@ pub(crate) fn read_at(file: &File, offset: u64, len: usize) -> io::Result<Vec<u8
             Err(e) => return Err(e),
         }
     }
-    buf.truncate(got);
-    Ok(buf)
+    Ok(got)
 }
 
 /// What the `queue` file says, as far as it can be read: the header, the whole declaration
@@ -250,6 +258,8 @@ pub(crate) struct GateFiles {
     pub(crate) name: String,
     pub(crate) dir: PathBuf,
     pub(crate) decl: Declaration,
+    /// `decl`'s device list checksum, as the header holds it (computed once).
+    fingerprint: u64,
     /// Lane files: `decl.lanes()`. One lane means an exclusive gate (see the module docs).
     pub(crate) lanes: u32,
     queue: Mutex<QueueFiles>,
@@ -374,6 +384,7 @@ impl GateFiles {
             name: name.to_owned(),
             history: History::new(&dir),
             dir,
+            fingerprint: decl.fingerprint(),
             decl,
             lanes,
             queue: Mutex::new(QueueFiles {
@@ -397,19 +408,29 @@ impl GateFiles {
         }
     }
 
+    /// Header and ledger: the bytes of the `queue` file an acquisition reads.
+    fn prefix_len(&self) -> usize {
+        HEADER_LEN + ENTRY_LEN * self.lanes as usize
+    }
+
     fn lock_queue(&self) -> MutexGuard<'_, QueueFiles> {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The header and `lanes` ledger entries, checked against our declaration: every process
-    /// must agree on it, also one that opened the gate while it was idle and then changed.
-    fn read_checked(&self, queue: &File, lanes: u32) -> Result<(u64, Vec<u8>), MachineGateError> {
-        let len = HEADER_LEN + ENTRY_LEN * lanes as usize;
-        let bytes = read_at(queue, 0, len).map_err(|e| self.io_err("read", &self.queue_path, e))?;
-        match decode_header(&bytes) {
-            Ok(Some(h)) if self.decl.matches(&h) => {
-                let ledger = bytes.get(HEADER_LEN..).unwrap_or_default().to_vec();
-                Ok((h.seq, ledger))
+    /// The header and the ledger entries that fit in `buf` after it, checked against our
+    /// declaration: every process must agree on it, also one that opened the gate while it was
+    /// idle and then changed. Reads into the caller's (stack) buffer: this is on every
+    /// acquisition's path.
+    fn read_checked<'b>(
+        &self,
+        queue: &File,
+        buf: &'b mut [u8],
+    ) -> Result<(u64, &'b [u8]), MachineGateError> {
+        let n = read_into(queue, 0, buf).map_err(|e| self.io_err("read", &self.queue_path, e))?;
+        let bytes = &buf[..n];
+        match decode_header(bytes) {
+            Ok(Some(h)) if self.decl.matches_fingerprint(&h, self.fingerprint) => {
+                Ok((h.seq, bytes.get(HEADER_LEN..).unwrap_or_default()))
             }
             _ => Err(
                 match read_queue_state(queue).ok().and_then(|s| s.declaration) {
@@ -451,9 +472,10 @@ impl GateFiles {
             if nobody_queued {
                 let _ = flock(&q.waiting_probe, FlockOperation::Unlock);
             }
-            let (seq, ledger) = self.read_checked(&q.queue, self.lanes)?;
+            let mut buf = [0u8; QUEUE_PREFIX];
+            let (seq, ledger) = self.read_checked(&q.queue, &mut buf[..self.prefix_len()])?;
             if nobody_queued {
-                if let Take::Taken { lane, file, entry } = self.try_take(&ledger, shape)? {
+                if let Take::Taken { lane, file, entry } = self.try_take(ledger, shape)? {
                     drop(unlock);
                     drop(q);
                     return Ok(self.lease(lane, file, Some(entry), spec, start));
@@ -483,7 +505,7 @@ impl GateFiles {
     ) -> Result<Lease, Failure> {
         let (ticket, waiting) = {
             let q = self.lock_queue();
-            self.read_checked(&q.queue, 0)?;
+            self.read_checked(&q.queue, &mut [0u8; HEADER_LEN])?;
             // Fast path, without the queue lock: nobody queued (nobody holds `waiting` shared)
             // and the lane free. An arrival is ordered by this probe: a waiter that registers
             // after it queues behind us, one that registered before it makes us queue.
@@ -501,7 +523,7 @@ impl GateFiles {
             }
             blocking_flock(&q.queue, true).map_err(|e| self.io_err("lock", &self.queue_path, e))?;
             let _unlock = Unlock(&q.queue);
-            let (seq, _) = self.read_checked(&q.queue, 0)?;
+            let (seq, _) = self.read_checked(&q.queue, &mut [0u8; HEADER_LEN])?;
             self.queue_up(&q, seq, spec)?
         };
         let file = self.wait_for_lane(&ticket, deadline)?;
@@ -588,8 +610,9 @@ impl GateFiles {
                 blocking_flock(&q.queue, true)
                     .map_err(|e| self.io_err("lock", &self.queue_path, e))?;
                 let _unlock = Unlock(&q.queue);
-                let (_, ledger) = self.read_checked(&q.queue, self.lanes)?;
-                match self.try_take(&ledger, shape)? {
+                let mut buf = [0u8; QUEUE_PREFIX];
+                let (_, ledger) = self.read_checked(&q.queue, &mut buf[..self.prefix_len()])?;
+                match self.try_take(ledger, shape)? {
                     Take::Taken { lane, file, entry } => return Ok((lane, file, entry)),
                     Take::Busy(lanes) => lanes,
                 }
