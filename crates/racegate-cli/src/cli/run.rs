@@ -1,7 +1,10 @@
-//! Arguments of `racegate run`.
+//! `racegate run`: flags, their resolution into a [`RunConfig`], and the run.
 
 use std::ffi::OsString;
 use std::time::Duration;
+
+use crate::exit::CliError;
+use crate::gate_cmd::{self, GateError, RunConfig};
 
 /// `racegate run`'s one-line description, shared by the full command tree and [`parse_run`].
 pub const ABOUT: &str = "Run a command while holding a machine-wide gate";
@@ -12,9 +15,9 @@ use crate::gate_cmd::DeviceChoice;
 /// Run a command while holding a machine-wide gate.
 ///
 /// Waits for the gate (in arrival order with every other process on this machine), runs the
-/// command holding it, forwards SIGINT and SIGTERM to the command, releases the gate when the
-/// command ends, and exits with the command's status (128+N if a signal N killed it). Exits
-/// 124 if `--timeout` passes first, naming who holds the gate.
+/// command holding it, forwards SIGINT, SIGTERM and SIGHUP to the command, releases the gate
+/// when the command ends, and exits with the command's status (128+N if a signal N killed it).
+/// Exits 124 if `--timeout` passes first, naming who holds the gate.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     /// The gate's name (shared by every process that names it).
@@ -109,6 +112,36 @@ where
         command: RunOnlyCommand::Run(args),
     } = RunOnly::try_parse_from(args)?;
     Ok(args)
+}
+
+impl RunArgs {
+    /// The resolved config.
+    pub fn config(self) -> RunConfig {
+        RunConfig {
+            gate: self.gate,
+            capacity: self.capacity,
+            need: self.need,
+            gpus: self.gpus,
+            devices: self.devices.unwrap_or_default(),
+            prepare: self.prepare,
+            timeout: self.timeout,
+            label: self.label,
+            command: self.command,
+        }
+    }
+}
+
+/// Run `racegate run`: the command's exit status, or 126/127 when it cannot be started (like a
+/// shell).
+pub fn run(args: RunArgs) -> Result<u8, CliError> {
+    match gate_cmd::run(&args.config()) {
+        Ok(code) => Ok(code),
+        Err(e @ (GateError::NotStarted { code, .. } | GateError::PrepareFailed { code })) => {
+            eprintln!("racegate: {e}");
+            Ok(code)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[cfg(test)]

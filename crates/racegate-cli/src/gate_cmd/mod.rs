@@ -1,66 +1,169 @@
 //! `racegate run` and `racegate status`: the machine-wide gate from the shell.
 //!
 //! `run` stays lean so that wrapping a command costs no more than `flock(1)`: no async runtime,
-//! no threads, one pass over the lock directory.
+//! no threads, one pass over the lock directory. It forwards SIGINT, SIGTERM and SIGHUP to its
+//! command and exits with the command's status, like `timeout(1)`; that is its interrupt policy
+//! (the report-writing commands share another, `cli/interrupt.rs`).
+//!
+//! Both take a resolved config from `cli/` and return a result or a [`GateError`]; `cli/` maps
+//! the error to its exit status and prints the status with [`crate::reporter::status`].
 
-mod render;
 mod share;
 #[cfg(unix)]
 mod signals;
 
-use std::io::{self, Write};
+use std::ffi::OsString;
+use std::io;
+use std::path::PathBuf;
 use std::process::Command;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use anyhow::anyhow;
 use racegate::machine::{read_status, LockDir, MachineStatus, SystemProbe};
 use racegate::{AcquireTimeoutError, Label, Labeled, MachineGate, MachineGateError};
 
-use crate::cli::run::RunArgs;
-use crate::cli::status::StatusArgs;
-use crate::exit::CliError;
-
-pub use render::{status_json, write_status_text};
 pub use share::{device_env, resolve, DeviceChoice, Share, DEVICE_VARS};
 
-/// Run `racegate run`.
-pub fn run(args: RunArgs) -> Result<u8, CliError> {
-    let words: Vec<String> = args
+/// A resolved `racegate run`.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// The gate's name.
+    pub gate: String,
+    /// Its units (per device, with devices); every user must agree.
+    pub capacity: u32,
+    /// Units to take (`None` with `gpus`: whole devices; neither: one unit).
+    pub need: Option<u32>,
+    /// Whole devices to take.
+    pub gpus: Option<u32>,
+    /// The devices the gate spans (discovered by the run for [`DeviceChoice::Auto`], or for
+    /// `gpus` without a list).
+    pub devices: DeviceChoice,
+    /// A shell command to run to its end before waiting for the gate, without holding it.
+    pub prepare: Option<String>,
+    /// Give up waiting after this long.
+    pub timeout: Option<Duration>,
+    /// Shown to others in `racegate status` and their timeout messages.
+    pub label: Option<String>,
+    /// The command and its arguments (at least the program).
+    pub command: Vec<OsString>,
+}
+
+/// A resolved `racegate status`.
+#[derive(Debug, Clone, Default)]
+pub struct StatusConfig {
+    /// Only this gate; `None`: every gate in the lock directory.
+    pub gate: Option<String>,
+}
+
+/// What `racegate status` read.
+#[derive(Debug, Clone)]
+pub struct StatusReport {
+    /// The lock directory.
+    pub lock_dir: PathBuf,
+    /// Each gate asked for that exists, by name.
+    pub gates: Vec<MachineStatus>,
+    /// When it was read.
+    pub now: SystemTime,
+}
+
+/// Why `racegate run` or `racegate status` stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    /// The lock directory or a record cannot be used (the message names the path).
+    #[error(transparent)]
+    Setup(#[from] MachineGateError),
+    /// The gate refused the request itself (e.g. more units than its capacity).
+    #[error(transparent)]
+    Acquire(AcquireTimeoutError),
+    /// The request cannot be made: no devices found for `--gpus`, or more devices than the
+    /// gate has (the message names the flag and the fix).
+    #[error("{0}")]
+    Request(String),
+    /// The `--prepare` command could not be run.
+    #[error("cannot run the `--prepare` command `{line}`: {source}")]
+    PrepareNotStarted {
+        /// The shell command.
+        line: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The `--prepare` command failed: the run stops with its status, before the gate.
+    #[error("the `--prepare` command failed (exit {code}); not waiting for the gate")]
+    PrepareFailed {
+        /// Its exit status as a shell reports it.
+        code: u8,
+    },
+    /// The gate was not granted within the timeout.
+    #[error("gate `{gate}` not granted within {}: {queue}", humantime::format_duration(*.waited))]
+    Timeout {
+        /// The gate.
+        gate: String,
+        /// How long it waited (whole milliseconds).
+        waited: Duration,
+        /// Who holds it and who waits, in words.
+        queue: String,
+    },
+    /// The signal forwarding could not be installed.
+    #[error("cannot set up signal forwarding: {0}")]
+    Signals(#[source] io::Error),
+    /// The command could not be started; a shell exits 127 (not found) or 126 for this.
+    #[error("`{program}`: {what} ({source})")]
+    NotStarted {
+        /// The program.
+        program: String,
+        /// "command not found", "permission denied", "cannot run command".
+        what: &'static str,
+        /// 127 for a missing program, else 126.
+        code: u8,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// Waiting for the command failed.
+    #[error("waiting for `{program}` failed: {source}")]
+    Wait {
+        /// The program.
+        program: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Run `racegate run`: wait for the gate, run the command holding it, release it when the
+/// command ends. Returns the command's exit status as a shell reports it (128+N for signal N).
+///
+/// # Errors
+/// [`GateError`]: the gate cannot be used or was not granted in time, or the command could not
+/// be started or waited for.
+pub fn run(cfg: &RunConfig) -> Result<u8, GateError> {
+    let words: Vec<String> = cfg
         .command
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     let probe = SystemProbe;
-    let share = resolve(
-        args.devices.as_ref().unwrap_or(&DeviceChoice::None),
-        args.need,
-        args.gpus,
-        args.capacity,
-        &probe,
-    )
-    .map_err(|e| CliError::Usage(anyhow!("{e}")))?;
-    let gate = MachineGate::builder(&args.gate)
-        .capacity(args.capacity)
+    let share = resolve(&cfg.devices, cfg.need, cfg.gpus, cfg.capacity, &probe)
+        .map_err(GateError::Request)?;
+    let gate = MachineGate::builder(&cfg.gate)
+        .capacity(cfg.capacity)
         .devices(share.devices.iter().cloned())
         .command(words.clone())
         // One acquisition per process: in-process histograms would cost more to allocate than
         // the whole lock protocol. The history log keeps the machine-wide figures.
         .config(racegate::GateConfig::default().with_stats(false))
-        .open()
-        .map_err(setup_error)?;
-    if let Some(prepare) = &args.prepare {
+        .open()?;
+    if let Some(line) = &cfg.prepare {
         // Unguarded: the gate is only opened (its declaration checked), not held.
-        let status = prepare_status(prepare)?;
+        let status = prepare_status(line)?;
         if !status.success() {
-            let code = exit_code_of(status);
-            eprintln!(
-                "racegate: `--prepare` command failed (exit {code}); not waiting for the gate"
-            );
-            return Ok(code);
+            return Err(GateError::PrepareFailed {
+                code: exit_code_of(status),
+            });
         }
     }
-    let view = Labeled::new(&gate, args.label.clone().map(Label::from));
-    let acquired = match args.timeout {
+    let view = Labeled::new(&gate, cfg.label.clone().map(Label::from));
+    let acquired = match cfg.timeout {
         Some(t) => view.acquire_many_blocking_timeout(share.units, t),
         None => view
             .acquire_many_blocking(share.units)
@@ -70,25 +173,23 @@ pub fn run(args: RunArgs) -> Result<u8, CliError> {
         Ok(g) => g,
         Err(AcquireTimeoutError::TimedOut { waited, .. }) => {
             let status = gate.status();
-            return Err(CliError::GateTimeout(anyhow!(
-                "gate `{}` not granted within {}: {}",
-                args.gate,
-                humantime::format_duration(round_ms(waited)),
-                describe_queue(&status, SystemTime::now())
-            )));
+            return Err(GateError::Timeout {
+                gate: cfg.gate.clone(),
+                waited: round_ms(waited),
+                queue: describe_queue(&status, SystemTime::now()),
+            });
         }
-        Err(AcquireTimeoutError::Machine(e)) => return Err(setup_error(e)),
-        Err(e) => return Err(CliError::Usage(anyhow::Error::new(e))),
+        Err(AcquireTimeoutError::Machine(e)) => return Err(e.into()),
+        Err(e) => return Err(GateError::Acquire(e)),
     };
 
-    let mut cmd = Command::new(&args.command[0]);
-    cmd.args(&args.command[1..]);
+    let mut cmd = Command::new(&cfg.command[0]);
+    cmd.args(&cfg.command[1..]);
     cmd.envs(device_env(guard.devices(), share.pci_order, &probe));
     #[cfg(target_os = "linux")]
     die_with_parent(&mut cmd);
     #[cfg(unix)]
-    let forwarder = signals::Forwarder::install()
-        .map_err(|e| CliError::Other(anyhow!("cannot set up signal forwarding: {e}")))?;
+    let forwarder = signals::Forwarder::install().map_err(GateError::Signals)?;
     let child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
@@ -98,8 +199,12 @@ pub fn run(args: RunArgs) -> Result<u8, CliError> {
                 io::ErrorKind::PermissionDenied => (126, "permission denied"),
                 _ => (126, "cannot run command"),
             };
-            eprintln!("racegate: `{}`: {what} ({e})", words[0]);
-            return Ok(code);
+            return Err(GateError::NotStarted {
+                program: words[0].clone(),
+                what,
+                code,
+                source: e,
+            });
         }
     };
     #[cfg(unix)]
@@ -110,20 +215,24 @@ pub fn run(args: RunArgs) -> Result<u8, CliError> {
         child.wait()
     };
     drop(guard);
-    let status =
-        status.map_err(|e| CliError::Other(anyhow!("waiting for `{}` failed: {e}", words[0])))?;
+    let status = status.map_err(|source| GateError::Wait {
+        program: words[0].clone(),
+        source,
+    })?;
     Ok(exit_code_of(status))
 }
 
 /// Runs `racegate run --prepare`'s shell command to its end. It shares our process group (a
 /// Ctrl-C at the terminal reaches it directly) and, on Linux, dies with us.
-fn prepare_status(line: &str) -> Result<std::process::ExitStatus, CliError> {
+fn prepare_status(line: &str) -> Result<std::process::ExitStatus, GateError> {
     let mut cmd = Command::new("sh");
     cmd.arg("-c").arg(line);
     #[cfg(target_os = "linux")]
     die_with_parent(&mut cmd);
-    cmd.status()
-        .map_err(|e| CliError::Other(anyhow!("cannot run the `--prepare` command `{line}`: {e}")))
+    cmd.status().map_err(|source| GateError::PrepareNotStarted {
+        line: line.to_owned(),
+        source,
+    })
 }
 
 /// If `racegate run` is killed (even by SIGKILL, which it cannot forward), the kernel releases
@@ -169,7 +278,7 @@ fn round_ms(d: std::time::Duration) -> std::time::Duration {
 }
 
 /// "held by pid 4242 (`vision`) running `sleep 30` for 12.3s; 2 waiting", with each holder's
-/// share ("20 of 80 units on 1") when the gate has a budget or devices.
+/// share ("with 20 of 80 units on 1") when the gate has a budget or devices.
 fn describe_queue(status: &MachineStatus, now: SystemTime) -> String {
     let mut out = String::new();
     if status.holders.is_empty() {
@@ -207,24 +316,18 @@ fn describe_queue(status: &MachineStatus, now: SystemTime) -> String {
     if !status.waiters.is_empty() {
         out.push_str(&format!("; {} waiting", status.waiters.len()));
     }
-    out.push_str(&format!(
-        "; hint: `racegate status --gate {}` shows the queue",
-        status.name
-    ));
     out
 }
 
-/// Lock-directory problems are the user's environment: usage errors (exit 2), message kept.
-fn setup_error(e: MachineGateError) -> CliError {
-    CliError::Usage(anyhow::Error::new(e))
-}
-
-/// Run `racegate status`.
-pub fn status(args: StatusArgs) -> Result<u8, CliError> {
-    let root = LockDir::from_env().map_err(setup_error)?;
-    let names = match &args.gate {
+/// Read the machine-wide gates for `racegate status`, without joining any queue.
+///
+/// # Errors
+/// The lock directory cannot be used, or the gate name is not valid.
+pub fn status(cfg: &StatusConfig) -> Result<StatusReport, GateError> {
+    let root = LockDir::from_env()?;
+    let names = match &cfg.gate {
         Some(name) => {
-            racegate::machine::validate_gate_name(name).map_err(setup_error)?;
+            racegate::machine::validate_gate_name(name)?;
             // A gate nobody has used has no directory: report it as unknown rather than
             // describing a made-up "free, capacity 1" gate.
             if root.path().join(name).is_dir() {
@@ -233,32 +336,15 @@ pub fn status(args: StatusArgs) -> Result<u8, CliError> {
                 Vec::new()
             }
         }
-        None => root.gates().map_err(setup_error)?,
+        None => root.gates()?,
     };
-    let gates: Vec<MachineStatus> = names
+    let gates = names
         .iter()
         .map(|n| read_status(&root.path().join(n), n))
         .collect();
-    let now = SystemTime::now();
-    let stdout = io::stdout();
-    let mut out = stdout.lock();
-    let written = if args.json {
-        serde_json::to_writer_pretty(&mut out, &status_json(root.path(), &gates, now))
-            .map_err(io::Error::other)
-            .and_then(|()| writeln!(out))
-    } else if let (Some(name), true) = (&args.gate, gates.is_empty()) {
-        writeln!(
-            out,
-            "no gate `{name}` in {}: nothing has used it yet",
-            root.path().display()
-        )
-    } else {
-        write_status_text(&mut out, root.path(), &gates, now)
-    };
-    match written {
-        Ok(()) => Ok(crate::exit::SUCCESS),
-        // A closed pipe (`| head`) is not an error.
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(crate::exit::SUCCESS),
-        Err(e) => Err(CliError::Other(anyhow!("writing the status failed: {e}"))),
-    }
+    Ok(StatusReport {
+        lock_dir: root.path().to_path_buf(),
+        gates,
+        now: SystemTime::now(),
+    })
 }

@@ -3,7 +3,7 @@
 //! A `Gate` may carry a [`Backend`]: a second, machine-wide lock (the OS file locks of
 //! [`MachineGate`](crate::MachineGate)) taken by whoever already holds the in-process units.
 //! Threads of one process therefore queue fairly on the in-process semaphore first, and only the
-//! winner(s) contend with other processes. The grant engine (`grant.rs`) asks the backend with
+//! winner(s) contend with other processes. The grant path (`grant.rs`) asks the backend with
 //! the remaining time budget; async callers run the blocking backend call on Tokio's blocking
 //! pool, so the runtime is never blocked. A backend result that arrives after its caller left
 //! (a cancelled future) is dropped on that pool, which releases the lock at once.

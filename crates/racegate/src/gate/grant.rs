@@ -1,4 +1,4 @@
-//! The grant engine: the one path every acquisition takes, whatever its row in the variant
+//! The grant path: the one path every acquisition takes, whatever its row in the variant
 //! matrix (async, owned, blocking, try, timeout, weighted, labeled, `Gated`, machine-wide).
 //!
 //! `Inner::grant` (or `Inner::try_grant` for the non-waiting path; a gate without a backend first
@@ -13,7 +13,7 @@
 //! `SemaphorePermit` until the grant exists, and there is no `.await` between the grant and the
 //! guard's construction, so a grant can never be lost to cancellation.
 //!
-//! The `Gate::grant_*` entry points below map the engine's internal [`GrantError`] to the one
+//! The `Gate::grant_*` entry points below map the grant path's internal [`GrantError`] to the one
 //! public error type of each kind of call.
 
 use std::future::Future;
@@ -243,7 +243,7 @@ impl GrantError {
     }
 }
 
-// --- the engine ---------------------------------------------------------------------------------
+// --- the grant path ----------------------------------------------------------------------------
 
 /// Counts a queued caller for as long as it waits (dropped with a cancelled future too).
 struct Waiting<'a>(&'a AtomicUsize);

@@ -6,7 +6,7 @@
 //! - `acquire.rs`: the variant matrix, on [`Gate`] and on its [`Labeled`] view;
 //! - `labeled.rs`: the [`Labeled`] view shared by every front;
 //! - `guard.rs`: [`GateGuard`] and [`OwnedGateGuard`];
-//! - `grant.rs`: the grant engine every acquisition goes through;
+//! - `grant.rs`: the grant path every acquisition goes through;
 //! - `backend.rs`: the seam where a machine-wide lock plugs in;
 //! - `blocking.rs`: the private executor of the blocking calls;
 //! - `watchdog.rs`: the hold-warning thread.

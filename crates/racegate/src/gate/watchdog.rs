@@ -1,6 +1,6 @@
 //! The hold-warning watchdog: reports holders that pass [`GateConfig::hold_warning`] *while they
 //! still hold*. A holder that is stuck (a hung kernel, a guard leaked into a forgotten task)
-//! never reaches the release-time warning of the grant engine.
+//! never reaches the release-time warning of the grant path.
 //!
 //! [`GateConfig::hold_warning`]: super::GateConfig::hold_warning
 

@@ -1,6 +1,6 @@
 //! Printers for `racegate status`: text for people, JSON (schema version
 //! [`STATUS_SCHEMA_VERSION`]) for programs. Both only format a [`MachineStatus`] read by the
-//! library; they compute nothing.
+//! library (its report model); they compute nothing.
 
 use std::io::{self, Write};
 use std::path::Path;
