@@ -2,8 +2,8 @@
 //! untimed calls (the lock directory can fail under any call).
 //!
 //! Every method goes through the [`Labeled`] view of the in-process gate in front of the file
-//! locks: the timed and non-waiting forms are the gate's own, and the untimed ones are its
-//! fallible weighted forms with `n = 1`.
+//! locks: the timed, non-waiting and weighted forms are the gate's own, and the untimed unit
+//! forms are its fallible weighted forms with `n = 1`.
 
 use std::time::Duration;
 

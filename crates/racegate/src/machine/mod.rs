@@ -1,12 +1,14 @@
 //! Machine-wide gates: one gate shared by every process of a user on the machine.
 //!
-//! A [`MachineGate`] is a [`Gate`] whose units also hold OS advisory file locks (`flock`): one
-//! *lane* file per unit of capacity. Threads of one process queue on the in-process gate first;
-//! the winner then queues with other processes for a lane. Because the kernel owns the lock, a
-//! holder that dies (even by SIGKILL) releases it at once. Records of holders and waiters make the
-//! gate visible ([`MachineStatus`], `racegate status`); they are never trusted for ownership.
-//! See `lock.rs` for the protocol, its fairness and why it cannot deadlock, and
-//! `docs/machine-gate.md` for the files.
+//! A [`MachineGate`] is a [`Gate`] whose guards also hold an OS advisory file lock (`flock`):
+//! one *lane* file per holder, whose lock is the holder's whole share — a number of units of the
+//! gate's capacity (a budget: GiB of VRAM, percent), on one device or on whole devices. Threads
+//! of one process queue on the in-process gate first; the winner then queues with other
+//! processes. Because the kernel owns the lock, a holder that dies (even by SIGKILL) releases
+//! its whole share at once. Records of holders and waiters make the gate visible
+//! ([`MachineStatus`], `racegate status`); they are never trusted for ownership. See `lock.rs`
+//! for the protocol, its fairness and why it cannot deadlock, `budget.rs` for the declaration
+//! and the ledger, and `docs/machine-gate.md` for the files.
 //!
 //! Rooms: `mod.rs` the handle and its builder; `acquire.rs` its variant matrix; `backend.rs` the
 //! file-lock backend it plugs into the [`Gate`]; `global.rs` the process-wide machine-wide gates
@@ -68,9 +70,19 @@ use backend::MachineBackend;
 use budget::Declaration;
 use lock::GateFiles;
 
-/// A machine-wide gate: a [`Gate`] whose guards also hold a lane (an OS file lock), so that at
-/// most [`capacity`](MachineGate::capacity) holders run at once across every process of the
-/// machine.
+/// A machine-wide gate: a [`Gate`] whose guards also hold a lane (an OS file lock), so that the
+/// shares held at once across every process of the machine never exceed its
+/// [`capacity`](MachineGate::capacity) (per device, with [`devices`](MachineGateBuilder::devices)).
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// # std::env::set_var("RACEGATE_DIR", dir.path());
+/// let vram = racegate::MachineGate::builder("doc-vram").capacity(80).devices(["0", "1"]).open().unwrap();
+/// let a = vram.acquire_many_blocking(60).unwrap(); // 60 of 80 units on device 0
+/// let b = vram.acquire_many_blocking(60).unwrap(); // does not fit beside it: device 1
+/// assert_eq!((a.devices(), b.devices()), (&["0".to_owned()][..], &["1".to_owned()][..]));
+/// assert!(vram.try_acquire_many(80).is_err()); // no whole device is free
+/// ```
 ///
 /// Cloning is cheap and yields the same gate. Its guards are the [`Gate`]'s: dropping one releases
 /// the file lock, then the in-process unit, and logs the acquisition to the gate's history. The
@@ -79,17 +91,20 @@ use lock::GateFiles;
 ///
 /// # Variant matrix
 ///
-/// The same names, guards and error types as [`Gate`]'s unit forms (borrowed/owned ×
-/// async/async bounded/blocking/blocking bounded/non-waiting), and the same [`labeled`] view.
-/// Unlike [`Gate`]'s, the untimed calls return a `Result` ([`AcquireError`]): the lock directory
-/// can fail under any of them. A machine-wide acquisition takes exactly one unit, so there are no
-/// weighted (`*_many`) forms yet.
+/// The same names, guards and error types as [`Gate`]'s whole matrix (borrowed/owned ×
+/// async/async bounded/blocking/blocking bounded/non-waiting, each with a weighted `_many` form
+/// taking `n` units), and the same [`labeled`] view. Unlike [`Gate`]'s, the untimed calls return
+/// a `Result` ([`AcquireError`]): the lock directory can fail under any of them. `n` units go on
+/// one device if `n` is at most the capacity, or take `n / capacity` whole devices; the guard's
+/// `devices()` says which.
 ///
 /// # Fairness
 ///
 /// First-in, first-out across processes (by ticket number) and, within a process, across tasks
 /// and threads (the in-process gate queues them first). A `try_*` call never overtakes a waiter
-/// of any process.
+/// of any process. With weights, a large request at the head of the queue holds back smaller
+/// ones behind it until it fits: it is never starved, and a small request waits at most for
+/// the holders it found and the holds of the waiters ahead of it (docs/machine-gate.md).
 ///
 /// [`labeled`]: MachineGate::labeled
 /// [`AcquireError`]: crate::AcquireError
