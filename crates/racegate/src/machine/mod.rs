@@ -161,10 +161,8 @@ impl MachineGateBuilder {
     /// UUIDs), each with [`capacity`](Self::capacity) units (default: none declared, the gate
     /// is one device). An acquisition of `n` units takes them on one device when `n` is at
     /// most the capacity, or `n / capacity` whole devices when `n` is a multiple of it; the
-    /// guard's [`devices`](GateGuard::devices) says which. Every user of the gate must agree;
+    /// guard's [`devices`](crate::GateGuard::devices) says which. Every user of the gate must agree;
     /// [`discover_devices`] finds them on this machine.
-    ///
-    /// [`GateGuard::devices`]: crate::GateGuard::devices
     pub fn devices<I, S>(mut self, devices: I) -> Self
     where
         I: IntoIterator<Item = S>,
