@@ -278,7 +278,7 @@ fn round_ms(d: std::time::Duration) -> std::time::Duration {
 }
 
 /// "held by pid 4242 (`vision`) running `sleep 30` for 12.3s; 2 waiting", with each holder's
-/// share ("with 20 of 80 units on 1") when the gate has a budget or devices.
+/// share ("with 20 of 80 units", "with 20 units on 1") when the gate has a budget or devices.
 fn describe_queue(status: &MachineStatus, now: SystemTime) -> String {
     let mut out = String::new();
     if status.holders.is_empty() {
@@ -304,12 +304,14 @@ fn describe_queue(status: &MachineStatus, now: SystemTime) -> String {
             )),
         }
         if shared {
-            match h.units {
-                Some(u) => out.push_str(&format!(" with {u} of {} units", status.units_total)),
-                None => out.push_str(" with an unknown share"),
-            }
-            if !h.devices.is_empty() {
-                out.push_str(&format!(" on {}", h.devices.join(",")));
+            match (h.units, h.devices.is_empty()) {
+                (Some(u), true) => {
+                    out.push_str(&format!(" with {u} of {} units", status.units_total))
+                }
+                (Some(u), false) => {
+                    out.push_str(&format!(" with {u} units on {}", h.devices.join(",")))
+                }
+                (None, _) => out.push_str(" with an unknown share"),
             }
         }
     }
