@@ -88,7 +88,7 @@ pub enum GateError {
         source: io::Error,
     },
     /// The `--prepare` command failed: the run stops with its status, before the gate.
-    #[error("the `--prepare` command failed (exit {code}); not waiting for the gate")]
+    #[error("the `--prepare` command failed with exit status `{code}`; not waiting for the gate")]
     PrepareFailed {
         /// Its exit status as a shell reports it.
         code: u8,

@@ -57,9 +57,11 @@ pub fn resolve(
         (None, Some(k)) => {
             if k as usize > devices.len() {
                 return Err(format!(
-                    "`--gpus {k}` asks for more devices than the gate has: `{}` (`{}`)",
+                    "`--gpus {k}` asks for more devices than the gate has: `{}` (`{}`); \
+                     hint: ask for at most `{}`, or declare more with `--devices`",
                     devices.len(),
-                    devices.join(",")
+                    devices.join(","),
+                    devices.len()
                 ));
             }
             k.checked_mul(capacity).ok_or_else(|| {
