@@ -75,7 +75,12 @@ pub(crate) fn machine(py: Python<'_>, e: MachineGateError) -> PyErr {
 }
 
 pub(crate) fn config(py: Python<'_>, e: ConfigError) -> PyErr {
-    raise(py, config_class(py), e.to_string(), |_| Ok(()))
+    config_message(py, e.to_string())
+}
+
+/// `ConfigError(message)`: bad configuration that is not a `racegate::ConfigError`.
+pub(crate) fn config_message(py: Python<'_>, message: String) -> PyErr {
+    raise(py, config_class(py), message, |_| Ok(()))
 }
 
 pub(crate) fn timeout(py: Python<'_>, e: AcquireTimeoutError) -> PyErr {

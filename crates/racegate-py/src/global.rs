@@ -63,18 +63,35 @@ pub(crate) fn configure<'py>(
 }
 
 /// Makes the process-wide gate `name` machine-wide (the gate `racegate::test_guard` and the
-/// pytest plugin use) and returns it as a `MachineGate`.
+/// pytest plugin use) and returns it as a `MachineGate`; `devices` as `MachineGate`'s.
 #[pyfunction]
-#[pyo3(signature = (name, capacity = 1))]
+#[pyo3(signature = (name, capacity = 1, *, devices = None))]
 pub(crate) fn configure_machine_wide<'py>(
     py: Python<'py>,
     name: &str,
     capacity: u32,
+    devices: Option<Vec<String>>,
 ) -> PyResult<Bound<'py, PyAny>> {
+    let devices = devices.unwrap_or_default();
     let global = py
-        .detach(|| racegate::machine::machine_wide(name, capacity))
+        .detach(|| racegate::machine::machine_wide_on(name, capacity, &devices))
         .map_err(|e| errors::machine(py, e))?;
     remembered(py, name, || {
         Ok(Bound::new(py, PyMachineGate::initializer(global.machine))?.into_any())
     })
+}
+
+/// The device ids in `text` (`0,1,2,3`, as `RACEGATE_TEST_GUARD_DEVICES` and `racegate run
+/// --devices` take them); `ConfigError` names a bad entry.
+#[pyfunction]
+pub(crate) fn parse_device_list(py: Python<'_>, text: &str) -> PyResult<Vec<String>> {
+    racegate::machine::parse_device_list(text)
+        .map_err(|e| errors::config_message(py, e.to_string()))
+}
+
+/// The GPUs this process may use: `CUDA_VISIBLE_DEVICES` when set, else those `nvidia-smi -L`
+/// lists; empty when neither names any.
+#[pyfunction]
+pub(crate) fn discover_devices(py: Python<'_>) -> Vec<String> {
+    py.detach(|| racegate::machine::discover_devices().devices)
 }

@@ -54,6 +54,15 @@ impl PyGuard {
         self.guard.as_ref().map_or(0, OwnedGateGuard::units)
     }
 
+    /// The devices this guard's units are on (a machine-wide gate with declared devices), else
+    /// empty.
+    #[getter]
+    fn devices(&self) -> Vec<String> {
+        self.guard
+            .as_ref()
+            .map_or_else(Vec::new, |g| g.devices().to_vec())
+    }
+
     /// The gate's name.
     #[getter]
     fn gate_name(&self) -> Option<&str> {

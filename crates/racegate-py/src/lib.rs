@@ -51,9 +51,12 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<status::PyMachineStatus>()?;
     m.add_class::<status::PyMachineHolder>()?;
     m.add_class::<status::PyHistorySummary>()?;
+    m.add_class::<status::PyDeviceStatus>()?;
     m.add_class::<waiter::PyWaiter>()?;
     m.add_function(wrap_pyfunction!(global::global_gate, m)?)?;
     m.add_function(wrap_pyfunction!(global::configure, m)?)?;
+    m.add_function(wrap_pyfunction!(global::parse_device_list, m)?)?;
+    m.add_function(wrap_pyfunction!(global::discover_devices, m)?)?;
     m.add_function(wrap_pyfunction!(global::configure_machine_wide, m)?)?;
     m.add("RUST_VERSION", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -16,8 +16,9 @@ use crate::status::PyMachineStatus;
 /// A gate shared by every process of this user on the machine (OS file locks in the lock
 /// directory: `dir`, else `RACEGATE_DIR`, `$XDG_RUNTIME_DIR/racegate`, `/tmp/racegate-<uid>`).
 ///
-/// `MachineGate(name, capacity=1, *, slots=None, dir=None, stats=True, hold_warning=None,
-/// records=True)`; `slots` is the older name of `capacity`.
+/// `MachineGate(name, capacity=1, *, slots=None, devices=None, dir=None, stats=True,
+/// hold_warning=None, records=True)`; `slots` is the older name of `capacity`, which is the
+/// units per device when `devices` (ids as `CUDA_VISIBLE_DEVICES` takes them) are declared.
 #[pyclass(module = "racegate", name = "MachineGate", extends = PyGate, frozen)]
 pub(crate) struct PyMachineGate {
     pub(crate) machine: MachineGate,
@@ -35,13 +36,14 @@ impl PyMachineGate {
 #[pymethods]
 impl PyMachineGate {
     #[new]
-    #[pyo3(signature = (name, capacity = None, *, slots = None, dir = None, stats = true, hold_warning = None, records = true))]
+    #[pyo3(signature = (name, capacity = None, *, slots = None, devices = None, dir = None, stats = true, hold_warning = None, records = true))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         name: String,
         capacity: Option<u32>,
         slots: Option<u32>,
+        devices: Option<Vec<String>>,
         dir: Option<PathBuf>,
         stats: bool,
         hold_warning: Option<f64>,
@@ -60,6 +62,9 @@ impl PyMachineGate {
             .capacity(capacity)
             .config(config(capacity, stats, hold_warning)?)
             .records(records);
+        if let Some(d) = devices {
+            builder = builder.devices(d);
+        }
         if let Some(d) = dir {
             builder = builder.dir(d);
         }
@@ -67,6 +72,12 @@ impl PyMachineGate {
             .detach(|| builder.open())
             .map_err(|e| errors::machine(py, e))?;
         Ok(PyMachineGate::initializer(machine))
+    }
+
+    /// The devices the gate spans (each with `capacity` units); empty: one device.
+    #[getter]
+    fn devices(&self) -> Vec<String> {
+        self.machine.devices().to_vec()
     }
 
     /// The gate's directory inside the lock directory.

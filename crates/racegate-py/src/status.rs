@@ -29,11 +29,23 @@ pub(crate) struct PyMachineHolder {
     since: Option<f64>,
     /// Seconds it has held or waited so far.
     elapsed: Option<f64>,
+    /// Units of the gate it holds (holders whose share is known), else `None`.
+    units: Option<u32>,
+    /// The devices its units are on (gates with declared devices).
+    devices: Vec<String>,
 }
 
 impl PyMachineHolder {
-    fn new(lane: Option<u32>, seq: Option<u64>, r: Option<&Record>, now: SystemTime) -> Self {
+    fn new(
+        lane: Option<u32>,
+        seq: Option<u64>,
+        r: Option<&Record>,
+        share: (Option<u32>, Vec<String>),
+        now: SystemTime,
+    ) -> Self {
         PyMachineHolder {
+            units: share.0,
+            devices: share.1,
             lane,
             seq,
             pid: r.map(|r| r.pid),
@@ -98,11 +110,36 @@ impl PyHistorySummary {
     }
 }
 
+/// One declared device of a machine-wide gate: its units in use, and the lanes of its holders.
+#[pyclass(module = "racegate", name = "DeviceStatus", frozen, get_all)]
+pub(crate) struct PyDeviceStatus {
+    id: String,
+    used: u32,
+    capacity: u32,
+    holder_lanes: Vec<u32>,
+}
+
+#[pymethods]
+impl PyDeviceStatus {
+    fn __repr__(&self) -> String {
+        format!(
+            "DeviceStatus(id={}, used={}, capacity={})",
+            py_repr_opt(Some(&self.id)),
+            self.used,
+            self.capacity
+        )
+    }
+}
+
 /// A machine-wide gate's state across all processes.
 #[pyclass(module = "racegate", name = "MachineStatus", frozen, get_all)]
 pub(crate) struct PyMachineStatus {
     name: String,
+    /// Units per device (of the one device when none are declared).
     capacity: u32,
+    devices: Vec<Py<PyDeviceStatus>>,
+    units_used: u64,
+    units_total: u64,
     holders: Vec<Py<PyMachineHolder>>,
     /// In queue order.
     waiters: Vec<Py<PyMachineHolder>>,
@@ -115,13 +152,36 @@ impl PyMachineStatus {
         Ok(PyMachineStatus {
             name: s.name.clone(),
             capacity: s.capacity,
+            devices: s
+                .devices
+                .iter()
+                .map(|d| {
+                    Py::new(
+                        py,
+                        PyDeviceStatus {
+                            id: d.id.clone(),
+                            used: d.used,
+                            capacity: d.capacity,
+                            holder_lanes: d.holder_lanes.clone(),
+                        },
+                    )
+                })
+                .collect::<PyResult<_>>()?,
+            units_used: s.units_used,
+            units_total: s.units_total,
             holders: s
                 .holders
                 .iter()
                 .map(|h| {
                     Py::new(
                         py,
-                        PyMachineHolder::new(Some(h.lane), None, h.record.as_ref(), now),
+                        PyMachineHolder::new(
+                            Some(h.lane),
+                            None,
+                            h.record.as_ref(),
+                            (h.units, h.devices.clone()),
+                            now,
+                        ),
                     )
                 })
                 .collect::<PyResult<_>>()?,
@@ -131,7 +191,13 @@ impl PyMachineStatus {
                 .map(|w| {
                     Py::new(
                         py,
-                        PyMachineHolder::new(None, Some(w.seq), w.record.as_ref(), now),
+                        PyMachineHolder::new(
+                            None,
+                            Some(w.seq),
+                            w.record.as_ref(),
+                            (None, Vec::new()),
+                            now,
+                        ),
                     )
                 })
                 .collect::<PyResult<_>>()?,
@@ -144,9 +210,11 @@ impl PyMachineStatus {
 impl PyMachineStatus {
     fn __repr__(&self) -> String {
         format!(
-            "MachineStatus(name={}, capacity={}, holders={}, waiters={})",
+            "MachineStatus(name={}, capacity={}, units_used={}, units_total={}, holders={}, waiters={})",
             py_repr_opt(Some(&self.name)),
             self.capacity,
+            self.units_used,
+            self.units_total,
             self.holders.len(),
             self.waiters.len()
         )

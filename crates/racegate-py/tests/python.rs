@@ -229,6 +229,8 @@ fn pytest(file: &str, limit: Duration) {
         .env_remove("RACEGATE_DIR")
         .env_remove("RACEGATE_PYTEST_GROUPS")
         .env_remove("RACEGATE_TEST_GUARD_TIMEOUT")
+        .env_remove("RACEGATE_TEST_GUARD_CAPACITY")
+        .env_remove("RACEGATE_TEST_GUARD_DEVICES")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -279,6 +281,11 @@ fn machine_wide_gate_from_python_with_racegate_run_and_status() {
 #[test]
 fn pytest_plugin_on_xdist_runs_and_beside_rust_test_guard() {
     pytest("test_plugin.py", Duration::from_secs(600));
+}
+
+#[test]
+fn plugin_parsers_take_any_input() {
+    pytest("test_plugin_inputs.py", Duration::from_secs(300));
 }
 
 #[test]

@@ -26,6 +26,7 @@ from ._errors import (
     WouldBlock,
 )
 from ._native import (
+    DeviceStatus,
     Gate,
     GateStats,
     Guard,
@@ -38,7 +39,9 @@ from ._native import (
     Percentiles,
     configure,
     configure_machine_wide,
+    discover_devices,
     global_gate,
+    parse_device_list,
 )
 
 # The Rust name of the timeout error, for readers coming from the Rust API.
@@ -55,6 +58,7 @@ __all__ = [
     "AcquireTimeout",
     "AcquireTimeoutError",
     "ConfigError",
+    "DeviceStatus",
     "Gate",
     "GateStats",
     "Guard",
@@ -71,5 +75,7 @@ __all__ = [
     "WouldBlock",
     "configure",
     "configure_machine_wide",
+    "discover_devices",
     "global_gate",
+    "parse_device_list",
 ]

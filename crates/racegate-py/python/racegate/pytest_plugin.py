@@ -8,9 +8,17 @@ machine, while every other test stays parallel.
 
 Options:
 
-- ``@pytest.mark.racegate("gpu", "net", timeout=30, capacity=1)``: several gates are taken in
-  name order (no deadlock between tests that take several); ``timeout`` in seconds overrides the
-  default; ``capacity`` is the gate's (every user of a gate must agree; default 1).
+- ``@pytest.mark.racegate("gpu", "net", timeout=30, units=None, capacity=None)``: several gates
+  are taken in name order (no deadlock between tests that take several); ``timeout`` in seconds
+  overrides the default; ``units`` is the test's share of each gate (default: all units of one
+  device, i.e. the whole gate when it declares no devices); ``capacity`` is the gate's units per
+  device (every user of a gate must agree).
+- As with ``racegate::test_guard_with`` in Rust, the environment variables
+  ``RACEGATE_TEST_GUARD_CAPACITY`` (default capacity, default 1) and
+  ``RACEGATE_TEST_GUARD_DEVICES`` (``0,1,2,3``, or ``auto``: ``CUDA_VISIBLE_DEVICES``, else
+  ``nvidia-smi -L``; unset: no devices) configure the gates, so marked tests share out the same
+  budget as Rust tests. The fixture ``racegate_guards`` gives a test its guards by gate name, e.g.
+  ``racegate_guards["gpu"].devices`` to point its work at the devices it holds.
 - ini ``racegate_timeout`` (``600``, ``90s``, ``1500ms``, ``10m``): the default timeout. The
   environment variable ``RACEGATE_TEST_GUARD_TIMEOUT`` (the Rust test guard's) overrides it for
   a run; without either it is 600 s. A test whose gate is not granted in time fails at setup,
@@ -38,6 +46,8 @@ import racegate
 
 DEFAULT_TIMEOUT = 600.0
 TIMEOUT_ENV = "RACEGATE_TEST_GUARD_TIMEOUT"
+CAPACITY_ENV = "RACEGATE_TEST_GUARD_CAPACITY"
+DEVICES_ENV = "RACEGATE_TEST_GUARD_DEVICES"
 GROUPS_ENV = "RACEGATE_PYTEST_GROUPS"
 TIMEOUT_INI = "racegate_timeout"
 GROUPS_INI = "racegate_groups"
@@ -125,9 +135,11 @@ def parse_env_groups(text: str, into: _Groups) -> None:
 
 
 class _Settings:
-    def __init__(self, timeout: float, groups: _Groups) -> None:
+    def __init__(self, timeout: float, groups: _Groups, capacity: int, devices: List[str]) -> None:
         self.timeout = timeout
         self.groups = groups
+        self.capacity = capacity
+        self.devices = devices
 
 
 _SETTINGS = pytest.StashKey[_Settings]()
@@ -152,6 +164,38 @@ def _default_timeout(config: pytest.Config) -> float:
             )
         return secs
     return DEFAULT_TIMEOUT
+
+
+def parse_capacity(text: str) -> Optional[int]:
+    """A capacity (units per device, at least 1) from ``80``; ``None`` if it is not one."""
+    text = str(text).strip()
+    if not text.isdigit() or not text.isascii():
+        return None
+    value = int(text)
+    return value if 1 <= value <= 0xFFFF_FFFF else None
+
+
+def _capacity_and_devices() -> Tuple[int, List[str]]:
+    """The gates' capacity and devices from the Rust test guard's variables (blank: unset)."""
+    raw = os.environ.get(CAPACITY_ENV, "").strip()
+    capacity = 1
+    if raw:
+        parsed = parse_capacity(raw)
+        if parsed is None:
+            raise pytest.UsageError(
+                f"`{CAPACITY_ENV}` is `{raw}`, not a capacity; hint: write the units of one "
+                "device, e.g. `80` or `100`"
+            )
+        capacity = parsed
+    raw = os.environ.get(DEVICES_ENV, "").strip()
+    if not raw:
+        return capacity, []
+    if raw == "auto":
+        return capacity, racegate.discover_devices()
+    try:
+        return capacity, racegate.parse_device_list(raw)
+    except racegate.ConfigError as e:
+        raise pytest.UsageError(f"`{DEVICES_ENV}`: {e}") from None
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -180,15 +224,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "racegate(name, *names, timeout=None, capacity=1): hold the machine-wide racegate "
-        "gate(s) across the test's setup, call and teardown (shared with xdist workers, other "
-        "processes, `racegate run --gate` and Rust `racegate::test_guard`)",
+        "racegate(name, *names, timeout=None, units=None, capacity=None): hold the machine-wide "
+        "racegate gate(s) (a share of `units`, default one whole device) across the test's "
+        "setup, call and teardown (shared with xdist workers, other processes, "
+        "`racegate run --gate` and Rust `racegate::test_guard`)",
     )
     groups = parse_ini_groups(config.getini(GROUPS_INI))
     env = os.environ.get(GROUPS_ENV)
     if env:
         parse_env_groups(env, groups)
-    config.stash[_SETTINGS] = _Settings(_default_timeout(config), groups)
+    capacity, devices = _capacity_and_devices()
+    config.stash[_SETTINGS] = _Settings(_default_timeout(config), groups, capacity, devices)
 
 
 @pytest.hookimpl(trylast=True)
@@ -253,10 +299,23 @@ def spread(items: List[T], marked: List[bool]) -> List[T]:
     return out
 
 
-def _wanted(item: pytest.Item) -> Tuple[List[Tuple[str, int]], Optional[float]]:
-    """The gates a test takes (name order) with their capacities, and its timeout (the nearest
-    mark's, if it gives one)."""
-    gates: Dict[str, int] = {}
+def _positive(item: pytest.Item, mark: pytest.Mark, key: str) -> Optional[int]:
+    raw = mark.kwargs.get(key)
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= 0xFFFF_FFFF:
+        pytest.fail(
+            f"{item.nodeid}: `@pytest.mark.racegate({key}={raw!r})` is not a positive whole "
+            f"number; hint: e.g. `{key}=2`",
+            pytrace=False,
+        )
+    return raw
+
+
+def _wanted(item: pytest.Item) -> Tuple[List[Tuple[str, Optional[int], Optional[int]]], Optional[float]]:
+    """The gates a test takes (name order) with their capacities and the test's units (`None`:
+    the defaults), and its timeout (the nearest mark's, if it gives one)."""
+    gates: Dict[str, Tuple[Optional[int], Optional[int]]] = {}
     timeout: Optional[float] = None
     for mark in item.iter_markers("racegate"):
         if not mark.args or not all(isinstance(a, str) and a for a in mark.args):
@@ -265,16 +324,16 @@ def _wanted(item: pytest.Item) -> Tuple[List[Tuple[str, int]], Optional[float]]:
                 f'`@pytest.mark.racegate("gpu")`, got {mark.args!r}',
                 pytrace=False,
             )
-        unknown = set(mark.kwargs) - {"timeout", "capacity"}
+        unknown = set(mark.kwargs) - {"timeout", "capacity", "units"}
         if unknown:
             pytest.fail(
                 f"{item.nodeid}: `@pytest.mark.racegate` got unknown option(s) {sorted(unknown)}; "
-                "hint: it takes `timeout=` and `capacity=`",
+                "hint: it takes `timeout=`, `units=` and `capacity=`",
                 pytrace=False,
             )
-        capacity = mark.kwargs.get("capacity", 1)
+        share = (_positive(item, mark, "capacity"), _positive(item, mark, "units"))
         for name in mark.args:
-            gates.setdefault(name, capacity)
+            gates.setdefault(name, share)
         if timeout is None and mark.kwargs.get("timeout") is not None:
             raw = mark.kwargs["timeout"]
             timeout = raw if isinstance(raw, (int, float)) else parse_duration(raw)
@@ -284,7 +343,14 @@ def _wanted(item: pytest.Item) -> Tuple[List[Tuple[str, int]], Optional[float]]:
                     "hint: seconds, or e.g. `90s`, `1500ms`",
                     pytrace=False,
                 )
-    return sorted(gates.items()), timeout
+    return sorted((name, c, u) for name, (c, u) in gates.items()), timeout
+
+
+@pytest.fixture
+def racegate_guards(request: pytest.FixtureRequest) -> Dict[str, racegate.Guard]:
+    """The guards the test's racegate marks hold, by gate name (empty for an unmarked test)."""
+    guards = request.node.stash.get(_GUARDS, [])
+    return {g.gate_name or "": g for g in guards}
 
 
 def _release(item: pytest.Item) -> None:
@@ -302,15 +368,17 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     gates, timeout = _wanted(item)
     if not gates:
         return
+    settings = item.config.stash[_SETTINGS]
     if timeout is None:
-        timeout = item.config.stash[_SETTINGS].timeout
+        timeout = settings.timeout
     held: List[racegate.Guard] = []
     item.stash[_GUARDS] = held
     failure = None
     try:
-        for name, capacity in gates:
-            gate = racegate.configure_machine_wide(name, capacity)
-            held.append(gate.acquire(label=item.nodeid, timeout=timeout))
+        for name, capacity, units in gates:
+            capacity = capacity or settings.capacity
+            gate = racegate.configure_machine_wide(name, capacity, devices=settings.devices)
+            held.append(gate.acquire(label=item.nodeid, timeout=timeout, units=units or capacity))
     except racegate.RacegateError as e:
         _release(item)
         failure = f"racegate: {e}"

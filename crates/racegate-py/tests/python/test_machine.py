@@ -139,3 +139,37 @@ def test_status_from_python_reads_every_process(lock_dir, tmp_path):
         release.touch()
         assert holder.wait(30) == 0
     assert racegate.MachineGate("gpu").status().history.count == 1
+
+
+def test_budgets_and_devices(lock_dir, tmp_path, racegate_bin):
+    vram = racegate.MachineGate("vram", capacity=4)
+    big = vram.acquire(units=3, label="big")
+    with pytest.raises(racegate.AcquireTimeout, match="big"):
+        vram.acquire(units=2, label="too-big", timeout=0.05)
+    small = vram.acquire(units=1, label="small")
+    s = vram.status()
+    assert (s.units_used, s.units_total) == (4, 4)
+    assert sorted((h.label, h.units) for h in s.holders) == [("big", 3), ("small", 1)]
+    # Another process sees the Python holders' shares.
+    g = status_json(racegate_bin, "vram")
+    assert sorted(h["units"] for h in g["holders"]) == [1, 3], g
+    big.release()
+    small.release()
+
+    gpus = racegate.MachineGate("gpus", capacity=2, devices=["0", "1"])
+    assert gpus.devices == ["0", "1"]
+    a = gpus.acquire(units=2, label="a")  # a whole device
+    b = gpus.acquire(units=2, label="b")
+    assert sorted(a.devices + b.devices) == ["0", "1"]
+    s = gpus.status()
+    assert [(d.id, d.used, d.capacity) for d in s.devices] == [("0", 2, 2), ("1", 2, 2)]
+    assert sorted(tuple(h.devices) for h in s.holders) == [("0",), ("1",)]
+    with pytest.raises(racegate.WouldBlock):
+        gpus.try_acquire(units=1)
+    a.release()
+    one = gpus.acquire(units=1, timeout=5)
+    assert one.devices == a.devices or one.devices == [d for d in ["0", "1"] if d not in b.devices]
+    with pytest.raises(racegate.MachineGateError):
+        gpus.acquire(units=3, timeout=5)  # neither one device's share nor whole devices
+    one.release()
+    b.release()

@@ -288,3 +288,77 @@ def test_spread_reorders_only_xdist_load_workers_and_keeps_the_gate(pytester, su
     run(pytester, "-n", "1", "--dist", "loadgroup").assert_outcomes(passed=9)
     order = [l.split()[1] for l in suite_log.read_text().splitlines() if l.startswith("enter")]
     assert [i for i, name in enumerate(order) if name.startswith("gpu")] == [0, 1, 2], order
+
+
+def test_shares_of_a_budget_like_rust_test_guard_with(pytester, suite_log, monkeypatch):
+    # RACEGATE_TEST_GUARD_CAPACITY=4 and `units=2`: two marked tests at once, never three (each
+    # stays until another is inside, so the pairs meet; a third would be seen inside with them).
+    monkeypatch.setenv("RACEGATE_TEST_GUARD_CAPACITY", "4")
+    pytester.makepyfile(
+        test_b=SUITE
+        + "".join(
+            f"\n@pytest.mark.racegate('vram', units=2)\ndef test_gpu_{i}(racegate_guards):\n"
+            f"    assert racegate_guards['vram'].units == 2\n    job('gpu-{i}', 'gpu', 10)\n"
+            for i in range(4)
+        )
+    )
+    run(pytester, "-n", "4").assert_outcomes(passed=4)
+    most, seen = max_inside(suite_log, "gpu")
+    assert len(seen) == 4 and most == 2, suite_log.read_text()
+
+
+def test_devices_from_the_environment_give_each_test_its_own_device(pytester, suite_log, monkeypatch):
+    # Two devices of one unit: a marked test holds a whole device, so two run at once, each on
+    # the device its guard names, and never two on one device.
+    monkeypatch.setenv("RACEGATE_TEST_GUARD_DEVICES", "0,1")
+    pytester.makepyfile(
+        test_d=SUITE
+        + "".join(
+            f"\n@pytest.mark.racegate('gpus')\ndef test_gpu_{i}(racegate_guards):\n"
+            f"    (dev,) = racegate_guards['gpus'].devices\n    job(f'gpu-{{dev}}-{i}', 'gpu', 10)\n"
+            for i in range(4)
+        )
+    )
+    run(pytester, "-n", "4").assert_outcomes(passed=4)
+    most, seen = max_inside(suite_log, "gpu")
+    assert len(seen) == 4 and most == 2, suite_log.read_text()
+    inside = []
+    for line in suite_log.read_text().splitlines():
+        what, _, name = line.partition(" ")
+        if what == "enter":
+            dev = name.split("-")[1]
+            assert dev in ("0", "1") and all(n.split("-")[1] != dev for n in inside), suite_log.read_text()
+            inside.append(name)
+        elif name in inside:
+            inside.remove(name)
+
+
+@pytest.mark.parametrize(
+    "var, value, message",
+    [
+        ("RACEGATE_TEST_GUARD_CAPACITY", "lots", "`RACEGATE_TEST_GUARD_CAPACITY` is `lots`, not a capacity"),
+        ("RACEGATE_TEST_GUARD_CAPACITY", "0", "not a capacity"),
+        ("RACEGATE_TEST_GUARD_DEVICES", "0,,1", "`RACEGATE_TEST_GUARD_DEVICES`: device list `0,,1` has an empty entry"),
+    ],
+)
+def test_bad_test_guard_variables_are_a_usage_error(pytester, suite_log, monkeypatch, var, value, message):
+    monkeypatch.setenv(var, value)
+    pytester.makepyfile(test_suite=suite(1, 1))
+    result = run(pytester)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert message in result.stderr.str() + result.stdout.str()
+
+
+def test_a_share_that_cannot_be_placed_fails_the_test_naming_why(pytester, suite_log, monkeypatch):
+    monkeypatch.setenv("RACEGATE_TEST_GUARD_CAPACITY", "2")
+    monkeypatch.setenv("RACEGATE_TEST_GUARD_DEVICES", "0,1")
+    pytester.makepyfile(
+        test_u=SUITE
+        + "\n@pytest.mark.racegate('gpus', units=3)\ndef test_three():\n    pass\n"
+        + "\n@pytest.mark.racegate('gpus', units=0)\ndef test_zero():\n    pass\n"
+    )
+    result = run(pytester)
+    result.assert_outcomes(errors=2)
+    out = result.stdout.str()
+    assert "cannot place `3` units" in out, out
+    assert "units=0" in out and "positive whole number" in out, out

@@ -1,5 +1,5 @@
 """Property tests of what the pytest plugin reads from outside (ini values, the
-RACEGATE_PYTEST_GROUPS variable, marks' durations) and of its collection reordering: bad input
+RACEGATE_PYTEST_GROUPS and RACEGATE_TEST_GUARD_* variables, marks' durations) and of its collection reordering: bad input
 is a usage error naming the key, never a crash; good input means what it says."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from racegate.pytest_plugin import (
     _Groups,
+    parse_capacity,
     parse_duration,
     parse_env_groups,
     parse_ini_groups,
@@ -35,6 +36,29 @@ def test_any_text_is_a_duration_or_none(text):
 def test_durations_mean_what_they_say(n, unit):
     factor = {"": 1, "s": 1, "ms": 1e-3, "m": 60}[unit]
     assert parse_duration(f"{n}{unit}") == pytest.approx(n * factor)
+
+
+@given(st.text(max_size=20))
+def test_any_text_is_a_capacity_or_none(text):
+    c = parse_capacity(text)
+    assert c is None or 1 <= c <= 0xFFFF_FFFF
+
+
+@given(st.integers(-5, 2**33))
+def test_capacities_mean_what_they_say(n):
+    assert parse_capacity(f" {n} ") == (n if 1 <= n <= 0xFFFF_FFFF else None)
+
+
+@given(st.text(max_size=40))
+def test_any_device_list_parses_or_is_a_config_error(text):
+    import racegate
+
+    try:
+        ids = racegate.parse_device_list(text)
+    except racegate.ConfigError as e:
+        assert "hint:" in str(e)
+    else:
+        assert ids and len(set(ids)) == len(ids) and all(i and "," not in i for i in ids)
 
 
 @given(st.lists(st.text(max_size=60), max_size=8))
