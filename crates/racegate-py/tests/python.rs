@@ -109,10 +109,30 @@ fn venv(target: &Path) -> PathBuf {
         return python;
     }
     let _ = fs::remove_dir_all(&dir);
-    run_ok(
-        Command::new("python3").args(["-m", "venv"]).arg(&dir),
-        "creating the venv (needs python3 with its venv module)",
-    );
+    // Debian ships `ensurepip` apart (python3-venv): without it, a venv without pip, and pip
+    // put in by the system's pip (python3-pip, which the other Python tools' tests use too).
+    let with_pip = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&dir)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !with_pip {
+        let _ = fs::remove_dir_all(&dir);
+        run_ok(
+            Command::new("python3")
+                .args(["-m", "venv", "--without-pip"])
+                .arg(&dir),
+            "creating the venv (needs python3 with its venv module)",
+        );
+        run_ok(
+            Command::new("python3")
+                .args(["-m", "pip", "--python"])
+                .arg(&python)
+                .args(["install", "-q", "--disable-pip-version-check", "pip"]),
+            "putting pip into the venv (needs python3's ensurepip or pip: Debian's python3-venv \
+             or python3-pip)",
+        );
+    }
     run_ok(
         Command::new(&python)
             .args([
