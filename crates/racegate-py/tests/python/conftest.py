@@ -20,6 +20,12 @@ pytest_plugins = ["pytester"]
 HERE = Path(__file__).resolve().parent
 WORKSPACE = Path(os.environ.get("RACEGATE_WORKSPACE", HERE.parents[3]))
 HELPERS = HERE / "helpers"
+# pytester points HOME at a temporary directory: cargo run from a test keeps the toolchain's
+# homes as they were at start (cargo test sets them; by hand they come from HOME).
+RUST_HOMES = {
+    key: os.environ.get(key) or os.path.expanduser(default)
+    for key, default in (("CARGO_HOME", "~/.cargo"), ("RUSTUP_HOME", "~/.rustup"))
+}
 
 
 def until(cond, limit=30.0, what="condition"):

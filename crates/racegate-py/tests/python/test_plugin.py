@@ -13,7 +13,7 @@ import time
 import pytest
 
 import racegate
-from conftest import WORKSPACE, max_inside, until
+from conftest import RUST_HOMES, WORKSPACE, max_inside, until
 
 # A mixed suite: GPU and CPU tests alternate. Each logs `enter`/`leave` to SUITE_LOG and stays
 # inside until another test of its kind is inside, or SUITE_HOLD seconds pass (SUITE_CPU_HOLD for
@@ -198,6 +198,7 @@ def test_bad_marks_fail_the_test_with_a_hint(pytester, suite_log):
 def rust_suite(cargo, log, lock_dir, guard):
     env = dict(
         os.environ,
+        **RUST_HOMES,
         CARGO_TARGET_DIR=str(WORKSPACE / "target" / "fixtures"),
         RACEGATE_DIR=str(lock_dir),
         GUARD_SUITE_LOG=str(log),
