@@ -56,6 +56,30 @@ fn run_ok(cmd: &mut Command, what: &str) {
     );
 }
 
+/// Removes what cargo sets for a test process (`CARGO_PKG_NAME`, `CARGO_MANIFEST_DIR`, ...) from
+/// `cmd`'s environment: build scripts such as ring's rerun when these change, so a nested cargo
+/// that inherited this test's values would rebuild them, and the next plain `cargo test` again.
+fn without_test_env(cmd: &mut Command) -> &mut Command {
+    for (key, _) in std::env::vars_os() {
+        let Some(k) = key.to_str() else { continue };
+        if ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_BIN_"]
+            .iter()
+            .any(|p| k.starts_with(p))
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "CARGO_RUSTC_CURRENT_DIR",
+                "OUT_DIR",
+            ]
+            .contains(&k)
+        {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd
+}
+
 /// Holds an exclusive `flock` on `path` while alive: one provisioner at a time across processes.
 struct FileLock(#[allow(dead_code)] File);
 
@@ -155,7 +179,7 @@ fn install_wheel(target: &Path, python: &Path) {
     let _ = fs::remove_dir_all(&out);
     let bin = python.parent().unwrap();
     let mut maturin = Command::new(bin.join("maturin"));
-    maturin
+    without_test_env(&mut maturin)
         .arg("build")
         .arg("-m")
         .arg(workspace().join("crates/racegate-py/Cargo.toml"))
@@ -197,7 +221,8 @@ fn racegate_binary(target: &Path) -> PathBuf {
     }
     let (_, profile) = target_and_profile();
     let mut cmd = Command::new(cargo());
-    cmd.current_dir(workspace())
+    without_test_env(&mut cmd)
+        .current_dir(workspace())
         .args(["test", "--workspace", "--no-run", "--message-format=json"])
         .arg("--target-dir")
         .arg(target)
@@ -240,7 +265,7 @@ impl Drop for Running {
 fn pytest(file: &str, limit: Duration) {
     let env = env();
     let dir = workspace().join("crates/racegate-py/tests/python");
-    let child = Command::new(&env.python)
+    let child = without_test_env(&mut Command::new(&env.python))
         .args(["-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfE", file])
         .current_dir(&dir)
         .env("RACEGATE_BIN", &env.racegate)
