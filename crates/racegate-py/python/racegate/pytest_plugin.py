@@ -11,8 +11,9 @@ Options:
 - ``@pytest.mark.racegate("gpu", "net", timeout=30, units=None, capacity=None)``: several gates
   are taken in name order (no deadlock between tests that take several); ``timeout`` in seconds
   overrides the default; ``units`` is the test's share of each gate (default: all units of one
-  device, i.e. the whole gate when it declares no devices); ``capacity`` is the gate's units per
-  device (every user of a gate must agree).
+  device, i.e. the whole gate when it declares no devices; one unit when the mark gives
+  ``capacity``, so ``capacity=2`` lets two such tests run at once); ``capacity`` is the gate's
+  units per device (every user of a gate must agree).
 - As with ``racegate::test_guard_with`` in Rust, the environment variables
   ``RACEGATE_TEST_GUARD_CAPACITY`` (default capacity, default 1) and
   ``RACEGATE_TEST_GUARD_DEVICES`` (``0,1,2,3``, or ``auto``: ``CUDA_VISIBLE_DEVICES``, else
@@ -376,9 +377,12 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     failure = None
     try:
         for name, capacity, units in gates:
+            if units is None:
+                # `capacity=N` on the mark: N tests at once; else, as `test_guard`, one device.
+                units = 1 if capacity else settings.capacity
             capacity = capacity or settings.capacity
             gate = racegate.configure_machine_wide(name, capacity, devices=settings.devices)
-            held.append(gate.acquire(label=item.nodeid, timeout=timeout, units=units or capacity))
+            held.append(gate.acquire(label=item.nodeid, timeout=timeout, units=units))
     except racegate.RacegateError as e:
         _release(item)
         failure = f"racegate: {e}"

@@ -291,15 +291,21 @@ def test_spread_reorders_only_xdist_load_workers_and_keeps_the_gate(pytester, su
     assert [i for i, name in enumerate(order) if name.startswith("gpu")] == [0, 1, 2], order
 
 
-def test_shares_of_a_budget_like_rust_test_guard_with(pytester, suite_log, monkeypatch):
-    # RACEGATE_TEST_GUARD_CAPACITY=4 and `units=2`: two marked tests at once, never three (each
-    # stays until another is inside, so the pairs meet; a third would be seen inside with them).
-    monkeypatch.setenv("RACEGATE_TEST_GUARD_CAPACITY", "4")
+@pytest.mark.parametrize(
+    "capacity, mark, units",
+    [("4", "units=2", 2), ("", "capacity=2", 1)],
+    ids=["environment-capacity-and-units", "mark-capacity"],
+)
+def test_shares_of_a_budget_like_rust_test_guard_with(pytester, suite_log, monkeypatch, capacity, mark, units):
+    # RACEGATE_TEST_GUARD_CAPACITY=4 and `units=2`, or `capacity=2` on the mark: two marked
+    # tests at once, never three (each stays until another is inside, so the pairs meet; a
+    # third would be seen inside with them).
+    monkeypatch.setenv("RACEGATE_TEST_GUARD_CAPACITY", capacity)
     pytester.makepyfile(
         test_b=SUITE
         + "".join(
-            f"\n@pytest.mark.racegate('vram', units=2)\ndef test_gpu_{i}(racegate_guards):\n"
-            f"    assert racegate_guards['vram'].units == 2\n    job('gpu-{i}', 'gpu', 10)\n"
+            f"\n@pytest.mark.racegate('vram', {mark})\ndef test_gpu_{i}(racegate_guards):\n"
+            f"    assert racegate_guards['vram'].units == {units}\n    job('gpu-{i}', 'gpu', 10)\n"
             for i in range(4)
         )
     )
