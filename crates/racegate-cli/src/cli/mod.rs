@@ -129,7 +129,7 @@ where
         Command::Stress(args) => crate::stress::stress(args),
         Command::Compare(args) => crate::compare::compare(args),
         Command::Demo(args) => crate::demo::demo(args),
-        Command::Hunt(args) => crate::hunt::hunt(args),
+        Command::Hunt(args) => hunt::run(args),
         Command::Run(args) => crate::gate_cmd::run(args),
         Command::Status(args) => crate::gate_cmd::status(args),
         Command::SimServe(args) => sim_serve::sim_serve(args),

@@ -231,6 +231,8 @@ fn tidy(tool: &str, text: &str) -> String {
 
 /// Run `cmd`, returning its stdout if it finished within `timeout`; kills it otherwise.
 fn bounded_output(cmd: &mut Command, timeout: Duration) -> Option<String> {
+    #[cfg(unix)]
+    super::exec::clean_child(cmd);
     let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

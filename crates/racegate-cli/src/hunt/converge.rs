@@ -1,0 +1,262 @@
+//! The rounds: find → serialize → run again with the serialization applied → find again, until
+//! a round runs clean (or nothing new can be learned).
+//!
+//! Conflict sets that share a test merge into one group, so each test is in exactly one. When
+//! many tests of one module or class conflict, the group is widened to the whole module or
+//! class — tentatively: the next round must run clean for the widening to stay, and it is
+//! dropped (back to the measured sets) otherwise.
+
+use super::analyse::analyse_pending;
+use super::discover::discover;
+use super::emit;
+use super::engine::{Engine, Stop};
+use super::events::{HuntEvent, Phase};
+use super::model::FailureKind;
+use super::report::Classification;
+use super::state::HuntState;
+
+/// Distinct conflicting tests of one module or class before the whole of it is tried…
+const UNIT_THRESHOLD: usize = 3;
+/// …and the share of its tests they must be ("many tests of one module").
+const UNIT_SHARE: f64 = 0.5;
+
+/// Run the rounds.
+pub fn rounds(engine: &mut Engine<'_>, state: &mut HuntState) -> Result<(), Stop> {
+    let mut round = 1;
+    let result = loop {
+        let pass = match discover(engine, state, round) {
+            Ok(p) => p,
+            Err(e) => break Err(e),
+        };
+        if round > 1 {
+            check_widenings(state, round);
+        }
+        if pass.failing_runs == 0 {
+            if round > 1 {
+                state.converged = true;
+                for g in &mut state.groups {
+                    g.verified = true;
+                }
+            }
+            break Ok(());
+        }
+        if let Err(e) = analyse_pending(engine, state, round) {
+            break Err(e);
+        }
+        let changed = match update_groups(engine, state, round) {
+            Ok(c) => c,
+            Err(e) => break Err(e),
+        };
+        if !changed {
+            if state.any_race() {
+                state.note(format!(
+                    "round {round} still failed with the serialization applied, and its failures gave no new conflict set"
+                ));
+            }
+            break Ok(());
+        }
+        if round >= engine.cfg.max_rounds {
+            state.note(format!(
+                "stopped after {round} rounds of find → serialize → rerun without a clean round"
+            ));
+            break Ok(());
+        }
+        widen(engine, state, round);
+        round += 1;
+    };
+    if !state.converged {
+        // A widening is kept only when a clean round verified it.
+        for g in &mut state.groups {
+            if !g.verified && g.unit.is_some() {
+                g.added.clear();
+                g.unit = None;
+            }
+        }
+    }
+    result
+}
+
+/// Merge this round's race sets into the groups. Returns whether the groups changed.
+fn update_groups(engine: &mut Engine<'_>, state: &mut HuntState, round: u32) -> Result<bool, Stop> {
+    let mut changed = false;
+    let races: Vec<usize> = (0..state.tracked.len())
+        .filter(|&i| {
+            let t = &state.tracked[i];
+            t.finding.round == round && t.finding.classification == Classification::Race
+        })
+        .collect();
+    for i in races {
+        let set = state.tracked[i].finding.conflict_set.clone();
+        changed |= state.merge_group(&set);
+        // A hang under a leaking fixture: every user of it belongs in the group.
+        if state.tracked[i].key.kind == FailureKind::Hang {
+            let leak = emit::leaking_fixtures(&state.tracked[i].finding.stacks)
+                .into_iter()
+                .next();
+            if let Some(mut leak) = leak {
+                leak.used_by = fixture_users(engine, state, &leak.name)?;
+                let users: Vec<String> = state
+                    .tests
+                    .iter()
+                    .filter(|t| leak.used_by.contains(t))
+                    .filter(|t| !state.excluded.iter().any(|e| e.test == **t))
+                    .cloned()
+                    .collect();
+                if let Some(g) = state
+                    .groups
+                    .iter_mut()
+                    .find(|g| g.members().iter().any(|t| set.contains(t)))
+                {
+                    for u in users {
+                        if !g.members().contains(&u) {
+                            g.added.push(u);
+                            g.fixture = Some(leak.name.clone());
+                            changed = true;
+                        }
+                    }
+                }
+                // Keep groups disjoint after adding the users.
+                state.disjoint_groups();
+                state.tracked[i].finding.leaking_fixture = Some(leak.clone());
+                if !state.leaks.iter().any(|l| l.name == leak.name) {
+                    state.leaks.push(leak);
+                }
+            }
+        }
+    }
+    Ok(changed)
+}
+
+/// Tests that use fixture `name`, when the runner can tell.
+fn fixture_users(
+    engine: &mut Engine<'_>,
+    state: &HuntState,
+    name: &str,
+) -> Result<Vec<String>, Stop> {
+    let dir = std::env::temp_dir().join(format!("racegate-hunt-fixtures-{}", std::process::id()));
+    let out = dir.join("fixtures.tsv");
+    let Some(spec) = engine.runner.fixtures_command(&out) else {
+        return Ok(Vec::new());
+    };
+    if std::fs::create_dir_all(&dir).is_err() {
+        return Ok(Vec::new());
+    }
+    engine.emit(HuntEvent::Phase(Phase::Fixtures));
+    let ran = engine.execute_plain(&spec);
+    let text = std::fs::read_to_string(&out).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    ran?;
+    Ok(engine
+        .runner
+        .parse_fixtures(&text)
+        .into_iter()
+        .filter(|(id, fx)| fx.iter().any(|f| f == name) && state.tests.contains(id))
+        .map(|(id, _)| id)
+        .collect())
+}
+
+/// Widen groups where many tests of one module or class conflict.
+fn widen(engine: &mut Engine<'_>, state: &mut HuntState, round: u32) {
+    let runner = engine.runner;
+    // Tests seen failing this round, and measured members, per unit.
+    let mut involved: Vec<String> = Vec::new();
+    for t in state.tracked.iter().filter(|t| t.finding.round == round) {
+        if let Some(x) = t.finding.test.clone() {
+            involved.push(x);
+        }
+        if t.finding.classification == Classification::Race {
+            involved.extend(t.finding.conflict_set.iter().cloned());
+        }
+    }
+    let excluded = state.excluded_tests();
+    for gi in 0..state.groups.len() {
+        if state.groups[gi].unit.is_some() || state.groups[gi].fixture.is_some() {
+            continue;
+        }
+        let measured = state.groups[gi].measured.clone();
+        let mut units: Vec<(String, usize)> = Vec::new();
+        for t in measured.iter().chain(involved.iter()) {
+            if let Some(u) = runner.unit(t) {
+                match units.iter_mut().find(|(x, _)| *x == u) {
+                    Some(e) => e.1 += 1,
+                    None => units.push((u, 1)),
+                }
+            }
+        }
+        let Some((unit, _)) = units
+            .into_iter()
+            .filter(|(u, _)| !state.rejected_units.contains(u))
+            .filter(|(u, _)| {
+                let mut distinct: Vec<&String> = measured
+                    .iter()
+                    .chain(involved.iter())
+                    .filter(|t| runner.unit(t).as_deref() == Some(u.as_str()))
+                    .collect();
+                distinct.sort();
+                distinct.dedup();
+                let size = state
+                    .tests
+                    .iter()
+                    .filter(|t| runner.unit(t).as_deref() == Some(u.as_str()))
+                    .count();
+                distinct.len() >= UNIT_THRESHOLD
+                    && distinct.len() as f64 >= UNIT_SHARE * size as f64
+            })
+            .max_by_key(|(_, n)| *n)
+        else {
+            continue;
+        };
+        let whole: Vec<String> = state
+            .tests
+            .iter()
+            .filter(|t| runner.unit(t).as_deref() == Some(unit.as_str()))
+            .filter(|t| !excluded.contains(t))
+            .cloned()
+            .collect();
+        let added: Vec<String> = whole
+            .into_iter()
+            .filter(|t| !state.groups[gi].members().contains(t))
+            .collect();
+        if added.is_empty() {
+            continue;
+        }
+        let note = format!(
+            "trying the whole of `{unit}` as one group ({} more tests); it stays only if the next round runs clean",
+            added.len()
+        );
+        engine.emit(HuntEvent::Note(&note));
+        state.groups[gi].added.extend(added);
+        state.groups[gi].unit = Some(unit);
+    }
+    // Widening may overlap other groups: merge to keep each test in one group.
+    state.disjoint_groups();
+}
+
+/// After a round with groups widened in the round before: a widened group whose tests failed
+/// again is not verified, so it goes back to its measured members.
+fn check_widenings(state: &mut HuntState, round: u32) {
+    let failing: Vec<String> = state
+        .tracked
+        .iter()
+        .filter(|t| t.finding.round == round)
+        .flat_map(|t| {
+            t.finding
+                .test
+                .iter()
+                .cloned()
+                .chain(t.first.in_flight.iter().cloned())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for g in &mut state.groups {
+        let Some(unit) = g.unit.clone() else { continue };
+        if g.members().iter().any(|t| failing.contains(t)) {
+            g.added.clear();
+            g.unit = None;
+            state.rejected_units.push(unit.clone());
+            state.notes.push(format!(
+                "`{unit}` as a whole did not run clean in round {round}: back to the measured sets"
+            ));
+        }
+    }
+}
