@@ -18,7 +18,7 @@
 use super::bisect::{bisect_with, probe_limit, runs_per_probe};
 use super::engine::{Engine, Stop};
 use super::events::{HuntEvent, Phase, RunPurpose};
-use super::model::{FailureKey, Subject};
+use super::model::{FailureKey, Subject, Verdict};
 use super::report::{
     BisectionReport, Classification, FoundIn, MemberCheck, Minimality, Reproduction,
 };
@@ -40,6 +40,17 @@ pub const PROBE_JOBS_CAP: u32 = 4;
 
 /// Findings first seen in probes that are analysed in one round, at most.
 const MAX_SIDE_FINDINGS: usize = 20;
+
+/// The largest set whose members are each checked for necessity; a search that ends larger
+/// did not narrow the failure down.
+const MAX_CHECKED_SET: usize = 8;
+
+/// Runs one search over `n` candidates may spend: twelve per probe of a pair's search
+/// (`2·ceil(log2 n) + 2` probes, `12·(ceil(log2 n) + 1)` runs).
+fn search_run_cap(n: usize) -> u32 {
+    let log = usize::BITS - n.max(2).saturating_sub(1).leading_zeros();
+    12 * (log + 1)
+}
 
 /// What repeated runs of one set showed for one finding.
 #[derive(Debug, Clone, Copy, Default)]
@@ -72,11 +83,7 @@ impl Probe<'_> {
     ) -> Result<ProbeOutcome, Stop> {
         let mut tests = tests.to_vec();
         tests.sort_by_key(|t| state.tests.iter().position(|x| x == t));
-        let groups = if self.round > 1 {
-            state.serialized()
-        } else {
-            Vec::new()
-        };
+        let groups = state.probe_serialization(self.round, self.beside.as_deref());
         let rotation = self
             .beside
             .as_ref()
@@ -98,40 +105,47 @@ impl Probe<'_> {
         };
         let mut out = ProbeOutcome::default();
         let clean_runs = clean_runs.max(1);
-        while out.clean < clean_runs && out.runs < clean_runs * 2 {
+        let runner = engine.runner;
+        // Inconclusive runs get two more chances in all, not unbounded ones.
+        while out.clean < clean_runs && out.runs < clean_runs + 2 {
             let (obs, _) = engine.run(purpose, &plan, false)?;
             out.runs += 1;
-            if obs.has(self.key) {
-                out.reproduced = true;
-                break;
+            for f in obs.failures.iter().filter(|f| !f.key.same(self.key)) {
+                state.record_side_failure(f, self.round, jobs);
             }
-            let others: Vec<_> = obs.failures.iter().filter(|f| f.key != *self.key).collect();
-            if others.is_empty() && obs.unreported.is_empty() {
-                out.clean += 1;
-            } else {
-                out.other += 1;
-                for f in others {
-                    state.record_side_failure(f, self.round, jobs);
+            match obs.verdict(self.key, &|t| runner.domain(t)) {
+                Verdict::Reproduced => {
+                    out.reproduced = true;
+                    break;
                 }
+                Verdict::NotReproduced => out.clean += 1,
+                Verdict::Inconclusive => out.other += 1,
             }
         }
         Ok(out)
     }
 }
 
-/// Analyse every finding not yet classified, most frequent first.
+/// Findings analysed before the round's sets are applied and the suite runs again: in a dense
+/// suite most of the rest are the same conflicts seen from another test, and disappear.
+pub const BATCH: usize = 6;
+
+/// Analyse up to [`BATCH`] findings of round `round` not yet classified, most frequent first.
+/// Returns how many are left for later (deferred): the next round re-homes those it sees
+/// again, and those it does not see again end unresolved.
 pub fn analyse_pending(
     engine: &mut Engine<'_>,
     state: &mut HuntState,
     round: u32,
-) -> Result<(), Stop> {
+) -> Result<usize, Stop> {
+    let mut analysed = 0usize;
     let mut side = 0usize;
     loop {
         let next = state
             .tracked
             .iter()
             .enumerate()
-            .filter(|(_, t)| !t.done)
+            .filter(|(_, t)| !t.done && t.finding.round <= round)
             .min_by_key(|(i, t)| {
                 (
                     std::cmp::Reverse(t.finding.seen_in_runs),
@@ -142,6 +156,14 @@ pub fn analyse_pending(
             })
             .map(|(i, _)| i);
         let Some(idx) = next else { break };
+        if analysed >= BATCH {
+            let left = state
+                .tracked
+                .iter()
+                .filter(|t| !t.done && t.finding.round <= round)
+                .count();
+            return Ok(left);
+        }
         if state.tracked[idx].finding.found_in == FoundIn::Probe {
             side += 1;
             if side > MAX_SIDE_FINDINGS {
@@ -154,6 +176,9 @@ pub fn analyse_pending(
                 break;
             }
         }
+        analysed += 1;
+        // A finding left from an earlier round is worked out under this round's groups.
+        state.tracked[idx].finding.round = round;
         if let Err(stop) = analyse(engine, state, idx, round) {
             let why = match stop {
                 Stop::Budget => "analysis stopped: the budget ran out",
@@ -164,7 +189,7 @@ pub fn analyse_pending(
             return Err(stop);
         }
     }
-    Ok(())
+    Ok(0)
 }
 
 /// Work out finding `idx` (found in round `round`).
@@ -191,7 +216,7 @@ fn analyse(
     if let Some(test) = &culprit {
         let alone = [test.clone()];
         let (a, _) = engine.run(RunPurpose::Alone, &RunPlan::subset(&alone, 1), false)?;
-        for f in a.failures.iter().filter(|f| f.key != key) {
+        for f in a.failures.iter().filter(|f| !f.key.same(&key)) {
             state.record_side_failure(f, round, 1);
         }
         let t = &mut state.tracked[idx];
@@ -263,11 +288,37 @@ fn analyse(
                 .cloned()
                 .collect();
             let runs_before = engine.total_runs;
+            // The whole candidate set first: a finding that does not come back there is not
+            // worth a search.
+            let all: Vec<String> = fixed.iter().chain(rest.iter()).cloned().collect();
+            let first = probe.run(engine, state, RunPurpose::Probe, &all, per_probe)?;
+            if !first.reproduced {
+                let t = &mut state.tracked[idx];
+                t.finding.conflict_set = all;
+                t.finding.classification = Classification::Unresolved;
+                t.finding.evidence.push(format!(
+                    "did not come back in {} runs of its {} candidates ({} inconclusive): not bisected, not in the fix",
+                    first.runs,
+                    candidates.len(),
+                    first.other
+                ));
+                t.done = true;
+                return Ok(());
+            }
             let mut stop: Option<Stop> = None;
             let mut inconclusive = 0usize;
             let limit = probe_limit(candidates.len().max(1), 8);
+            // A rare finding must not eat the budget of the others: past this many runs the
+            // search stops running probes (its answers are then "not reproduced", which only
+            // leaves the set larger) and the set is checked as it is.
+            let run_cap = search_run_cap(candidates.len());
+            let mut truncated = false;
             let result = bisect_with(&fixed, &rest, limit, |subset: &[String]| {
-                if stop.is_some() {
+                if stop.is_some() || truncated {
+                    return false;
+                }
+                if engine.total_runs - runs_before >= run_cap {
+                    truncated = true;
                     return false;
                 }
                 match probe.run(engine, state, RunPurpose::Probe, subset, per_probe) {
@@ -290,12 +341,26 @@ fn analyse(
                 runs_per_probe: per_probe,
                 runs: engine.total_runs - runs_before,
                 confidence: cfg.confidence,
-                minimal: result.minimal && stop.is_none(),
+                minimal: result.minimal && stop.is_none() && !truncated,
                 inconclusive_probes: inconclusive,
             });
             t.finding.conflict_set = result.conflict_set.clone();
             if let Some(s) = stop {
                 return Err(s);
+            }
+            if truncated {
+                t.finding.evidence.push(format!(
+                    "the search stopped after {run_cap} runs (a rare failure): its set is checked as it stands"
+                ));
+            }
+            if result.conflict_set.len() > MAX_CHECKED_SET {
+                t.finding.classification = Classification::Unresolved;
+                t.finding.evidence.push(format!(
+                    "could not be narrowed below {} tests: not shown to be a race, not in the fix",
+                    result.conflict_set.len()
+                ));
+                t.done = true;
+                return Ok(());
             }
             result.conflict_set
         }
@@ -314,19 +379,25 @@ fn analyse(
             high: 1.0,
             other_failures: 0,
         };
-        // Each reproduction of a hang costs a whole timeout: three runs measure it.
+        // K runs (3 for a hang: each reproduction costs a whole timeout), more for a rare
+        // one: until it showed 3 times, or twice as many runs (at least 10). The rate plans
+        // the minimality runs, so a rare set is measured, not guessed.
         let confirm_runs = if key.kind == super::model::FailureKind::Hang {
             cfg.runs.min(3)
         } else {
             cfg.runs
         };
-        for _ in 0..confirm_runs {
+        let most = (confirm_runs * 2).max(10).max(confirm_runs);
+        while rep.runs < confirm_runs || (rep.reproduced < 3 && rep.runs < most) {
             let out = probe.run(engine, state, RunPurpose::Confirm, &set, 1)?;
             rep.runs += 1;
             if out.reproduced {
                 rep.reproduced += 1;
             } else if out.other > 0 {
                 rep.other_failures += 1;
+            }
+            if rep.runs >= confirm_runs && rep.reproduced == 0 && rep.runs >= 2 * confirm_runs {
+                break;
             }
         }
         let r = Rate::new(rep.reproduced, rep.runs);
@@ -389,12 +460,22 @@ fn analyse(
             .iter()
             .all(|c| c.reproduced == 0 && c.runs > c.other_failures)
             && checks.len() == members.len();
+        let confidence = (1.0 - miss).max(0.0);
+        if minimal && confidence < cfg.confidence {
+            state.tracked[idx].finding.evidence.push(format!(
+                "the set fails rarely ({:.0}% planned): each member was checked in {} runs, {:.0}% confidence, below the {:.0}% asked (--max-runs-per-probe caps it)",
+                planning * 100.0,
+                per_member,
+                confidence * 100.0,
+                cfg.confidence * 100.0
+            ));
+        }
         let t = &mut state.tracked[idx];
         t.finding.minimality = Some(Minimality {
             members: checks,
             failing_test: trivially_needed.filter(|c| set.contains(c)),
             planning_rate: planning,
-            confidence: (1.0 - miss).max(0.0),
+            confidence,
             minimal,
         });
         break;

@@ -104,7 +104,12 @@ pub fn conclude(engine: &Engine<'_>, mut state: HuntState, stop: Option<&Stop>) 
         command: split_command(&cfg.command, None).display(),
         jobs: state.jobs,
         runs: cfg.runs,
-        test_timeout_ms: engine.timeouts.idle.as_millis() as u64,
+        test_timeout_ms: if engine.timeouts.from_flag {
+            engine.timeouts.idle
+        } else {
+            engine.timeouts.idle.max(super::engine::Timeouts::FLOOR)
+        }
+        .as_millis() as u64,
         test_timeout_derived: !engine.timeouts.from_flag,
         budget_ms: cfg.budget.as_millis() as u64,
         confidence: cfg.confidence,

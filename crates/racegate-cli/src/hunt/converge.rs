@@ -28,9 +28,6 @@ pub fn rounds(engine: &mut Engine<'_>, state: &mut HuntState) -> Result<(), Stop
             Ok(p) => p,
             Err(e) => break Err(e),
         };
-        if round > 1 {
-            check_widenings(state, round);
-        }
         if pass.failing_runs == 0 {
             if round > 1 {
                 state.converged = true;
@@ -40,13 +37,33 @@ pub fn rounds(engine: &mut Engine<'_>, state: &mut HuntState) -> Result<(), Stop
             }
             break Ok(());
         }
-        if let Err(e) = analyse_pending(engine, state, round) {
+        // Batches of the most frequent findings, until one changes the groups (or none is
+        // left): the rest wait for the next round, where many will not show again.
+        let mut changed = false;
+        let mut stopped = None;
+        loop {
+            let left = match analyse_pending(engine, state, round) {
+                Ok(l) => l,
+                Err(e) => {
+                    stopped = Some(e);
+                    break;
+                }
+            };
+            match update_groups(engine, state, round) {
+                Ok(c) => changed |= c,
+                Err(e) => {
+                    stopped = Some(e);
+                    break;
+                }
+            }
+            if changed || left == 0 {
+                break;
+            }
+        }
+        if let Some(e) = stopped {
             break Err(e);
         }
-        let changed = match update_groups(engine, state, round) {
-            Ok(c) => c,
-            Err(e) => break Err(e),
-        };
+        check_widenings(state, round);
         if !changed {
             if state.any_race() {
                 state.note(format!(
@@ -64,6 +81,15 @@ pub fn rounds(engine: &mut Engine<'_>, state: &mut HuntState) -> Result<(), Stop
         widen(engine, state, round);
         round += 1;
     };
+    // Findings left for a later round that never showed again.
+    for t in state.tracked.iter_mut().filter(|t| !t.done) {
+        t.done = true;
+        t.finding.evidence.push(if state.converged {
+            "not seen again once the groups were applied; not analysed on its own".into()
+        } else {
+            "not analysed: the hunt ended first".into()
+        });
+    }
     if !state.converged {
         // A widening is kept only when a clean round verified it.
         for g in &mut state.groups {
@@ -169,6 +195,7 @@ fn widen(engine: &mut Engine<'_>, state: &mut HuntState, round: u32) {
         }
     }
     let excluded = state.excluded_tests();
+    let mut widened: Vec<String> = Vec::new();
     for gi in 0..state.groups.len() {
         if state.groups[gi].unit.is_some() || state.groups[gi].fixture.is_some() {
             continue;
@@ -185,7 +212,7 @@ fn widen(engine: &mut Engine<'_>, state: &mut HuntState, round: u32) {
         }
         let Some((unit, _)) = units
             .into_iter()
-            .filter(|(u, _)| !state.rejected_units.contains(u))
+            .filter(|(u, _)| !state.rejected_units.contains(u) && !widened.contains(u))
             .filter(|(u, _)| {
                 let mut distinct: Vec<&String> = measured
                     .iter()
@@ -226,36 +253,40 @@ fn widen(engine: &mut Engine<'_>, state: &mut HuntState, round: u32) {
         );
         engine.emit(HuntEvent::Note(&note));
         state.groups[gi].added.extend(added);
+        widened.push(unit.clone());
         state.groups[gi].unit = Some(unit);
     }
     // Widening may overlap other groups: merge to keep each test in one group.
     state.disjoint_groups();
 }
 
-/// After a round with groups widened in the round before: a widened group whose tests failed
-/// again is not verified, so it goes back to its measured members.
+/// A widened group whose own tests still conflicted among themselves while it was applied
+/// (a race set of this round inside it) did not hold: back to its measured members. A set
+/// that reaches outside the group only shows the group is incomplete: the set joins it.
 fn check_widenings(state: &mut HuntState, round: u32) {
-    let failing: Vec<String> = state
+    let sets: Vec<Vec<String>> = state
         .tracked
         .iter()
-        .filter(|t| t.finding.round == round)
-        .flat_map(|t| {
-            t.finding
-                .test
-                .iter()
-                .cloned()
-                .chain(t.first.in_flight.iter().cloned())
-                .collect::<Vec<_>>()
-        })
+        .filter(|t| t.finding.round == round && t.finding.classification == Classification::Race)
+        .map(|t| t.finding.conflict_set.clone())
         .collect();
     for g in &mut state.groups {
         let Some(unit) = g.unit.clone() else { continue };
-        if g.members().iter().any(|t| failing.contains(t)) {
+        if g.verified {
+            continue;
+        }
+        let members = g.members();
+        let inside = sets.iter().any(|s| {
+            s.len() >= 2
+                && s.iter().all(|t| members.contains(t))
+                && s.iter().any(|t| g.added.contains(t))
+        });
+        if inside {
             g.added.clear();
             g.unit = None;
             state.rejected_units.push(unit.clone());
             state.notes.push(format!(
-                "`{unit}` as a whole did not run clean in round {round}: back to the measured sets"
+                "`{unit}` as a whole did not hold in round {round}: back to the measured sets"
             ));
         }
     }

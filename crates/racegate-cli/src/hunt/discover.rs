@@ -135,11 +135,35 @@ pub fn discover(engine: &mut Engine<'_>, state: &mut HuntState, round: u32) -> R
                 let counting = state
                     .tracked
                     .iter()
-                    .position(|t| t.key == f.key && t.counting);
+                    .position(|t| t.key.same(&f.key) && t.counting);
                 match counting {
                     Some(i) => state.tracked[i].seen_again(f),
+                    None if state
+                        .tracked
+                        .iter()
+                        .any(|t| t.key.same(&f.key) && !t.done && t.finding.round < round) =>
+                    {
+                        // Left from an earlier round and back with this round's groups: it
+                        // is this round's now, counted afresh.
+                        let i = state
+                            .tracked
+                            .iter()
+                            .position(|t| t.key.same(&f.key) && !t.done && t.finding.round < round)
+                            .expect("just found");
+                        let t = &mut state.tracked[i];
+                        t.finding.round = round;
+                        t.finding.jobs = jobs;
+                        t.finding.seen_in_runs = 1;
+                        t.candidates = f.candidates.clone();
+                        t.first = f.clone();
+                        t.finding.in_flight = f.in_flight.clone();
+                        t.counting = true;
+                        if let Some(r) = state.rounds.last_mut() {
+                            r.new_findings += 1;
+                        }
+                    }
                     None => {
-                        let known = state.tracked.iter().position(|t| t.key == f.key);
+                        let known = state.tracked.iter().position(|t| t.key.same(&f.key));
                         // A race whose set is serialized now, failing again: something
                         // outside its set conflicts too. Anything else known is not news.
                         let again = known.map_or(true, |i| {
@@ -148,7 +172,7 @@ pub fn discover(engine: &mut Engine<'_>, state: &mut HuntState, round: u32) -> R
                         }) && !state
                             .tracked
                             .iter()
-                            .any(|t| t.key == f.key && t.finding.round == round);
+                            .any(|t| t.key.same(&f.key) && t.finding.round == round);
                         if again {
                             state
                                 .tracked
@@ -182,7 +206,7 @@ pub fn discover(engine: &mut Engine<'_>, state: &mut HuntState, round: u32) -> R
                     if let Some(t) = state
                         .tracked
                         .iter_mut()
-                        .find(|t| t.key == f.key && t.counting)
+                        .find(|t| t.key.same(&f.key) && t.counting)
                     {
                         t.set_runs(pass.runs);
                         t.counting = false;

@@ -182,7 +182,7 @@ fn a_set_that_does_not_reproduce_is_unresolved_never_a_race_and_never_in_the_fix
     let f = &r.findings[0];
     assert_eq!(f.classification, Classification::Unresolved, "{f:#?}");
     assert!(
-        f.evidence.iter().any(|e| e.contains("did not reproduce")),
+        f.evidence.iter().any(|e| e.contains("not in the fix")),
         "{f:#?}"
     );
     assert!(r.groups.is_empty());
@@ -193,9 +193,9 @@ fn a_set_that_does_not_reproduce_is_unresolved_never_a_race_and_never_in_the_fix
 
 #[test]
 fn dense_conflicts_converge_to_one_group_per_test() {
-    // Six tests of `env` all clobber one variable: any two of them together fail the later
+    // Ten tests of `env` all clobber one variable: any two of them together fail the later
     // one. Eight innocent tests elsewhere.
-    let env = names("bin env::t", 6);
+    let env = names("bin env::t", 10);
     let mut tests = env.clone();
     tests.extend(names("bin other::x", 8));
     let mut suite = Suite::new(&refs(&tests));
@@ -221,7 +221,13 @@ fn dense_conflicts_converge_to_one_group_per_test() {
     assert_eq!(members, env, "only the env tests, all of them");
     assert_eq!(g.group.name, "env");
     assert!(g.verified);
-    assert!(r.rounds.len() >= 2);
+    // Converges in a few rounds, not one round per pair.
+    assert!(
+        (2..=4).contains(&r.rounds.len()),
+        "{:#?} {} runs",
+        r.rounds,
+        r.total_runs
+    );
     let last = r.rounds.last().unwrap();
     assert_eq!(last.failing_runs, 0);
     // The fix parses and puts each test in exactly one group.
@@ -394,4 +400,43 @@ fn module_widening_stays_only_when_the_next_round_is_clean() {
     measured.sort();
     assert!(measured.iter().all(|t| db[..4].contains(t)), "{measured:?}");
     assert!(g.group.tests.iter().all(|t| t.starts_with("bin db::")));
+}
+
+/// Every field of the JSON document (top level, findings, and the objects inside them) is
+/// documented in docs/hunt.md, and the schema stays `racegate.hunt.v1`.
+#[test]
+fn json_fields_are_documented() {
+    let tests = names("bin m::t", 8);
+    let mut s = Suite::new(&refs(&tests)).rule(Rule::new(
+        &["bin m::t01", "bin m::t02"],
+        fail("bin m::t02", "busy"),
+    ));
+    s.broken.push(("bin m::t05".into(), "always".into()));
+    let (r, _) = hunt(s, &cfg(true));
+    let v = serde_json::to_value(&r).unwrap();
+    assert_eq!(v["schema"], "racegate.hunt.v1");
+    assert_eq!(v["schema_version"], 1);
+    let doc = include_str!("../../../../docs/hunt.md");
+    let mut missing = Vec::new();
+    fn walk(v: &serde_json::Value, doc: &str, missing: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, x) in m {
+                    if !doc.contains(&format!("`{k}"))
+                        && !doc.contains(&format!(", {k}"))
+                        && !doc.contains(&format!("{{{k}"))
+                    {
+                        missing.push(k.clone());
+                    }
+                    walk(x, doc, missing);
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, doc, missing)),
+            _ => {}
+        }
+    }
+    walk(&v, doc, &mut missing);
+    missing.sort();
+    missing.dedup();
+    assert!(missing.is_empty(), "not in docs/hunt.md: {missing:?}");
 }

@@ -4,8 +4,9 @@
 //! started afterwards inherits the block) and waits for them in one thread of its own. The first
 //! one kills the test tree that is running (registered with [`StopSignal::running`]) and raises
 //! the flag; the engine sees it, stops its phases, and the CLI writes the partial report and
-//! exits 130. A second signal restores the default action and re-raises it: a hunt whose report
-//! writing is itself stuck can still be stopped.
+//! exits 130. A second signal (a second or more after the first: one Ctrl-C often arrives
+//! twice) restores the default action and re-raises it: a hunt whose report writing is itself
+//! stuck can still be stopped.
 //!
 //! This is the hunt's own small version of the interrupt plumbing, kept in one module so that a
 //! shared one can replace it without touching the engine.
@@ -80,9 +81,15 @@ mod unix {
             return;
         }
         std::thread::spawn(move || {
-            let mut seen = false;
+            let mut seen: Option<std::time::Instant> = None;
             while let Ok(sig) = set.wait() {
-                if seen {
+                // The same Ctrl-C often arrives twice (racegate and a wrapper like `timeout`
+                // both get it, and the wrapper forwards it): only a signal a second or more
+                // after the first means "stop now".
+                if seen.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1)) {
+                    continue;
+                }
+                if seen.is_some() {
                     // Second signal: its default action, now.
                     // SAFETY: restoring the default disposition of a signal is always sound.
                     unsafe {
@@ -94,7 +101,7 @@ mod unix {
                     let _ = nix::sys::signal::raise(sig);
                     continue;
                 }
-                seen = true;
+                seen = Some(std::time::Instant::now());
                 stop.raise(sig as i32);
                 let root = stop.running_group();
                 if root != 0 {

@@ -107,7 +107,7 @@ pub fn measure(engine: &mut Engine<'_>, state: &mut HuntState) -> Result<(), Sto
             _ => "fails in a serial run (order-dependent)",
         };
         state.exclude(&test, why.into());
-        for other in a.failures.iter().filter(|g| g.key != key) {
+        for other in a.failures.iter().filter(|g| !g.key.same(&key)) {
             state.record_side_failure(other, 0, 1);
         }
     }

@@ -77,6 +77,17 @@ pub struct FailureKey {
 }
 
 impl FailureKey {
+    /// Whether two observations are the same failure: same class, same test (or process),
+    /// same message — where an empty message means "not known" (a test binary that died
+    /// before printing its failures) and matches any.
+    pub fn same(&self, other: &FailureKey) -> bool {
+        self.kind == other.kind
+            && self.subject == other.subject
+            && (self.message == other.message
+                || self.message.is_empty()
+                || other.message.is_empty())
+    }
+
     /// The failing test, when the key names one.
     pub fn test(&self) -> Option<&str> {
         match &self.subject {
@@ -119,6 +130,19 @@ pub struct Failure {
     pub stacks: Vec<ProcessStack>,
 }
 
+/// What one run says about one finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// It showed the same failure.
+    Reproduced,
+    /// The failing test ran to the end and passed; or, for a process that died or hung, the
+    /// process lived and finished.
+    NotReproduced,
+    /// Something else ended the run first (the process died another way, the run hung, the
+    /// failing test failed another way): no evidence either way.
+    Inconclusive,
+}
+
 /// The parsed result of one run of a set of tests.
 #[derive(Debug, Clone, Default)]
 pub struct RunObservation {
@@ -131,9 +155,45 @@ pub struct RunObservation {
 }
 
 impl RunObservation {
-    /// Whether this run shows a failure with `key`.
+    /// Whether this run shows the failure `key` identifies.
     pub fn has(&self, key: &FailureKey) -> bool {
-        self.failures.iter().any(|f| f.key == *key)
+        self.failures.iter().any(|f| f.key.same(key))
+    }
+
+    /// What this run says about the failure `key` identifies (`domain` gives a test's
+    /// process).
+    pub fn verdict(&self, key: &FailureKey, domain: &dyn Fn(&str) -> String) -> Verdict {
+        if self.has(key) {
+            return Verdict::Reproduced;
+        }
+        match &key.subject {
+            Subject::Test(t) => {
+                let passed = self
+                    .results
+                    .iter()
+                    .any(|(n, s)| n == t && matches!(s, TestStatus::Passed));
+                if passed {
+                    Verdict::NotReproduced
+                } else {
+                    Verdict::Inconclusive
+                }
+            }
+            Subject::Process(d) => {
+                let ended = self.failures.iter().any(|f| {
+                    f.key.kind == FailureKind::Hang
+                        || (f.key.kind == FailureKind::Crash
+                            && match &f.key.subject {
+                                Subject::Process(p) => p == d,
+                                Subject::Test(t) => domain(t) == *d,
+                            })
+                });
+                if ended {
+                    Verdict::Inconclusive
+                } else {
+                    Verdict::NotReproduced
+                }
+            }
+        }
     }
 
     /// Whether the run was clean: no failure and every planned test reported.

@@ -79,6 +79,12 @@ impl Tracked {
     /// Another occurrence in the same pass.
     pub fn seen_again(&mut self, f: &Failure) {
         self.finding.seen_in_runs += 1;
+        if self.key.message.is_empty() && !f.key.message.is_empty() {
+            // First seen when its process died before printing why: now we know.
+            self.key.message = f.key.message.clone();
+            self.finding.identity.message = f.key.message.clone();
+            self.finding.signature = f.signature.clone();
+        }
         if !self.finding.signatures.contains(&f.signature) {
             self.finding.signatures.push(f.signature.clone());
         }
@@ -205,10 +211,58 @@ impl HuntState {
         self.groups.iter().map(Group::members).collect()
     }
 
+    /// The serialization a probe for a finding of round `round` runs under: the groups in
+    /// force in that round's runs, and — for a finding that names its failing test — the
+    /// sets found for other findings of the round that do not hold that test, so that known
+    /// conflicts do not drown the probes of the next one.
+    pub fn probe_serialization(&self, round: u32, culprit: Option<&str>) -> Vec<Vec<String>> {
+        let mut sets: Vec<Vec<String>> = if round > 1 {
+            self.serialized()
+        } else {
+            Vec::new()
+        };
+        if let Some(c) = culprit {
+            for t in &self.tracked {
+                if t.done
+                    && t.finding.round == round
+                    && t.finding.classification == Classification::Race
+                    && !t.finding.conflict_set.iter().any(|x| x == c)
+                {
+                    sets.push(t.finding.conflict_set.clone());
+                }
+            }
+        }
+        // Disjoint: sets sharing a test are one.
+        let mut out: Vec<Vec<String>> = Vec::new();
+        for s in sets {
+            let mut merged = s;
+            out.retain(|o| {
+                if o.iter().any(|x| merged.contains(x)) {
+                    for x in o {
+                        if !merged.contains(x) {
+                            merged.push(x.clone());
+                        }
+                    }
+                    false
+                } else {
+                    true
+                }
+            });
+            out.push(merged);
+        }
+        // A merge may have pulled the culprit's set in: leave it out again.
+        if let Some(c) = culprit {
+            if round == 1 {
+                out.retain(|g| !g.iter().any(|x| x == c));
+            }
+        }
+        out
+    }
+
     /// Record a failure seen in a probe or a check: a known finding counts it, an unknown one
     /// becomes a finding of its own (never a "not reproduced" of the finding being probed).
     pub fn record_side_failure(&mut self, f: &Failure, round: u32, jobs: u32) {
-        if self.tracked.iter().any(|t| t.key == f.key) {
+        if self.tracked.iter().any(|t| t.key.same(&f.key)) {
             return;
         }
         let mut t = Tracked::new(f, FoundIn::Probe, round, jobs);

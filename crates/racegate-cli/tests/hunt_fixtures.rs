@@ -1,0 +1,156 @@
+//! `racegate hunt` on the fixtures that reproduce what real suites do (fixtures/README.md):
+//! tests that check how their own process was started, many tests rewriting one process
+//! environment, tests racing on process-wide signal state, and pytest classes sharing fixed
+//! files. Each asserts the outcome the fixture table states, scored against the fixture's
+//! `ground-truth.json`: no reported test outside a true group, nothing called broken that
+//! passes alone, and a fix that holds.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+#[path = "common/tools.rs"]
+#[allow(dead_code)]
+mod tools;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn fixture(name: &str) -> PathBuf {
+    root().join("fixtures").join(name)
+}
+
+fn racegate() -> Command {
+    let mut cmd = Command::cargo_bin("racegate").unwrap();
+    cmd.env("CARGO_TARGET_DIR", root().join("target/fixtures"))
+        .env_remove("RUSTFLAGS")
+        .timeout(Duration::from_secs(600));
+    cmd
+}
+
+fn report(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The true groups of a fixture, from its `ground-truth.json`.
+fn truth(name: &str) -> Vec<Vec<String>> {
+    let v: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture(name).join("ground-truth.json")).unwrap(),
+    )
+    .unwrap();
+    v["groups"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|g| {
+            g.as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t.as_str().unwrap().to_string())
+                .collect()
+        })
+        .collect()
+}
+
+/// Every test of every race set lies in the true group its set falls in (precision 100%);
+/// no finding is called broken, order-dependent or flaky (each fixture test passes alone).
+fn assert_precise(r: &Value, groups: &[Vec<String>]) {
+    for f in r["findings"].as_array().unwrap() {
+        let class = f["classification"].as_str().unwrap();
+        assert!(
+            class == "race" || class == "unresolved",
+            "a test that passes alone was called {class}: {f:#}"
+        );
+        if class != "race" {
+            continue;
+        }
+        let set: Vec<&str> = f["conflict_set"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
+        assert!(
+            groups
+                .iter()
+                .any(|g| set.iter().all(|t| g.iter().any(|x| x == t))),
+            "set {set:?} is not inside one true group"
+        );
+    }
+    for g in r["groups"].as_array().unwrap() {
+        for t in g["measured"].as_array().unwrap() {
+            let t = t.as_str().unwrap();
+            assert!(
+                groups.iter().any(|tg| tg.iter().any(|x| x == t)),
+                "`{t}` is in group {} but in no true group",
+                g["name"]
+            );
+        }
+    }
+}
+
+/// Each test in at most one group of the fix.
+fn assert_disjoint(r: &Value) {
+    let mut seen: Vec<String> = Vec::new();
+    for g in r["groups"].as_array().unwrap() {
+        for t in g["tests"].as_array().unwrap() {
+            let t = t.as_str().unwrap().to_string();
+            assert!(!seen.contains(&t), "`{t}` is in two groups");
+            seen.push(t);
+        }
+    }
+}
+
+/// The tests check their own signal mask and dispositions, and `terminate()` a helper: they
+/// pass when racegate starts them clean, so the hunt is CLEAN.
+#[test]
+fn children_start_clean_so_the_self_checking_suite_is_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("hunt.json");
+    let mut cmd = racegate();
+    tools::python().apply_assert(&mut cmd);
+    cmd.current_dir(fixture("clean-children"))
+        .args(["hunt", "-q", "--runs", "2", "--jobs", "3", "--json"])
+        .arg(&json)
+        .args(["--", "python3", "-m", "pytest", "-p", "no:cacheprovider"])
+        .assert()
+        .code(0);
+    let r = report(&json);
+    assert_eq!(r["verdict"], "clean", "{:#}", r["findings"]);
+    assert_eq!(r["tests"], 3);
+}
+
+/// The control: the same suite started the way the old hunt started it (SIGINT, SIGTERM and
+/// SIGHUP blocked in the launcher, passed on by Rust's `Command`) fails.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_self_checking_suite_fails_under_a_launcher_that_leaks_its_mask() {
+    use nix::sys::signal::{SigSet, Signal};
+    let status = std::thread::spawn(|| {
+        let mut set = SigSet::empty();
+        for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+            set.add(s);
+        }
+        set.thread_block().unwrap();
+        let mut cmd = std::process::Command::new("python3");
+        tools::python().apply(&mut cmd);
+        cmd.current_dir(fixture("clean-children"))
+            .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0"])
+            .output()
+            .unwrap()
+    })
+    .join()
+    .unwrap();
+    let out = String::from_utf8_lossy(&status.stdout);
+    assert_eq!(status.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("test_starts_with_an_empty_signal_mask"),
+        "{out}"
+    );
+}
