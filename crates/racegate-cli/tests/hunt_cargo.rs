@@ -45,6 +45,7 @@ fn report(path: &std::path::Path) -> Value {
 
 #[test]
 fn finds_exactly_the_two_tests_sharing_the_default_stream_and_verifies_the_fix() {
+    let _one = tools::one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("hunt.json");
     let out = racegate()
@@ -122,6 +123,7 @@ fn finds_exactly_the_two_tests_sharing_the_default_stream_and_verifies_the_fix()
 
 #[test]
 fn clean_suite_reports_no_race_and_says_what_that_rules_out() {
+    let _one = tools::one_at_a_time();
     // `--json -`: the report on stdout, the summary on stderr.
     let out = racegate()
         .args(["hunt", "--runs", "4", "--jobs", "4", "-q", "--json", "-"])
@@ -156,6 +158,7 @@ fn clean_suite_reports_no_race_and_says_what_that_rules_out() {
 
 #[test]
 fn nextest_isolates_processes_so_the_in_process_race_is_not_a_conflict_there() {
+    let _one = tools::one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("hunt.json");
     let mut cmd = racegate();
@@ -180,6 +183,7 @@ fn nextest_isolates_processes_so_the_in_process_race_is_not_a_conflict_there() {
 
 #[test]
 fn bad_input_is_a_usage_error_naming_the_problem() {
+    let _one = tools::one_at_a_time();
     racegate()
         .args(["hunt", "--", "make", "test"])
         .assert()
@@ -251,6 +255,7 @@ fn bad_input_is_a_usage_error_naming_the_problem() {
 
 #[test]
 fn nextest_cross_process_conflict_is_found_and_the_emitted_test_group_holds() {
+    let _one = tools::one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("hunt.json");
     let mut cmd = racegate();

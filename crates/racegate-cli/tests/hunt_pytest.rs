@@ -57,6 +57,7 @@ fn processes_in(dir: &std::path::Path) -> Vec<String> {
 
 #[test]
 fn finds_the_hanging_group_with_the_blocked_pool_acquire_and_verifies_the_groups() {
+    let _one = tools::one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("hunt.json");
     let out = racegate()
@@ -150,6 +151,7 @@ fn finds_the_hanging_group_with_the_blocked_pool_acquire_and_verifies_the_groups
 /// processes), tests that fail alone are broken, not races: exit 5, no conflict set, no fix.
 #[test]
 fn tests_that_fail_alone_are_broken_not_races_with_and_without_xdist() {
+    let _one = tools::one_at_a_time();
     let suite = fixture()
         .join("../pytest-broken-suite")
         .canonicalize()
@@ -199,6 +201,7 @@ fn tests_that_fail_alone_are_broken_not_races_with_and_without_xdist() {
 #[cfg(target_os = "linux")]
 #[test]
 fn an_interrupted_hunt_leaves_no_test_process_behind() {
+    let _one = tools::one_at_a_time();
     use std::time::Instant;
     let dir = tempfile::tempdir().unwrap();
     // Its own copy of the suite, so that the processes it starts are told apart by directory.

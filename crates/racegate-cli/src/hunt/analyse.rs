@@ -128,7 +128,7 @@ impl Probe<'_> {
 
 /// Findings analysed before the round's sets are applied and the suite runs again: in a dense
 /// suite most of the rest are the same conflicts seen from another test, and disappear.
-pub const BATCH: usize = 6;
+pub const BATCH: usize = 3;
 
 /// Analyse up to [`BATCH`] findings of round `round` not yet classified, most frequent first.
 /// Returns how many are left for later (deferred): the next round re-homes those it sees

@@ -107,7 +107,7 @@ impl HuntConfig {
             confidence: 0.95,
             max_runs_per_probe: 20,
             verify: false,
-            max_rounds: 8,
+            max_rounds: 12,
             cores,
         }
     }

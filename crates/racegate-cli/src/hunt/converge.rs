@@ -82,13 +82,25 @@ pub fn rounds(engine: &mut Engine<'_>, state: &mut HuntState) -> Result<(), Stop
         round += 1;
     };
     // Findings left for a later round that never showed again.
+    let grouped: Vec<String> = state.groups.iter().flat_map(|g| g.members()).collect();
     for t in state.tracked.iter_mut().filter(|t| !t.done) {
         t.done = true;
-        t.finding.evidence.push(if state.converged {
-            "not seen again once the groups were applied; not analysed on its own".into()
+        if state.converged && t.covered_by(&grouped) {
+            t.finding.classification = Classification::Covered;
+            t.finding.evidence.push(
+                "its test is in a group of the fix, and with the groups applied it did not come back; not analysed on its own"
+                    .into(),
+            );
+        } else if state.converged {
+            t.finding.evidence.push(
+                "not seen again once the groups were applied, although its test is in no group; not analysed on its own"
+                    .into(),
+            );
         } else {
-            "not analysed: the hunt ended first".into()
-        });
+            t.finding
+                .evidence
+                .push("not analysed: the hunt ended first".into());
+        }
     }
     if !state.converged {
         // A widening is kept only when a clean round verified it.

@@ -365,7 +365,6 @@ fn budget_and_interrupts_still_give_a_report_of_what_was_found() {
         .evidence
         .iter()
         .any(|e| e.contains("interrupted")));
-    assert_eq!(super::super::cli::hunt::exit_code(r.verdict), 130);
     let json = serde_json::to_value(&r).unwrap();
     assert_eq!(json["partial"], true);
     assert_eq!(json["verdict"], "interrupted");
@@ -376,7 +375,6 @@ fn budget_and_interrupts_still_give_a_report_of_what_was_found() {
     assert_eq!(r.verdict, HuntVerdict::Incomplete);
     assert!(r.partial);
     assert!(r.notes.iter().any(|n| n.contains("budget")));
-    assert_eq!(super::super::cli::hunt::exit_code(r.verdict), 6);
 }
 
 #[test]

@@ -689,7 +689,11 @@ mod tests {
         while alive(pid) && std::time::Instant::now() < deadline {
             std::thread::yield_now();
         }
-        assert!(!alive(pid));
+        assert!(
+            !alive(pid),
+            "pid {pid} outlived the interrupt: {:?}",
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        );
     }
 
     #[test]

@@ -64,6 +64,9 @@ pub enum Classification {
     Flaky,
     /// Not resolved: the set did not reproduce, or the budget ran out first. Never in the fix.
     Unresolved,
+    /// Not worked out on its own: its test is in a group of the fix, and once the groups were
+    /// applied it did not come back (the verifying rounds count it).
+    Covered,
 }
 
 /// Where a finding was first seen.

@@ -113,6 +113,17 @@ impl Tracked {
         self.finding.parallel_rate = self.finding.parallel.rate;
     }
 
+    /// Whether its failing test (or every test in flight) is among `grouped`.
+    pub fn covered_by(&self, grouped: &[String]) -> bool {
+        match self.culprit() {
+            Some(t) => grouped.iter().any(|g| g == t),
+            None => {
+                !self.first.in_flight.is_empty()
+                    && self.first.in_flight.iter().any(|t| grouped.contains(t))
+            }
+        }
+    }
+
     /// The test that failed, or the only test in flight when its process died or hung.
     pub fn culprit(&self) -> Option<&str> {
         self.key
@@ -365,9 +376,14 @@ impl HuntState {
 
     /// The smallest measured rate of a race finding (what verification must be able to see).
     pub fn lowest_race_rate(&self) -> Option<f64> {
+        let grouped: Vec<String> = self.groups.iter().flat_map(Group::members).collect();
         self.tracked
             .iter()
-            .filter(|t| t.finding.classification == Classification::Race)
+            .filter(|t| {
+                t.finding.classification == Classification::Race
+                    || t.finding.classification == Classification::Covered
+                    || (!t.done && t.covered_by(&grouped))
+            })
             .map(|t| t.finding.parallel_rate)
             .filter(|r| *r > 0.0)
             .fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.min(r))))

@@ -45,6 +45,9 @@ pub fn write_summary<W: Write>(w: &mut W, r: &HuntReport) -> io::Result<()> {
             Classification::OrderDependent => "order-dependent (fails in a serial run, not alone)",
             Classification::Flaky => "flaky test (fails alone, sometimes)",
             Classification::Unresolved => "unresolved (not a race, not in the fix)",
+            Classification::Covered => {
+                "covered (its test is in a group; gone with the fix applied)"
+            }
         };
         let seen = match f.found_in {
             super::report::FoundIn::Serial => "in the serial run".to_string(),
@@ -72,7 +75,7 @@ pub fn write_summary<W: Write>(w: &mut W, r: &HuntReport) -> io::Result<()> {
         if !f.conflict_set.is_empty() {
             let what = match f.classification {
                 Classification::Race => "conflict set",
-                Classification::Unresolved => "last set tried",
+                Classification::Unresolved | Classification::Covered => "last set tried",
                 _ => "test",
             };
             writeln!(

@@ -176,3 +176,10 @@ pub fn nextest() -> &'static Tools {
         }
     })
 }
+
+/// One hunt at a time per test binary: hunts measure timings and rates, and two of them at
+/// once on a small machine slow each other into timeouts.
+pub fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}

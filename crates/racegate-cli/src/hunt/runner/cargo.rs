@@ -374,30 +374,15 @@ impl Runner for CargoTest {
     }
 
     fn run_commands(&self, plan: &RunPlan<'_>) -> Vec<RunCommand> {
-        let grouped: Vec<&Vec<String>> = plan
-            .serialized
-            .iter()
-            .filter(|g| g.iter().any(|t| plan.tests.contains(t)))
-            .collect();
-        let mut cmds = Vec::new();
-        if !plan.whole_suite {
-            let in_groups = |t: &String| grouped.iter().any(|g| g.contains(t));
-            let rest: Vec<&String> = plan.tests.iter().filter(|t| !in_groups(t)).collect();
-            if !rest.is_empty() {
-                self.per_binary(&rest, plan.jobs, &mut cmds);
-            }
-            for g in &grouped {
-                let members: Vec<&String> = g.iter().filter(|t| plan.tests.contains(t)).collect();
-                self.per_binary(&members, 1, &mut cmds);
-            }
-            return cmds;
-        }
-        // The whole suite: everything in parallel, as the guards would leave it — one member of
-        // each group among the rest (a different one each run), the others skipped here…
-        let mut skip: Vec<&String> = plan.excluded.iter().collect();
+        // Everything in parallel, as the guards would leave it: one member of each group among
+        // the rest (a different one each run), the other members held back here…
+        let mut held: Vec<&String> = Vec::new();
         let mut later: Vec<Vec<&String>> = Vec::new();
-        for g in &grouped {
+        for g in plan.serialized {
             let members: Vec<&String> = g.iter().filter(|t| plan.tests.contains(t)).collect();
+            if members.is_empty() {
+                continue;
+            }
             let keep = plan.rotation % members.len();
             let others: Vec<&String> = members
                 .iter()
@@ -405,30 +390,32 @@ impl Runner for CargoTest {
                 .filter(|(i, _)| *i != keep)
                 .map(|(_, t)| *t)
                 .collect();
-            skip.extend(others.iter().copied());
+            held.extend(others.iter().copied());
             if !others.is_empty() {
                 later.push(others);
             }
         }
-        let mut extra: Vec<OsString> = Self::threads(plan.jobs).into();
-        if !skip.is_empty() {
-            extra.push("--exact".into());
-            for t in &skip {
-                extra.push("--skip".into());
-                extra.push(split_id(t).1.into());
+        let mut cmds = Vec::new();
+        let first: Vec<&String> = plan.tests.iter().filter(|t| !held.contains(t)).collect();
+        if plan.whole_suite {
+            let mut extra: Vec<OsString> = Self::threads(plan.jobs).into();
+            let skip: Vec<&String> = plan.excluded.iter().chain(held.iter().copied()).collect();
+            if !skip.is_empty() {
+                extra.push("--exact".into());
+                for t in &skip {
+                    extra.push("--skip".into());
+                    extra.push(split_id(t).1.into());
+                }
             }
+            let first: Vec<String> = first.into_iter().cloned().collect();
+            cmds.push(RunCommand {
+                spec: self.spec(&[], extra),
+                tests: sorted_by_binary(&first),
+                jobs: plan.jobs,
+            });
+        } else if !first.is_empty() {
+            self.per_binary(&first, plan.jobs, &mut cmds);
         }
-        let first: Vec<String> = plan
-            .tests
-            .iter()
-            .filter(|t| !skip.contains(t))
-            .cloned()
-            .collect();
-        cmds.push(RunCommand {
-            spec: self.spec(&[], extra),
-            tests: sorted_by_binary(&first),
-            jobs: plan.jobs,
-        });
         // …then the rest of each group one at a time (the guard's effect: never two at once).
         for members in later {
             self.per_binary(&members, 1, &mut cmds);
@@ -676,6 +663,33 @@ mod tests {
             cmds,
             vec![
                 "cargo test --manifest-path m/Cargo.toml --no-fail-fast -- --nocapture --test-threads 4 --exact --skip gpu::a",
+                "cargo test --manifest-path m/Cargo.toml --lib --no-fail-fast -- --nocapture --test-threads 1 --exact gpu::a",
+            ]
+        );
+    }
+
+    #[test]
+    fn probes_under_a_serialization_keep_the_chosen_member_beside_the_rest() {
+        let r = runner();
+        let tests: Vec<String> = vec!["suite gpu::a".into(), "suite gpu::b".into()];
+        let groups = vec![tests.clone()];
+        let plan = RunPlan {
+            tests: &tests,
+            whole_suite: false,
+            excluded: &[],
+            jobs: 4,
+            serialized: &groups,
+            rotation: 1,
+        };
+        let cmds: Vec<String> = r
+            .run_commands(&plan)
+            .iter()
+            .map(|c| c.spec.display())
+            .collect();
+        assert_eq!(
+            cmds,
+            vec![
+                "cargo test --manifest-path m/Cargo.toml --lib --no-fail-fast -- --nocapture --test-threads 4 --exact gpu::b",
                 "cargo test --manifest-path m/Cargo.toml --lib --no-fail-fast -- --nocapture --test-threads 1 --exact gpu::a",
             ]
         );
