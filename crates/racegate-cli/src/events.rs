@@ -108,22 +108,6 @@ impl EndedBy {
             EndedBy::NotStarted => "not_started",
         }
     }
-
-    /// In words, for the terminal and Markdown.
-    pub fn describe(self) -> &'static str {
-        match self {
-            EndedBy::Duration => "its duration",
-            EndedBy::Requests => "its request bound",
-            EndedBy::TargetExited => {
-                "the target exited and will not be restarted (ended early; --keep-going runs the full duration)"
-            }
-            EndedBy::TargetUnresponsive => {
-                "the target stopped answering and stayed down (ended early; --keep-going runs the full duration)"
-            }
-            EndedBy::Interrupted => "an interruption",
-            EndedBy::NotStarted => "an unhealthy target (no load sent)",
-        }
-    }
 }
 
 /// The result of one request.
@@ -163,12 +147,12 @@ pub enum Event {
         at: Duration,
     },
     /// One smoke probe answered as expected.
-    ProbePassed {
+    SmokeProbePassed {
         /// Pipeline index.
         pipeline: usize,
     },
     /// A smoke probe failed; the run will end with ERROR.
-    ProbeFailed {
+    SmokeProbeFailed {
         /// Pipeline index.
         pipeline: usize,
         /// What went wrong.

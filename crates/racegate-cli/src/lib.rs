@@ -1,8 +1,16 @@
-//! The engines behind the `racegate` command.
+//! The `racegate` command: a library with the engines and a thin `main.rs`.
 //!
-//! The binary is a thin shell around [`main_with_args`]: every subcommand is parsed and
-//! validated by [`cli`] without side effects, then handed to its engine, and every error is
-//! mapped to an exit status in one place, [`exit`].
+//! Layers, top to bottom; imports only point down (`ARCHITECTURE.md` has the code map, and
+//! `tests/architecture.rs` checks the rule on this crate's source):
+//!
+//! - [`cli`]: clap, flags resolved into engine configs, every error mapped to its exit status,
+//!   the plumbing every command shares (report outputs, the interrupt policy). The only code
+//!   that ends the process.
+//! - engines: [`stress`], [`compare`], [`demo`], [`hunt`], [`gate_cmd`]: a config in, events
+//!   out, a result back. They never import `cli`.
+//! - model: [`scenario`] (no flag names), [`events`], [`verdict`], the [`report`] model, and
+//!   the [`reporter`]s that print it; [`crash`] reads crash reports; [`plumbing`] gives engines
+//!   cancellation and child bookkeeping; [`exit`] is the table of exit statuses.
 //!
 //! ```
 //! use racegate_cli::scenario::{Overrides, Scenario};
@@ -32,7 +40,9 @@ pub mod events;
 pub mod exit;
 pub mod gate_cmd;
 pub mod hunt;
+pub mod plumbing;
 pub mod report;
+pub mod reporter;
 pub mod scenario;
 pub mod stress;
 pub mod verdict;
@@ -47,5 +57,5 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    exit::finish(cli::parse_and_run(args))
+    cli::main(args)
 }

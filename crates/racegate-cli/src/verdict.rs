@@ -40,7 +40,7 @@ impl Verdict {
             Verdict::Pass => exit::SUCCESS,
             Verdict::Fail => exit::FAILURE,
             Verdict::Partial => exit::PARTIAL,
-            Verdict::Error => exit::USAGE,
+            Verdict::Error => exit::ERROR,
             Verdict::Aborted => exit::INTERRUPTED,
         }
     }

@@ -87,6 +87,7 @@ fn check_schema(doc: &Value) {
             g,
             &[
                 ("name", &Value::is_string),
+                ("capacity", &uint),
                 ("slots", &uint),
                 ("holders", &Value::is_array),
                 ("waiters", &Value::is_array),
@@ -176,7 +177,8 @@ fn status_shows_holder_waiter_and_history_in_the_documented_schema() {
     check_schema(&doc);
     let g = &doc["gates"][0];
     assert_eq!(g["name"], "gpu");
-    assert_eq!(g["slots"], 1);
+    assert_eq!(g["capacity"], 1);
+    assert_eq!(g["slots"], g["capacity"], "the old name keeps its value");
     let h = &g["holders"][0];
     assert_eq!(h["pid"], holder.id());
     assert_eq!(h["label"], "trainer");
@@ -190,7 +192,7 @@ fn status_shows_holder_waiter_and_history_in_the_documented_schema() {
 
     let text = racegate(d).args(["status"]).output().unwrap();
     let text = String::from_utf8_lossy(&text.stdout);
-    assert!(text.contains("gate gpu (1 slot)"), "{text}");
+    assert!(text.contains("gate gpu (capacity 1)"), "{text}");
     assert!(
         text.contains(&format!("pid {}", holder.id())) && text.contains("trainer"),
         "{text}"

@@ -97,6 +97,54 @@ fn a_request_budget_is_exact() {
 }
 
 #[test]
+fn a_report_on_stdout_replaces_the_table_and_every_other_output_is_still_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let sc = scenario(dir.path(), &[], "", "duration = \"20s\"");
+    let md = dir.path().join("r.md");
+    let out = Command::new(BIN)
+        .args([
+            "stress",
+            &sc,
+            "--requests",
+            "12",
+            "--quiet",
+            "--json",
+            "-",
+            "--markdown",
+        ])
+        .arg(&md)
+        .arg("--crash-dir")
+        .arg(dir.path())
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    // stdout is the JSON document alone: no table before or after it.
+    let v: Value = serde_json::from_slice(&out.stdout).expect("stdout is only the JSON report");
+    assert_eq!(v["requests"], 12, "{v:#}");
+    let md = std::fs::read_to_string(&md).unwrap();
+    assert!(md.starts_with("### racegate stress: **PASS**"), "{md}");
+}
+
+#[test]
+fn a_missing_report_folder_is_refused_before_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let sc = scenario(dir.path(), &[], "", "duration = \"20s\"");
+    let out = Command::new(BIN)
+        .args(["stress", &sc, "--junit"])
+        .arg(dir.path().join("nope/r.xml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("`--junit ") && err.contains("does not exist"),
+        "{err}"
+    );
+    assert!(!err.contains("hammering"), "nothing ran: {err}");
+}
+
+#[test]
 fn open_loop_rate_bounds_the_requests() {
     // 40 requests/s for 1 s is at most 40 requests; a closed loop would send hundreds.
     let dir = tempfile::tempdir().unwrap();

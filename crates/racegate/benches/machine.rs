@@ -49,7 +49,7 @@ fn machine(c: &mut Criterion) {
     g.bench_function("machine_gate_labeled_acquire_release", |b| {
         b.iter(|| {
             drop(black_box(
-                labeled.acquire_blocking_labeled("vision", None).unwrap(),
+                labeled.labeled("vision").acquire_blocking().unwrap(),
             ))
         })
     });

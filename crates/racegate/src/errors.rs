@@ -1,172 +1,94 @@
-//! Every error the library returns.
+//! Every error the library returns: one type per kind of call, whatever the gate.
+//!
+//! | call | error |
+//! |---|---|
+//! | `try_*` | [`TryAcquireError`] |
+//! | `*_timeout` (async or blocking) | [`AcquireTimeoutError`] |
+//! | untimed weighted (`*_many`) or machine-wide acquisitions | [`AcquireError`] |
+//! | building a gate | [`ConfigError`] |
+//! | opening a machine-wide gate, and its lock directory failing under a call | [`MachineGateError`] |
 //!
 //! Messages are lowercase, name values in backticks and end with a hint where one helps.
 
-use std::fmt;
 use std::time::Duration;
 
-/// One current holder of a gate, as reported in errors and [`GateStats`](crate::GateStats).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HolderInfo {
-    /// The holder's label, if it acquired with one.
-    pub label: Option<String>,
-    /// How many permits (lanes, or units of a weighted budget) it holds.
-    pub weight: u32,
-    /// How long it has held them.
-    pub held_for: Duration,
-}
+use crate::holder::{fmt_duration, Holder, Holders};
 
-impl fmt::Display for HolderInfo {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.label {
-            Some(label) => write!(f, "`{label}`")?,
-            None => f.write_str("an unlabeled holder")?,
-        }
-        if self.weight != 1 {
-            write!(f, " ({} permits)", self.weight)?;
-        }
-        write!(f, " for {}", fmt_duration(self.held_for))
-    }
-}
-
-/// A list of holders as one phrase: "`vision` for 1.2s, `text` for 30ms".
-pub(crate) struct Holders<'a>(pub(crate) &'a [HolderInfo]);
-
-impl fmt::Display for Holders<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.is_empty() {
-            return f.write_str("no holder recorded (stats are off, or the holder just left)");
-        }
-        for (i, h) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str(", ")?;
-            }
-            write!(f, "{h}")?;
-        }
-        Ok(())
-    }
-}
-
-/// Durations in errors: milliseconds below ten seconds, seconds above.
-pub(crate) fn fmt_duration(d: Duration) -> String {
-    if d < Duration::from_millis(1) {
-        format!("{}µs", d.as_micros())
-    } else if d < Duration::from_secs(10) {
-        format!("{:.1}ms", d.as_secs_f64() * 1e3)
-    } else {
-        format!("{:.1}s", d.as_secs_f64())
-    }
-}
-
-/// Why [`Gate::try_acquire`](crate::Gate::try_acquire) (and friends) did not grant the gate.
+/// Why a `try_*` call ([`Gate::try_acquire`](crate::Gate::try_acquire) and the rest of its row
+/// of the variant matrix) did not grant the gate.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TryAcquireError {
-    /// Not enough permits are free right now, or others are already queued for them.
+    /// Not enough units are free right now, or others are already queued for them.
     #[error(
         "gate `{gate}` is busy: held by {}{}",
         Holders(holders),
         if *waiters > 0 { format!(", {waiters} waiter(s) queued ahead") } else { String::new() }
     )]
+    #[non_exhaustive]
     WouldBlock {
         /// The gate's name.
         gate: String,
         /// Who holds it at the moment of the attempt.
-        holders: Vec<HolderInfo>,
+        holders: Vec<Holder>,
         /// Callers already queued (a `try_*` call never overtakes them).
         waiters: usize,
     },
     /// The request can never be granted.
     #[error(transparent)]
     TooLarge(#[from] TooLargeError),
-    /// The machine-wide backend failed.
+    /// The machine-wide lock behind the gate failed.
     #[error(transparent)]
-    Machine(#[from] MachineError),
+    Machine(#[from] MachineGateError),
 }
 
-/// A weighted request asked for more permits than the gate has in total.
-///
-/// Such a request could never be granted, so it fails at once instead of waiting forever.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "gate `{gate}` has `{capacity}` permits in total but `{requested}` were requested; \
-     hint: request at most `{capacity}` or create the gate with a larger capacity"
-)]
-pub struct TooLargeError {
-    /// The gate's name.
-    pub gate: String,
-    /// Permits requested.
-    pub requested: u32,
-    /// The gate's capacity.
-    pub capacity: u32,
-}
-
-/// Why a weighted or machine-backed acquisition that has no deadline failed.
+/// Why a `*_timeout` call ([`Gate::acquire_timeout`](crate::Gate::acquire_timeout),
+/// [`Gate::acquire_blocking_timeout`](crate::Gate::acquire_blocking_timeout), their owned and
+/// weighted forms, and the same on every front) did not grant the gate.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum AcquireError {
+pub enum AcquireTimeoutError {
+    /// The deadline passed first.
+    ///
+    /// Names who held the gate at that moment and for how long, and how long the caller waited,
+    /// so a log line alone tells which pipeline starved which.
+    #[error(
+        "timed out after {} waiting for gate `{gate}`{}: held by {}{}; \
+         hint: raise the timeout, or look for a holder that keeps the gate across slow non-GPU work",
+        fmt_duration(*waited),
+        label.as_ref().map(|l| format!(" as `{l}`")).unwrap_or_default(),
+        Holders(holders),
+        if *waiters > 0 { format!(", {waiters} other waiter(s) queued") } else { String::new() }
+    )]
+    #[non_exhaustive]
+    TimedOut {
+        /// The gate's name.
+        gate: String,
+        /// The caller's label, if any.
+        label: Option<String>,
+        /// How long the caller waited before giving up.
+        waited: Duration,
+        /// Who held the gate when the caller gave up, longest-held first (in-process holders;
+        /// for a machine-wide gate, the holders in other processes follow).
+        holders: Vec<Holder>,
+        /// Other callers still queued at that moment.
+        waiters: usize,
+    },
     /// The request can never be granted.
     #[error(transparent)]
     TooLarge(#[from] TooLargeError),
-    /// The machine-wide backend failed.
+    /// The machine-wide lock behind the gate failed.
     #[error(transparent)]
-    Machine(#[from] MachineError),
+    Machine(#[from] MachineGateError),
 }
 
-/// The machine-wide backend of a gate failed (for example its lock file could not be opened).
-#[derive(Debug, thiserror::Error)]
-#[error("machine-wide lock for gate `{gate}` failed: {source}")]
-pub struct MachineError {
-    /// The gate's name.
-    pub gate: String,
-    /// The underlying I/O error.
-    #[source]
-    pub source: std::io::Error,
-}
+/// The old name of [`AcquireTimeoutError`], which now also covers the weighted forms.
+#[deprecated(note = "merged into `AcquireTimeoutError` (its `Timeout` variant is now `TimedOut`)")]
+pub type TimedAcquireError = AcquireTimeoutError;
 
-/// The gate was not granted within the caller's timeout.
-///
-/// Names who held the gate at that moment and for how long, and how long the caller waited, so a
-/// log line alone tells which pipeline starved which.
-#[derive(Clone, Debug, thiserror::Error)]
-#[error(
-    "timed out after {} waiting for gate `{gate}`{}: held by {}{}; \
-     hint: raise the timeout, or look for a holder that keeps the gate across slow non-GPU work",
-    fmt_duration(*waited),
-    label.as_ref().map(|l| format!(" as `{l}`")).unwrap_or_default(),
-    Holders(holders),
-    if *waiters > 0 { format!(", {waiters} other waiter(s) queued") } else { String::new() }
-)]
-pub struct AcquireTimeoutError {
-    /// The gate's name.
-    pub gate: String,
-    /// The caller's label, if any.
-    pub label: Option<String>,
-    /// How long the caller waited before giving up.
-    pub waited: Duration,
-    /// Who held the gate when the caller gave up (in-process holders; for a machine-wide gate the
-    /// backend reports its holders here too).
-    pub holders: Vec<HolderInfo>,
-    /// Other callers still queued at that moment.
-    pub waiters: usize,
-}
-
-/// Why a timed acquisition failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum TimedAcquireError {
-    /// The deadline passed.
-    #[error(transparent)]
-    Timeout(#[from] AcquireTimeoutError),
-    /// The request can never be granted.
-    #[error(transparent)]
-    TooLarge(#[from] TooLargeError),
-    /// The machine-wide backend failed.
-    #[error(transparent)]
-    Machine(#[from] MachineError),
-}
-
-impl From<AcquireError> for TimedAcquireError {
+/// An untimed call can fail for the reasons a timed one can, except the deadline: so a caller
+/// with an optional timeout can handle both with one type.
+impl From<AcquireError> for AcquireTimeoutError {
     fn from(e: AcquireError) -> Self {
         match e {
             AcquireError::TooLarge(e) => Self::TooLarge(e),
@@ -175,17 +97,50 @@ impl From<AcquireError> for TimedAcquireError {
     }
 }
 
+/// A weighted request asked for more units than the gate's capacity.
+///
+/// Such a request could never be granted, so it fails at once instead of waiting forever.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "gate `{gate}` has a capacity of `{capacity}` units but `{requested}` were requested; \
+     hint: request at most `{capacity}` or create the gate with a larger capacity"
+)]
+pub struct TooLargeError {
+    /// The gate's name.
+    pub gate: String,
+    /// Units requested.
+    pub requested: u32,
+    /// The gate's capacity.
+    pub capacity: u32,
+}
+
+/// Why an untimed call that can fail did not grant the gate: a weighted (`*_many`) request, or
+/// any acquisition of a [`MachineGate`](crate::MachineGate).
+///
+/// The untimed unit calls of an in-process [`Gate`](crate::Gate) (`acquire`, `acquire_owned`,
+/// `acquire_blocking`, `acquire_owned_blocking`) cannot fail and return the guard itself.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AcquireError {
+    /// The request can never be granted.
+    #[error(transparent)]
+    TooLarge(#[from] TooLargeError),
+    /// The machine-wide lock behind the gate failed.
+    #[error(transparent)]
+    Machine(#[from] MachineGateError),
+}
+
 /// A gate configuration was rejected.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
-    /// A gate needs at least one permit.
+    /// A gate needs a capacity of at least one unit.
     #[error("gate `{gate}`: capacity must be at least `1`, got `0`")]
     ZeroCapacity {
         /// The gate's name.
         gate: String,
     },
-    /// More permits than the underlying semaphore supports.
+    /// A larger capacity than the underlying semaphore supports.
     #[error("gate `{gate}`: capacity `{requested}` exceeds the maximum `{max}`")]
     CapacityTooLarge {
         /// The gate's name.
@@ -224,7 +179,9 @@ pub enum ConfigError {
 }
 
 /// Why a machine-wide gate ([`MachineGate`](crate::MachineGate), `racegate run`, the test guard)
-/// could not be opened or acquired.
+/// could not be opened, or why its lock directory failed under an acquisition (then it is the
+/// `Machine` variant of the call's error: [`AcquireError`], [`AcquireTimeoutError`],
+/// [`TryAcquireError`]).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum MachineGateError {
@@ -285,36 +242,39 @@ pub enum MachineGateError {
         /// The name given.
         name: String,
     },
-    /// A slot count out of range.
-    #[error("gate `{gate}`: slots must be between `1` and `{max}`, got `{requested}`")]
-    BadSlots {
+    /// A capacity out of range.
+    #[error("gate `{gate}`: capacity must be between `1` and `{max}`, got `{requested}`")]
+    BadCapacity {
         /// The gate.
         gate: String,
-        /// Slots requested.
+        /// Capacity requested.
         requested: u32,
         /// The largest allowed.
         max: u32,
     },
-    /// Other users of the gate use a different slot count.
+    /// Other users of the gate use a different capacity.
     #[error(
-        "gate `{gate}` is in use with `{existing}` slot(s), cannot use it with `{requested}`; \
-         hint: every user of a gate must ask for the same number of slots"
+        "gate `{gate}` is in use with capacity `{existing}`, cannot use it with capacity `{requested}`; \
+         hint: every user of a gate must ask for the same capacity"
     )]
-    SlotsMismatch {
+    CapacityMismatch {
         /// The gate.
         gate: String,
-        /// Slots in force.
+        /// Capacity in force.
         existing: u32,
-        /// Slots requested.
+        /// Capacity requested.
         requested: u32,
     },
-    /// A weighted request (more than one lane at once).
-    #[error("gate `{gate}`: a machine-wide acquisition takes exactly one lane, `{weight}` were requested")]
+    /// A weighted request (more than one unit at once).
+    #[error(
+        "gate `{gate}`: a machine-wide acquisition takes exactly one unit, `{units}` were requested; \
+         hint: give each holder one unit and the gate a larger capacity"
+    )]
     Weighted {
         /// The gate.
         gate: String,
-        /// Lanes requested.
-        weight: u32,
+        /// Units requested.
+        units: u32,
     },
     /// A file in the gate's directory could not be used.
     #[error("machine-wide gate `{gate}`: cannot {op} `{}`: {source}", path.display())]
@@ -331,7 +291,7 @@ pub enum MachineGateError {
     },
     /// The global gate of that name already exists as an in-process gate.
     #[error(
-        "global gate `{gate}` already exists as an in-process gate (or with `{existing}` slot(s)); \
+        "global gate `{gate}` already exists as an in-process gate (or with capacity `{existing}`); \
          hint: call `racegate::configure_machine_wide(\"{gate}\", ..)` before the first `racegate::global(\"{gate}\")`"
     )]
     GlobalConflict {
@@ -340,10 +300,16 @@ pub enum MachineGateError {
         /// Capacity of the existing global gate.
         existing: u32,
     },
-    /// The gate was not granted in time; names the holders.
-    #[error(transparent)]
-    Timeout(#[from] AcquireTimeoutError),
-    /// `try_acquire`: the gate is held or others are queued.
-    #[error(transparent)]
-    WouldBlock(TryAcquireError),
+    /// An async acquisition's lock call, run on a blocking thread, ended without an answer
+    /// (the runtime is shutting down, or the thread could not be started).
+    #[error(
+        "machine-wide lock call for gate `{gate}` ended without an answer: {reason}; \
+         hint: acquire before the async runtime shuts down"
+    )]
+    NoAnswer {
+        /// The gate.
+        gate: String,
+        /// What happened to the call.
+        reason: String,
+    },
 }

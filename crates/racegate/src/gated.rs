@@ -8,17 +8,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::errors::{AcquireTimeoutError, TryAcquireError};
-use crate::gate::{Gate, GateGuard, OwnedGateGuard, Request};
+use crate::gate::{
+    grant_async, grant_async_or_panic, Gate, GateGuard, Grant, Labeled, OwnedGateGuard, Request,
+};
 use crate::stats::Label;
 
 /// A resource (a GPU stream, a device or command-queue handle) that can only be reached while
 /// holding a gate: "operations on the shared stream require external synchronization", enforced
 /// by the type system.
 ///
-/// Locking takes *all* permits of the gate, so a `Gated<T>` may share a gate of any capacity with
+/// Locking takes the gate's whole capacity, so a `Gated<T>` may share a gate of any capacity with
 /// other code (e.g. [`global("gpu")`](crate::global)): while its guard lives, nobody else holds the
 /// gate, and the guard derefs to `&mut T`. The gate's FIFO order, timeouts, labels, stats and
 /// panic handling all apply.
+///
+/// # Variant matrix
+///
+/// `[try_]lock[_owned][_blocking][_timeout]`: [`Gate`]'s names and error types with `lock` for
+/// `acquire`, and no weighted forms (a lock always takes the whole capacity). The owned forms
+/// take `self: Arc<Self>`, like `tokio::sync::Mutex::lock_owned`. Labels go through the
+/// [`labeled`](Gated::labeled) view, as on every front.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -33,7 +42,7 @@ pub struct Gated<T: ?Sized> {
     value: UnsafeCell<T>,
 }
 
-// SAFETY: the value is only reached through a guard holding every permit of the gate, i.e. by
+// SAFETY: the value is only reached through a guard holding the gate's whole capacity, i.e. by
 // one holder at a time, exactly like `Mutex<T>`.
 unsafe impl<T: ?Sized + Send> Send for Gated<T> {}
 // SAFETY: as above; sharing `&Gated<T>` only lets threads queue for exclusive access.
@@ -70,38 +79,52 @@ impl<T: ?Sized> Gated<T> {
         self.value.get_mut()
     }
 
-    fn req(&self, label: Option<Label>) -> Request {
-        Request {
-            label,
-            weight: self.gate.capacity(),
-        }
+    /// A view whose locks carry `label` (shown in stats, errors and hold warnings); it has every
+    /// borrowed `lock*` method. For the owned ones, label the `Arc`:
+    /// `Labeled::new(&arc, Some(label.into())).lock_owned()`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let stream = racegate::Gated::new("gpu", 0u32);
+    /// *stream.labeled("vision").lock().await += 1;
+    /// assert_eq!(stream.gate().stats().labels[0].label, "vision");
+    /// # }
+    /// ```
+    pub fn labeled(&self, label: impl Into<Label>) -> Labeled<'_, Gated<T>> {
+        Labeled::new(self, Some(label.into()))
     }
+
+    #[inline]
+    fn unlabeled(&self) -> Labeled<'_, Gated<T>> {
+        Labeled::new(self, None)
+    }
+
+    /// The old form of `gated.labeled(label).lock()`.
+    #[deprecated(note = "use `gated.labeled(label).lock()`")]
+    pub async fn lock_labeled(&self, label: impl Into<Label>) -> GatedGuard<'_, T> {
+        self.labeled(label).lock().await
+    }
+
+    // --- borrowed ---------------------------------------------------------------------------------
 
     /// Waits for the whole gate and returns a guard that derefs to the value.
     ///
     /// # Cancel safety
     ///
     /// Cancel safe, as [`Gate::acquire`].
+    ///
+    /// # Panics
+    ///
+    /// As [`Gate::acquire`].
     pub async fn lock(&self) -> GatedGuard<'_, T> {
-        let guard = self.gate.acquire_req(self.req(None)).await;
-        GatedGuard::new(guard, self)
-    }
-
-    /// [`Gated::lock`] with a label for stats and errors.
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel safe, as [`Gate::acquire`].
-    pub async fn lock_labeled(&self, label: impl Into<Label>) -> GatedGuard<'_, T> {
-        let guard = self.gate.acquire_req(self.req(Some(label.into()))).await;
-        GatedGuard::new(guard, self)
+        self.unlabeled().lock().await
     }
 
     /// Waits at most `timeout` for the whole gate.
     ///
     /// # Errors
     ///
-    /// [`AcquireTimeoutError`] naming the holders.
+    /// As [`Gate::acquire_timeout`].
     ///
     /// # Cancel safety
     ///
@@ -114,21 +137,7 @@ impl<T: ?Sized> Gated<T> {
         &self,
         timeout: Duration,
     ) -> Result<GatedGuard<'_, T>, AcquireTimeoutError> {
-        let guard = self
-            .gate
-            .acquire_timeout_req(self.req(None), timeout)
-            .await?;
-        Ok(GatedGuard::new(guard, self))
-    }
-
-    /// Locks without waiting.
-    ///
-    /// # Errors
-    ///
-    /// [`TryAcquireError::WouldBlock`] when the gate is held or has waiters.
-    pub fn try_lock(&self) -> Result<GatedGuard<'_, T>, TryAcquireError> {
-        let guard = self.gate.try_acquire_req(self.req(None))?;
-        Ok(GatedGuard::new(guard, self))
+        self.unlabeled().lock_timeout(timeout).await
     }
 
     /// Blocks the current thread until the whole gate is granted.
@@ -137,15 +146,14 @@ impl<T: ?Sized> Gated<T> {
     ///
     /// As [`Gate::acquire_blocking`]: in an async context.
     pub fn lock_blocking(&self) -> GatedGuard<'_, T> {
-        let guard = self.gate.acquire_blocking_req(self.req(None));
-        GatedGuard::new(guard, self)
+        self.unlabeled().lock_blocking()
     }
 
     /// Blocks the current thread at most `timeout`.
     ///
     /// # Errors
     ///
-    /// [`AcquireTimeoutError`] naming the holders.
+    /// As [`Gate::acquire_timeout`].
     ///
     /// # Panics
     ///
@@ -154,11 +162,19 @@ impl<T: ?Sized> Gated<T> {
         &self,
         timeout: Duration,
     ) -> Result<GatedGuard<'_, T>, AcquireTimeoutError> {
-        let guard = self
-            .gate
-            .acquire_blocking_timeout_req(self.req(None), timeout)?;
-        Ok(GatedGuard::new(guard, self))
+        self.unlabeled().lock_blocking_timeout(timeout)
     }
+
+    /// Locks without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`TryAcquireError::WouldBlock`] when the gate is held or has waiters.
+    pub fn try_lock(&self) -> Result<GatedGuard<'_, T>, TryAcquireError> {
+        self.unlabeled().try_lock()
+    }
+
+    // --- owned ------------------------------------------------------------------------------------
 
     /// Waits for the whole gate and returns a guard that owns an `Arc` of this `Gated`, so it can
     /// move into a spawned task (e.g. a streaming response).
@@ -176,13 +192,260 @@ impl<T: ?Sized> Gated<T> {
     /// # Cancel safety
     ///
     /// Cancel safe, as [`Gate::acquire`].
+    ///
+    /// # Panics
+    ///
+    /// As [`Gate::acquire`].
     pub async fn lock_owned(self: Arc<Self>) -> OwnedGatedGuard<T> {
-        let guard = self.gate.acquire_owned_req(self.req(None)).await;
-        OwnedGatedGuard {
-            _guard: guard,
-            gated: self,
-            _not_sync_unless_t_is: PhantomData,
-        }
+        Labeled::new(&self, None).lock_owned().await
+    }
+
+    /// [`Gated::lock_timeout`] with an owned guard.
+    ///
+    /// # Errors
+    ///
+    /// As [`Gate::acquire_timeout`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`Gate::acquire`].
+    ///
+    /// # Panics
+    ///
+    /// As [`Gate::acquire_timeout`].
+    pub async fn lock_owned_timeout(
+        self: Arc<Self>,
+        timeout: Duration,
+    ) -> Result<OwnedGatedGuard<T>, AcquireTimeoutError> {
+        Labeled::new(&self, None).lock_owned_timeout(timeout).await
+    }
+
+    /// [`Gated::lock_blocking`] with an owned guard (e.g. to hand to another thread).
+    ///
+    /// # Panics
+    ///
+    /// As [`Gate::acquire_blocking`].
+    pub fn lock_owned_blocking(self: Arc<Self>) -> OwnedGatedGuard<T> {
+        Labeled::new(&self, None).lock_owned_blocking()
+    }
+
+    /// [`Gated::lock_blocking_timeout`] with an owned guard.
+    ///
+    /// # Errors
+    ///
+    /// As [`Gate::acquire_timeout`].
+    ///
+    /// # Panics
+    ///
+    /// As [`Gate::acquire_blocking`].
+    pub fn lock_owned_blocking_timeout(
+        self: Arc<Self>,
+        timeout: Duration,
+    ) -> Result<OwnedGatedGuard<T>, AcquireTimeoutError> {
+        Labeled::new(&self, None).lock_owned_blocking_timeout(timeout)
+    }
+
+    /// [`Gated::try_lock`] with an owned guard.
+    ///
+    /// # Errors
+    ///
+    /// As [`Gated::try_lock`].
+    pub fn try_lock_owned(self: Arc<Self>) -> Result<OwnedGatedGuard<T>, TryAcquireError> {
+        Labeled::new(&self, None).try_lock_owned()
+    }
+}
+
+/// The borrowed [`Gated`] locks with this view's label; each behaves exactly like the
+/// [`Gated`] method of the same name.
+impl<'a, T: ?Sized> Labeled<'a, Gated<T>> {
+    /// Every lock takes the whole gate.
+    #[inline]
+    fn request(self) -> (&'a Gated<T>, Request) {
+        let gated = self.front;
+        let req = Request {
+            label: self.label,
+            units: gated.gate.capacity(),
+        };
+        (gated, req)
+    }
+
+    /// [`Gated::lock`] with this label.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`Gate::acquire`].
+    ///
+    /// # Panics
+    ///
+    /// As [`Gate::acquire`].
+    pub async fn lock(self) -> GatedGuard<'a, T> {
+        let (gated, req) = self.request();
+        let grant = grant_async_or_panic!(&gated.gate, req);
+        GatedGuard::new(GateGuard::new(&gated.gate, grant), gated)
+    }
+
+    /// [`Gated::lock_timeout`] with this label; the error names it too.
+    ///
+    /// # Errors
+    ///
+    /// As [`Gate::acquire_timeout`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`Gate::acquire`].
+    ///
+    /// # Panics
+    ///
+    /// As [`Gate::acquire_timeout`].
+    pub async fn lock_timeout(
+        self,
+        timeout: Duration,
+    ) -> Result<GatedGuard<'a, T>, AcquireTimeoutError> {
+        let (gated, req) = self.request();
+        let grant = grant_async!(&gated.gate, req, Some(timeout))?;
+        Ok(GatedGuard::new(GateGuard::new(&gated.gate, grant), gated))
+    }
+
+    /// [`Gated::lock_blocking`] with this label.
+    ///
+    /// # Panics
+    ///
+    /// As [`Gate::acquire_blocking`].
+    pub fn lock_blocking(self) -> GatedGuard<'a, T> {
+        let (gated, req) = self.request();
+        let grant = gated.gate.grant_blocking_or_panic(req);
+        GatedGuard::new(GateGuard::new(&gated.gate, grant), gated)
+    }
+
+    /// [`Gated::lock_blocking_timeout`] with this label; the error names it too.
+    ///
+    /// # Errors
+    ///
+    /// As [`Gate::acquire_timeout`].
+    ///
+    /// # Panics
+    ///
+    /// As [`Gate::acquire_blocking`].
+    pub fn lock_blocking_timeout(
+        self,
+        timeout: Duration,
+    ) -> Result<GatedGuard<'a, T>, AcquireTimeoutError> {
+        let (gated, req) = self.request();
+        let grant = gated.gate.grant_blocking(req, Some(timeout))?;
+        Ok(GatedGuard::new(GateGuard::new(&gated.gate, grant), gated))
+    }
+
+    /// [`Gated::try_lock`] with this label.
+    ///
+    /// # Errors
+    ///
+    /// As [`Gated::try_lock`].
+    pub fn try_lock(self) -> Result<GatedGuard<'a, T>, TryAcquireError> {
+        let (gated, req) = self.request();
+        let grant = gated.gate.grant_try(req)?;
+        Ok(GatedGuard::new(GateGuard::new(&gated.gate, grant), gated))
+    }
+}
+
+/// The owned [`Gated`] locks with this view's label; each behaves exactly like the [`Gated`]
+/// method of the same name. Made by `Labeled::new(&arc, Some(label.into()))`.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::sync::Arc;
+/// use racegate::{Gated, Labeled};
+/// let queue = Arc::new(Gated::new("gpu", Vec::<u32>::new()));
+/// let mut guard = Labeled::new(&queue, Some("stream".into())).lock_owned().await;
+/// tokio::spawn(async move { guard.push(7) }).await.unwrap();
+/// assert_eq!(queue.gate().stats().labels[0].label, "stream");
+/// # }
+/// ```
+impl<'a, T: ?Sized> Labeled<'a, Arc<Gated<T>>> {
+    #[inline]
+    fn request(self) -> (Arc<Gated<T>>, Request) {
+        let gated = Arc::clone(self.front);
+        let req = Request {
+            label: self.label,
+            units: gated.gate.capacity(),
+        };
+        (gated, req)
+    }
+
+    /// [`Gated::lock_owned`] with this label.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`Gate::acquire`].
+    ///
+    /// # Panics
+    ///
+    /// As [`Gate::acquire`].
+    pub async fn lock_owned(self) -> OwnedGatedGuard<T> {
+        let (gated, req) = self.request();
+        let grant = grant_async_or_panic!(&gated.gate, req);
+        OwnedGatedGuard::new(grant, gated)
+    }
+
+    /// [`Gated::lock_owned_timeout`] with this label; the error names it too.
+    ///
+    /// # Errors
+    ///
+    /// As [`Gate::acquire_timeout`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`Gate::acquire`].
+    ///
+    /// # Panics
+    ///
+    /// As [`Gate::acquire_timeout`].
+    pub async fn lock_owned_timeout(
+        self,
+        timeout: Duration,
+    ) -> Result<OwnedGatedGuard<T>, AcquireTimeoutError> {
+        let (gated, req) = self.request();
+        let grant = grant_async!(&gated.gate, req, Some(timeout))?;
+        Ok(OwnedGatedGuard::new(grant, gated))
+    }
+
+    /// [`Gated::lock_owned_blocking`] with this label.
+    ///
+    /// # Panics
+    ///
+    /// As [`Gate::acquire_blocking`].
+    pub fn lock_owned_blocking(self) -> OwnedGatedGuard<T> {
+        let (gated, req) = self.request();
+        let grant = gated.gate.grant_blocking_or_panic(req);
+        OwnedGatedGuard::new(grant, gated)
+    }
+
+    /// [`Gated::lock_owned_blocking_timeout`] with this label; the error names it too.
+    ///
+    /// # Errors
+    ///
+    /// As [`Gate::acquire_timeout`].
+    ///
+    /// # Panics
+    ///
+    /// As [`Gate::acquire_blocking`].
+    pub fn lock_owned_blocking_timeout(
+        self,
+        timeout: Duration,
+    ) -> Result<OwnedGatedGuard<T>, AcquireTimeoutError> {
+        let (gated, req) = self.request();
+        let grant = gated.gate.grant_blocking(req, Some(timeout))?;
+        Ok(OwnedGatedGuard::new(grant, gated))
+    }
+
+    /// [`Gated::try_lock_owned`] with this label.
+    ///
+    /// # Errors
+    ///
+    /// As [`Gated::try_lock`].
+    pub fn try_lock_owned(self) -> Result<OwnedGatedGuard<T>, TryAcquireError> {
+        let (gated, req) = self.request();
+        let grant = gated.gate.grant_try(req)?;
+        Ok(OwnedGatedGuard::new(grant, gated))
     }
 }
 
@@ -241,7 +504,7 @@ impl<'a, T: ?Sized> GatedGuard<'a, T> {
 impl<T: ?Sized> Deref for GatedGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
-        // SAFETY: this guard holds every permit of the gate: no other guard exists.
+        // SAFETY: this guard holds the gate's whole capacity: no other guard exists.
         unsafe { &*self.gated.value.get() }
     }
 }
@@ -268,10 +531,20 @@ pub struct OwnedGatedGuard<T: ?Sized> {
     _not_sync_unless_t_is: PhantomData<T>,
 }
 
+impl<T: ?Sized> OwnedGatedGuard<T> {
+    fn new(grant: Grant, gated: Arc<Gated<T>>) -> Self {
+        OwnedGatedGuard {
+            _guard: OwnedGateGuard::new(gated.gate.clone(), grant),
+            gated,
+            _not_sync_unless_t_is: PhantomData,
+        }
+    }
+}
+
 impl<T: ?Sized> Deref for OwnedGatedGuard<T> {
     type Target = T;
     fn deref(&self) -> &T {
-        // SAFETY: this guard holds every permit of the gate: no other guard exists.
+        // SAFETY: this guard holds the gate's whole capacity: no other guard exists.
         unsafe { &*self.gated.value.get() }
     }
 }

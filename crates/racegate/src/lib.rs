@@ -5,10 +5,14 @@
 //! at the right granularity, that all GPU work passes through. This crate makes that lock a
 //! first-class, observable primitive:
 //!
-//! - [`Gate`]: a fair (FIFO), timeout-bounded gate with one or more lanes or a weighted budget;
-//!   async ([`Gate::acquire`]), owned for spawned tasks ([`Gate::acquire_owned`]), blocking for
-//!   FFI threads ([`Gate::acquire_blocking`]), non-waiting ([`Gate::try_acquire`]) and bounded
-//!   ([`Gate::acquire_timeout`]) acquisitions, each optionally [labeled](Gate::labeled).
+//! - [`Gate`]: a fair (FIFO), timeout-bounded gate with a *capacity* of units (one holder at a
+//!   time by default). Its acquisitions form a regular matrix, like `tokio::sync`'s: borrowed or
+//!   owned guards × async ([`Gate::acquire`]), blocking for FFI threads
+//!   ([`Gate::acquire_blocking`]), non-waiting ([`Gate::try_acquire`]) and bounded
+//!   ([`Gate::acquire_timeout`], [`Gate::acquire_blocking_timeout`]), each with a weighted
+//!   `_many(n)` form that takes `n` units of a budget, and one error type per kind of call.
+//! - [`Labeled`]: the one way to label an acquisition, on every front:
+//!   `gate.labeled("vision").acquire()`.
 //! - [`global`] / [`configure`]: the same process-wide gate from anywhere in a program.
 //! - [`Gated<T>`]: a resource (stream, device handle) reachable only through its gate.
 //! - [`Gate::stats`]: acquisitions, timeouts, panics while held, current holders, waiters, and
@@ -67,18 +71,24 @@ mod errors;
 mod gate;
 mod gated;
 mod global;
+mod holder;
 pub mod machine;
 mod stats;
 mod test_guard;
 
+#[allow(deprecated)]
+pub use errors::TimedAcquireError;
 pub use errors::{
-    AcquireError, AcquireTimeoutError, ConfigError, HolderInfo, MachineError, TimedAcquireError,
-    TooLargeError, TryAcquireError,
+    AcquireError, AcquireTimeoutError, ConfigError, MachineGateError, TooLargeError,
+    TryAcquireError,
 };
 pub use gate::{Gate, GateConfig, GateGuard, Labeled, OwnedGateGuard};
 pub use gated::{Gated, GatedGuard, OwnedGatedGuard};
 pub use global::{configure, global};
-pub use machine::{configure_machine_wide, MachineGate, MachineGateBuilder, MachineGateError};
+pub use holder::Holder;
+#[allow(deprecated)]
+pub use holder::HolderInfo;
+pub use machine::{configure_machine_wide, MachineGate, MachineGateBuilder};
 pub use stats::{GateStats, Label, LabelStats, Percentiles};
 pub use test_guard::{test_guard, TestGuard};
 

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-use crate::errors::{fmt_duration, HolderInfo};
+use crate::holder::{fmt_duration, Holder};
 
 /// What an acquisition is for (`"vision"`, `"text"`, a test name): shown in stats and errors.
 ///
@@ -116,7 +116,11 @@ pub struct LabelStats {
     pub hold: Percentiles,
 }
 
-/// A snapshot of one gate's figures, from [`Gate::stats`](crate::Gate::stats).
+/// A snapshot of one gate's in-process figures, from [`Gate::stats`](crate::Gate::stats).
+///
+/// *Stats* are what this process saw; the machine-wide *status* of a
+/// [`MachineGate`](crate::MachineGate) (holders, waiters and history across every process, read
+/// from its lock directory) is a [`MachineStatus`](crate::machine::MachineStatus).
 ///
 /// Durations come from HDR histograms (2 significant digits, 1 ns to 1 hour; longer samples are
 /// clamped to 1 hour). Wait times include the machine-wide backend's wait, if the gate has one.
@@ -124,9 +128,9 @@ pub struct LabelStats {
 pub struct GateStats {
     /// The gate's name.
     pub name: String,
-    /// Total permits.
+    /// How many units the gate has.
     pub capacity: u32,
-    /// Permits free at the moment of the snapshot.
+    /// Units free at the moment of the snapshot.
     pub available: u32,
     /// Whether bookkeeping is on. When off, only `timeouts`, `panics_while_held`, `waiters` and
     /// `available` are maintained.
@@ -140,7 +144,7 @@ pub struct GateStats {
     /// Callers queued right now.
     pub waiters: usize,
     /// Who holds the gate right now, longest-held first.
-    pub holders: Vec<HolderInfo>,
+    pub holders: Vec<Holder>,
     /// Wait time, all acquisitions.
     pub wait: Percentiles,
     /// Hold time, all completed holds.
@@ -231,7 +235,7 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_NS, 2).expect("static histogram bounds are valid")
 }
 
-/// Wait times: most grants are immediate (the permit was free), so zero waits are counted and
+/// Wait times: most grants are immediate (the units were free), so zero waits are counted and
 /// folded into the histogram when a snapshot reads it, which saves an HDR record per grant.
 struct WaitHistogram {
     hist: Histogram<u64>,
@@ -278,34 +282,34 @@ struct PerLabel {
 }
 
 /// Slots below this index publish their release without the stats lock; later ones (only a gate
-/// with more than this many holders at once, or zero-weight holders past the capacity) lock.
-const FAST_SLOTS: usize = 64;
+/// with more than this many holders at once, or zero-unit holders past the capacity) lock.
+const FAST_ENTRIES: usize = 64;
 
-/// What a granted guard keeps of its registration: its holder slot and when it was granted.
+/// What a granted guard keeps of its registration: its holder entry and when it was granted.
 #[derive(Debug)]
 pub(crate) struct Ticket {
-    slot: u32,
+    entry: u32,
     since: Stamp,
 }
 
 /// The bookkeeping of one gate.
 ///
 /// A grant registers its holder under the lock (snapshots and timeout errors must name it). A
-/// release does not lock: the guard's [`Ticket`] has the slot and the grant time, so it computes
-/// the hold itself and publishes it in `ended[slot]` with one store. Every lock holder (the next
+/// release does not lock: the guard's [`Ticket`] has the entry and the grant time, so it computes
+/// the hold itself and publishes it in `ended[entry]` with one store. Every lock holder (the next
 /// grant, a snapshot, a timeout error, the watchdog) first *reaps* published releases: records
-/// the hold and frees the slot. Readers therefore see what a lock taken at release would have
+/// the hold and frees the entry. Readers therefore see what a lock taken at release would have
 /// shown them, and an acquire+release takes the lock once instead of twice.
 pub(crate) struct Stats {
     state: Mutex<StatsState>,
-    /// Per fast slot: 0 while held (or free), else 1 + the hold in ns, not yet reaped. Written
-    /// once per holding, by its guard; reset under the lock before the slot is reused.
+    /// Per fast entry: 0 while held (or free), else 1 + the hold in ns, not yet reaped. Written
+    /// once per holding, by its guard; reset under the lock before the entry is reused.
     ended: Box<[AtomicU64]>,
 }
 
 impl Stats {
     pub(crate) fn new(capacity: u32) -> Self {
-        let fast = (capacity as usize).min(FAST_SLOTS);
+        let fast = (capacity as usize).min(FAST_ENTRIES);
         Stats {
             state: Mutex::new(StatsState::new()),
             ended: (0..fast).map(|_| AtomicU64::new(0)).collect(),
@@ -344,12 +348,12 @@ impl Stats {
     pub(crate) fn granted(
         &self,
         label: Option<Label>,
-        weight: u32,
+        units: u32,
         waited: Duration,
         now: Stamp,
     ) -> Ticket {
-        let slot = self.lock().granted(label, weight, waited, now);
-        Ticket { slot, since: now }
+        let entry = self.lock().granted(label, units, waited, now);
+        Ticket { entry, since: now }
     }
 
     /// Records a release at `now`. When the hold passed `warn_over`, returns the holder's label
@@ -362,7 +366,7 @@ impl Stats {
     ) -> Option<(Option<Label>, Duration)> {
         let held = now.saturating_duration_since(ticket.since);
         let warn = warn_over.is_some_and(|t| held > t);
-        match self.ended.get(ticket.slot as usize) {
+        match self.ended.get(ticket.entry as usize) {
             Some(ended) if !warn => {
                 // Pairs with the Acquire load in `reap`; nothing else of the holder is touched
                 // here, so the slab stays lock-protected.
@@ -370,26 +374,26 @@ impl Stats {
                 None
             }
             _ => {
-                let label = self.lock().release_slot(ticket.slot, held);
+                let label = self.lock().release_entry(ticket.entry, held);
                 warn.then_some((label, held))
             }
         }
     }
 
     /// Current holders, longest-held first.
-    pub(crate) fn holders(&self, now: Stamp) -> Vec<HolderInfo> {
+    pub(crate) fn holders(&self, now: Stamp) -> Vec<Holder> {
         self.lock().holders(now)
     }
 
     /// Counts a timeout for `label`; returns the current holders for the error.
-    pub(crate) fn timed_out(&self, label: Option<&Label>, now: Stamp) -> Vec<HolderInfo> {
+    pub(crate) fn timed_out(&self, label: Option<&Label>, now: Stamp) -> Vec<Holder> {
         let mut st = self.lock();
         st.timed_out(label);
         st.holders(now)
     }
 
     /// Holders that have held longer than `threshold` and were not reported yet; marks them.
-    pub(crate) fn overdue(&self, threshold: Duration, now: Stamp) -> Vec<HolderInfo> {
+    pub(crate) fn overdue(&self, threshold: Duration, now: Stamp) -> Vec<Holder> {
         self.lock().overdue(threshold, now)
     }
 
@@ -399,10 +403,10 @@ impl Stats {
     }
 }
 
-struct Holder {
+struct HolderEntry {
     label: Option<Label>,
     label_idx: Option<usize>,
-    weight: u32,
+    units: u32,
     since: Stamp,
     /// The hold-warning watchdog already reported this holder while it held.
     warned: bool,
@@ -414,8 +418,8 @@ struct StatsState {
     wait: WaitHistogram,
     hold: Histogram<u64>,
     labels: Vec<PerLabel>,
-    /// A slab: a guard keeps its slot index; freed slots are reused.
-    holders: Vec<Option<Holder>>,
+    /// A slab: a guard keeps its entry index; freed entries are reused.
+    holders: Vec<Option<HolderEntry>>,
     free: Vec<u32>,
 }
 
@@ -456,8 +460,8 @@ impl StatsState {
         self.labels.len() - 1
     }
 
-    /// Records a grant and registers the holder; returns its slot.
-    fn granted(&mut self, label: Option<Label>, weight: u32, waited: Duration, now: Stamp) -> u32 {
+    /// Records a grant and registers the holder; returns its entry.
+    fn granted(&mut self, label: Option<Label>, units: u32, waited: Duration, now: Stamp) -> u32 {
         let ns = nanos(waited);
         self.acquisitions += 1;
         self.wait.record(ns);
@@ -468,17 +472,17 @@ impl StatsState {
             pl.wait.record(ns);
             i
         });
-        let holder = Holder {
+        let holder = HolderEntry {
             label,
             label_idx,
-            weight,
+            units,
             since: now,
             warned: false,
         };
         match self.free.pop() {
-            Some(slot) => {
-                self.holders[slot as usize] = Some(holder);
-                slot
+            Some(entry) => {
+                self.holders[entry as usize] = Some(holder);
+                entry
             }
             None => {
                 self.holders.push(Some(holder));
@@ -490,20 +494,23 @@ impl StatsState {
     /// Folds in the releases published without the lock.
     fn reap(&mut self, ended: &[AtomicU64]) {
         let n = ended.len().min(self.holders.len());
-        for (slot, e) in ended[..n].iter().enumerate() {
+        for (entry, e) in ended[..n].iter().enumerate() {
             let v = e.load(Ordering::Acquire);
             if v != 0 {
-                // The slot's next owner is registered under this lock, after this reset.
+                // The entry's next owner is registered under this lock, after this reset.
                 e.store(0, Ordering::Relaxed);
-                self.release_slot(slot as u32, Duration::from_nanos(v - 1));
+                self.release_entry(entry as u32, Duration::from_nanos(v - 1));
             }
         }
     }
 
-    /// Records a hold of `held` and frees the slot; returns the holder's label.
-    fn release_slot(&mut self, slot: u32, held: Duration) -> Option<Label> {
-        let holder = self.holders.get_mut(slot as usize).and_then(Option::take)?;
-        self.free.push(slot);
+    /// Records a hold of `held` and frees the entry; returns the holder's label.
+    fn release_entry(&mut self, entry: u32, held: Duration) -> Option<Label> {
+        let holder = self
+            .holders
+            .get_mut(entry as usize)
+            .and_then(Option::take)?;
+        self.free.push(entry);
         let ns = nanos(held);
         self.hold.saturating_record(ns);
         if let Some(i) = holder.label_idx {
@@ -512,15 +519,15 @@ impl StatsState {
         holder.label
     }
 
-    fn overdue(&mut self, threshold: Duration, now: Stamp) -> Vec<HolderInfo> {
+    fn overdue(&mut self, threshold: Duration, now: Stamp) -> Vec<Holder> {
         let mut out = Vec::new();
         for h in self.holders.iter_mut().flatten() {
             let held_for = now.saturating_duration_since(h.since);
             if !h.warned && held_for > threshold {
                 h.warned = true;
-                out.push(HolderInfo {
+                out.push(Holder {
                     label: h.label.as_ref().map(|l| l.as_str().to_owned()),
-                    weight: h.weight,
+                    units: h.units,
                     held_for,
                 });
             }
@@ -535,14 +542,14 @@ impl StatsState {
         }
     }
 
-    fn holders(&self, now: Stamp) -> Vec<HolderInfo> {
-        let mut v: Vec<HolderInfo> = self
+    fn holders(&self, now: Stamp) -> Vec<Holder> {
+        let mut v: Vec<Holder> = self
             .holders
             .iter()
             .flatten()
-            .map(|h| HolderInfo {
+            .map(|h| Holder {
                 label: h.label.as_ref().map(|l| l.as_str().to_owned()),
-                weight: h.weight,
+                units: h.units,
                 held_for: now.saturating_duration_since(h.since),
             })
             .collect();
@@ -633,12 +640,12 @@ mod tests {
     }
 
     #[test]
-    fn lock_free_releases_are_folded_in_once_and_slots_reused() {
+    fn lock_free_releases_are_folded_in_once_and_entries_reused() {
         let (clock, mock) = StatsClock::mock();
         let stats = Stats::new(2);
         let a = stats.granted(None, 1, Duration::ZERO, clock.now());
         let b = stats.granted(Some(Label::from("text")), 1, Duration::ZERO, clock.now());
-        assert_eq!((a.slot, b.slot), (0, 1));
+        assert_eq!((a.entry, b.entry), (0, 1));
         mock.increment(ms(4));
         assert_eq!(stats.released(a, clock.now(), None), None);
         // The release is visible to every reader, though no lock was taken for it.
@@ -652,7 +659,7 @@ mod tests {
         assert_eq!(snapshot(&stats, clock.now()).hold.count, 1);
 
         let c = stats.granted(None, 1, ms(2), clock.now());
-        assert_eq!(c.slot, 0, "the reaped slot is reused");
+        assert_eq!(c.entry, 0, "the reaped entry is reused");
         assert_eq!(
             stats.holders(clock.now()).len(),
             2,
@@ -676,7 +683,7 @@ mod tests {
         const THREADS: usize = 8;
         const ROUNDS: usize = 2_000;
         let clock = StatsClock::get();
-        // Capacity 3: threads past it land on the locking overflow slots, so both paths race.
+        // Capacity 3: threads past it land on the locking overflow entries, so both paths race.
         let stats = Stats::new(3);
         /// Counts a worker as finished also when it panics, so the snapshot loop always ends.
         struct Finished<'a>(&'a std::sync::atomic::AtomicUsize);
@@ -727,7 +734,7 @@ mod tests {
         );
         assert!(s.holders.is_empty());
         assert_eq!(s.labels.iter().map(|l| l.hold.count).sum::<u64>(), total);
-        // Each thread has at most one slot (held, or released and not yet reaped) at a time.
+        // Each thread has at most one entry (held, or released and not yet reaped) at a time.
         assert!(stats.state.lock().unwrap().holders.len() <= THREADS);
     }
 
@@ -736,9 +743,9 @@ mod tests {
         let (clock, mock) = StatsClock::mock();
         let stats = Stats::new(1);
         let a = stats.granted(Some(Label::from("vision")), 1, Duration::ZERO, clock.now());
-        // A zero-weight holder past the capacity gets a slot past the lock-free ones.
+        // A zero-unit holder past the capacity gets a entry past the lock-free ones.
         let z = stats.granted(None, 0, Duration::ZERO, clock.now());
-        assert_eq!(z.slot, 1);
+        assert_eq!(z.entry, 1);
         mock.increment(ms(7));
         assert_eq!(stats.released(z, clock.now(), None), None);
         let warned = stats.released(a, clock.now(), Some(ms(5)));

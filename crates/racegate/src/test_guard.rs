@@ -12,8 +12,9 @@
 
 use std::time::Duration;
 
-use crate::gate::{OwnedGateGuard, Request};
+use crate::gate::{Labeled, OwnedGateGuard};
 use crate::machine::machine_wide;
+use crate::stats::Label;
 
 /// Environment variable: how long a test may wait for its guard (e.g. `90s`, default `600s`),
 /// so that a wedged suite fails with the holder's name instead of hanging CI.
@@ -29,7 +30,7 @@ pub struct TestGuard {
 
 /// Wait until no other test on this machine holds the guard `name`, then hold it.
 ///
-/// The guard is the machine-wide global gate `name` with one lane (see
+/// The guard is the machine-wide global gate `name` with capacity 1 (see
 /// [`configure_machine_wide`](crate::configure_machine_wide)): threads of this test process
 /// queue in-process, and the winner queues with other processes (nextest) for the file lock,
 /// in the lock directory (`RACEGATE_DIR`, else `$XDG_RUNTIME_DIR/racegate`, else
@@ -57,14 +58,9 @@ pub fn test_guard(name: &str) -> TestGuard {
     let label = thread
         .name()
         .filter(|n| *n != "main")
-        .map(|n| n.to_owned().into());
-    match gate
-        .global
-        .grant_blocking(Request { label, weight: 1 }, Some(timeout))
-    {
-        Ok(grant) => TestGuard {
-            _guard: OwnedGateGuard::new(gate.global.clone(), grant),
-        },
+        .map(|n| Label::from(n.to_owned()));
+    match Labeled::new(&gate.machine, label).acquire_owned_blocking_timeout(timeout) {
+        Ok(guard) => TestGuard { _guard: guard },
         Err(e) => panic!("racegate::test_guard({name:?}): {e}"),
     }
 }

@@ -1,12 +1,14 @@
 //! Mutual exclusion under real contention: 64 tasks on a multi-thread runtime plus 8 OS threads
-//! share a capacity-2 gate and an in-section counter that must never exceed 2. The same harness
-//! run with no gate (the control) must exceed 2, so a no-op gate cannot pass.
+//! share a capacity-2 gate and an in-section count of units that must never exceed 2. Every row
+//! of the variant matrix takes part (borrowed and owned; async, blocking, bounded, non-waiting;
+//! one or two units; labeled or not). The same harness run with no gate (the control) must
+//! exceed 2, so a no-op gate cannot pass.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use racegate::Gate;
+use racegate::{Gate, GateGuard, OwnedGateGuard};
 
 const TASKS: usize = 64;
 const THREADS: usize = 8;
@@ -25,8 +27,9 @@ struct Section {
 }
 
 impl Section {
-    fn enter(&self) -> usize {
-        let n = self.inside.fetch_add(1, Ordering::SeqCst) + 1;
+    /// Enters holding `units` of the capacity.
+    fn enter(&self, units: usize) -> usize {
+        let n = self.inside.fetch_add(units, Ordering::SeqCst) + units;
         self.max.fetch_max(n, Ordering::SeqCst);
         self.entries.fetch_add(1, Ordering::SeqCst);
         n
@@ -34,8 +37,97 @@ impl Section {
     fn crowded(&self) -> bool {
         self.inside.load(Ordering::SeqCst) > CAPACITY
     }
-    fn leave(&self) {
-        self.inside.fetch_sub(1, Ordering::SeqCst);
+    fn leave(&self, units: usize) {
+        self.inside.fetch_sub(units, Ordering::SeqCst);
+    }
+}
+
+/// Either kind of guard, so one loop can use every entry point.
+enum Held<'a> {
+    Borrowed(GateGuard<'a>),
+    Owned(OwnedGateGuard),
+}
+
+impl Held<'_> {
+    fn units(&self) -> usize {
+        match self {
+            Held::Borrowed(g) => g.units() as usize,
+            Held::Owned(g) => g.units() as usize,
+        }
+    }
+}
+
+const WAIT: Duration = Duration::from_secs(30);
+/// Rows of the matrix each side cycles through.
+const VARIANTS: usize = 12;
+
+/// The blocking and non-waiting rows, from an OS thread.
+fn acquire_blocking_variant(g: &Gate, k: usize) -> Held<'_> {
+    use Held::{Borrowed as B, Owned as O};
+    let r = "bounded wait";
+    match k % VARIANTS {
+        0 => B(g.acquire_blocking()),
+        1 => O(g.acquire_owned_blocking()),
+        2 => B(g.acquire_blocking_timeout(WAIT).expect(r)),
+        3 => O(g.acquire_owned_blocking_timeout(WAIT).expect(r)),
+        4 => B(g.acquire_many_blocking(2).unwrap()),
+        5 => O(g.acquire_many_owned_blocking(1).unwrap()),
+        6 => B(g.acquire_many_blocking_timeout(2, WAIT).expect(r)),
+        7 => O(g.acquire_many_owned_blocking_timeout(1, WAIT).expect(r)),
+        8 => B(g.labeled("thread").acquire_blocking()),
+        9 => O(g
+            .labeled("thread")
+            .acquire_many_owned_blocking_timeout(2, WAIT)
+            .expect(r)),
+        // Non-waiting: a `try_*` call never overtakes a queue, and here there nearly always is
+        // one, so a caller that only retried would spin until the others are done. It tries
+        // once and, refused, waits like the others.
+        10 => g
+            .try_acquire()
+            .map(B)
+            .unwrap_or_else(|_| B(g.acquire_blocking())),
+        _ => g
+            .try_acquire_many_owned(2)
+            .map(O)
+            .unwrap_or_else(|_| O(g.acquire_many_owned_blocking(2).unwrap())),
+    }
+}
+
+/// The async and non-waiting rows, from a task.
+async fn acquire_async_variant(g: &Gate, k: usize) -> Held<'_> {
+    use Held::{Borrowed as B, Owned as O};
+    let r = "bounded wait";
+    match k % VARIANTS {
+        0 => B(g.acquire().await),
+        1 => O(g.acquire_owned().await),
+        2 => B(g.acquire_many(2).await.unwrap()),
+        3 => O(g.acquire_many_owned(1).await.unwrap()),
+        4 => B(g.acquire_timeout(WAIT).await.expect(r)),
+        5 => O(g.acquire_owned_timeout(WAIT).await.expect(r)),
+        6 => B(g.acquire_many_timeout(2, WAIT).await.expect(r)),
+        7 => O(g.acquire_many_owned_timeout(1, WAIT).await.expect(r)),
+        8 => O(g.labeled("task").acquire_owned().await),
+        9 => B(g
+            .labeled("task")
+            .acquire_many_timeout(2, WAIT)
+            .await
+            .expect(r)),
+        10 => match g.try_acquire_owned() {
+            Ok(h) => O(h),
+            Err(_) => O(g.acquire_owned().await),
+        },
+        _ => match g.labeled("task").try_acquire_many(1) {
+            Ok(h) => B(h),
+            Err(_) => B(g.labeled("task").acquire_many(1).await.unwrap()),
+        },
+    }
+}
+
+/// Units a control (no gate) entry counts as, so that it mirrors the gated run.
+fn control_units(k: usize) -> usize {
+    match k % VARIANTS {
+        4 | 6 | 9 | 11 => 2,
+        _ => 1,
     }
 }
 
@@ -54,22 +146,17 @@ fn harness(gate: Option<Gate>) -> (usize, usize) {
         let (gate, section, done) = (gate.clone(), Arc::clone(&section), done_tx.clone());
         threads.push(std::thread::spawn(move || {
             for r in 0..ROUNDS {
-                let _guard = gate.as_ref().map(|g| {
-                    if (t + r) % 2 == 0 {
-                        g.labeled("thread").acquire_blocking()
-                    } else {
-                        g.acquire_blocking_timeout(Duration::from_secs(30))
-                            .expect("bounded wait")
-                    }
-                });
-                section.enter();
+                let guard = gate.as_ref().map(|g| acquire_blocking_variant(g, t + r));
+                let units = guard.as_ref().map_or(control_units(t + r), Held::units);
+                section.enter(units);
                 for _ in 0..SECTION_YIELDS {
                     if section.crowded() {
                         break;
                     }
                     std::thread::yield_now();
                 }
-                section.leave();
+                section.leave(units);
+                drop(guard);
             }
             let _ = done.send(());
         }));
@@ -82,20 +169,19 @@ fn harness(gate: Option<Gate>) -> (usize, usize) {
             tasks.push(tokio::spawn(async move {
                 for r in 0..ROUNDS {
                     // Every async entry point takes part.
-                    let guard = match (&gate, (i + r) % 3) {
-                        (None, _) => None,
-                        (Some(g), 0) => Some(g.acquire_owned().await),
-                        (Some(g), 1) => Some(g.labeled("task").acquire_owned().await),
-                        (Some(g), _) => Some(g.acquire_many_owned(1).await.unwrap()),
+                    let guard = match &gate {
+                        None => None,
+                        Some(g) => Some(acquire_async_variant(g, i + r).await),
                     };
-                    section.enter();
+                    let units = guard.as_ref().map_or(control_units(i + r), Held::units);
+                    section.enter(units);
                     for _ in 0..SECTION_YIELDS {
                         if section.crowded() {
                             break;
                         }
                         tokio::task::yield_now().await;
                     }
-                    section.leave();
+                    section.leave(units);
                     drop(guard);
                 }
             }));
@@ -129,7 +215,7 @@ fn capacity_two_gate_never_admits_a_third() {
     let gate = Gate::with_capacity("exclusion", CAPACITY as u32);
     let (max, entries) = harness(Some(gate.clone()));
     assert_eq!(entries, (TASKS + THREADS) * ROUNDS);
-    assert!(max <= CAPACITY, "{max} holders were inside at once");
+    assert!(max <= CAPACITY, "{max} units were held inside at once");
     // The harness does reach the capacity, so it is not trivially serial.
     assert_eq!(max, CAPACITY);
     let stats = gate.stats();

@@ -97,9 +97,9 @@ async fn gated_on_a_shared_gate_excludes_plain_holders() {
         .unwrap_err();
     assert!(err.to_string().contains("`plain`"), "{err}");
     drop(lane);
-    let mut v = gated.lock_labeled("gated").await;
+    let mut v = gated.labeled("gated").lock().await;
     *v += 1;
-    assert_eq!(gate.available_permits(), 0);
+    assert_eq!(gate.available(), 0);
     assert!(gate.try_acquire().is_err());
     drop(v);
     assert_eq!(gated.into_inner(), 1);

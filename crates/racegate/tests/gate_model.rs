@@ -1,6 +1,6 @@
 //! Property test of the queue discipline: for any mix of weighted requests queued behind a full
 //! gate, some of them cancelled mid-queue, the survivors are granted strictly in queue order, no
-//! permit leaks, and the figures add up.
+//! unit leaks, and the figures add up.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -7,7 +7,8 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use racegate::{
-    AcquireError, Gate, GateConfig, GateGuard, OwnedGateGuard, TimedAcquireError, TryAcquireError,
+    AcquireError, AcquireTimeoutError, Gate, GateConfig, GateGuard, Holder, OwnedGateGuard,
+    TryAcquireError,
 };
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -17,6 +18,32 @@ async fn bounded<F: Future>(f: F) -> F::Output {
     tokio::time::timeout(LIMIT, f)
         .await
         .expect("bounded wait exceeded")
+}
+
+/// The fields of a [`AcquireTimeoutError::TimedOut`]; any other error fails the test.
+struct TimedOut {
+    gate: String,
+    label: Option<String>,
+    waited: Duration,
+    holders: Vec<Holder>,
+}
+
+fn timed_out(e: AcquireTimeoutError) -> TimedOut {
+    match e {
+        AcquireTimeoutError::TimedOut {
+            gate,
+            label,
+            waited,
+            holders,
+            ..
+        } => TimedOut {
+            gate,
+            label,
+            waited,
+            holders,
+        },
+        other => panic!("expected a timeout, got {other:?}"),
+    }
 }
 
 /// Waits (yielding, bounded) until the gate reports `n` queued callers.
@@ -139,7 +166,7 @@ async fn dropped_and_timed_out_waiters_leave_the_queue() {
 
     b.abort();
     assert!(bounded(b).await.unwrap_err().is_cancelled());
-    let err = bounded(timed).await.unwrap().unwrap_err();
+    let err = timed_out(bounded(timed).await.unwrap().unwrap_err());
     assert_eq!(err.label.as_deref(), Some("c"));
     until_waiters(&gate, 2).await;
 
@@ -155,48 +182,49 @@ async fn dropped_and_timed_out_waiters_leave_the_queue() {
 }
 
 #[tokio::test]
-async fn cancelled_weighted_head_returns_its_partial_permits() {
+async fn cancelled_weighted_head_returns_its_partial_units() {
     let gate = Gate::with_capacity("cancel-weighted", 4);
     let held = gate.acquire_many(2).await.unwrap();
-    // The head asks for 3 while 2 are free: the semaphore assigns it the 2 free permits and
+    // The head asks for 3 while 2 are free: the semaphore assigns it the 2 free units and
     // queues it. Cancelling it must give those back.
     let head = {
         let gate = gate.clone();
         tokio::spawn(async move { gate.acquire_many(3).await.map(drop) })
     };
     until_waiters(&gate, 1).await;
-    assert_eq!(gate.available_permits(), 0);
+    assert_eq!(gate.available(), 0);
     head.abort();
     let _ = bounded(head).await;
     bounded(async {
-        while gate.available_permits() != 2 {
+        while gate.available() != 2 {
             tokio::task::yield_now().await;
         }
     })
     .await;
     let two = gate
         .try_acquire_many(2)
-        .expect("the cancelled head's permits came back");
+        .expect("the cancelled head's units came back");
     drop((two, held));
-    assert_eq!(gate.available_permits(), 4);
+    assert_eq!(gate.available(), 4);
 }
 
 #[tokio::test]
 async fn timeout_error_names_holder_and_wait() {
     let gate = Gate::new("gpu");
     let _held = gate.labeled("vision").acquire().await;
-    let err = gate
+    let e = gate
         .labeled("text")
         .acquire_timeout(Duration::from_millis(25))
         .await
         .unwrap_err();
+    let msg = e.to_string();
+    let err = timed_out(e);
     assert_eq!(err.gate, "gpu");
     assert_eq!(err.label.as_deref(), Some("text"));
     assert!(err.waited >= Duration::from_millis(25), "{:?}", err.waited);
     assert_eq!(err.holders.len(), 1);
     assert_eq!(err.holders[0].label.as_deref(), Some("vision"));
     assert!(err.holders[0].held_for >= err.waited);
-    let msg = err.to_string();
     assert!(msg.contains("gate `gpu`"), "{msg}");
     assert!(msg.contains("as `text`"), "{msg}");
     assert!(msg.contains("held by `vision` for"), "{msg}");
@@ -210,9 +238,10 @@ async fn timeout_error_names_holder_and_wait() {
 fn blocking_timeout_names_holder_too() {
     let gate = Gate::new("gpu-blocking");
     let _held = gate.labeled("holder").acquire_blocking();
-    let err = gate
-        .acquire_blocking_timeout(Duration::from_millis(10))
-        .unwrap_err();
+    let err = timed_out(
+        gate.acquire_blocking_timeout(Duration::from_millis(10))
+            .unwrap_err(),
+    );
     assert_eq!(err.holders[0].label.as_deref(), Some("holder"));
     assert!(err.waited >= Duration::from_millis(10));
     assert_eq!(gate.stats().waiters, 0);
@@ -347,14 +376,14 @@ async fn a_large_weighted_request_at_the_head_holds_back_smaller_ones() {
         tokio::spawn(async move {
             let g = gate.labeled(name).acquire_many(n).await.unwrap();
             order.lock().unwrap().push(name);
-            g.weight()
+            g.units()
         })
     };
     let big = spawn("big", 8);
     until_waiters(&gate, 1).await;
     let small = spawn("small", 1);
     until_waiters(&gate, 2).await;
-    // 4 permits are free, enough for `small`, yet it stays queued behind `big`; `try_*` does not
+    // 4 units are free, enough for `small`, yet it stays queued behind `big`; `try_*` does not
     // overtake the queue either.
     assert!(!small.is_finished());
     assert!(matches!(
@@ -365,7 +394,7 @@ async fn a_large_weighted_request_at_the_head_holds_back_smaller_ones() {
     assert_eq!(bounded(big).await.unwrap(), 8);
     assert_eq!(bounded(small).await.unwrap(), 1);
     assert_eq!(*order.lock().unwrap(), ["big", "small"]);
-    assert_eq!(gate.available_permits(), 10);
+    assert_eq!(gate.available(), 10);
 }
 
 #[tokio::test]
@@ -373,14 +402,14 @@ async fn a_request_larger_than_capacity_fails_at_once() {
     let gate = Gate::with_capacity("vram-small", 4);
     let err = bounded(gate.acquire_many(5)).await.unwrap_err();
     assert!(matches!(err, AcquireError::TooLarge(ref e) if e.requested == 5 && e.capacity == 4));
-    assert!(err.to_string().contains("`4` permits"), "{err}");
+    assert!(err.to_string().contains("capacity of `4` units"), "{err}");
     assert!(matches!(
         gate.try_acquire_many(5),
         Err(TryAcquireError::TooLarge(_))
     ));
     assert!(matches!(
         gate.acquire_many_timeout(5, Duration::from_secs(1)).await,
-        Err(TimedAcquireError::TooLarge(_))
+        Err(AcquireTimeoutError::TooLarge(_))
     ));
     assert!(matches!(
         tokio::task::spawn_blocking(move || gate.acquire_many_blocking(9).map(drop))
@@ -452,8 +481,8 @@ fn stats_off_keeps_the_gate_working_without_bookkeeping() {
     let err = gate
         .acquire_blocking_timeout(Duration::from_millis(5))
         .unwrap_err();
-    assert!(err.holders.is_empty());
     assert!(err.to_string().contains("stats are off"), "{err}");
+    assert!(timed_out(err).holders.is_empty());
     drop(g);
     let s = gate.stats();
     assert!(!s.enabled);
@@ -537,9 +566,10 @@ fn owned_guard_moves_to_another_thread() {
         rx.recv_timeout(LIMIT).expect("told to finish");
         drop(guard);
     });
-    let err = gate
-        .acquire_blocking_timeout(Duration::from_millis(5))
-        .unwrap_err();
+    let err = timed_out(
+        gate.acquire_blocking_timeout(Duration::from_millis(5))
+            .unwrap_err(),
+    );
     assert_eq!(err.holders[0].label.as_deref(), Some("handoff"));
     tx.send(()).unwrap();
     holder.join().unwrap();
@@ -593,7 +623,7 @@ async fn try_acquire_error_names_holders_and_queued_waiters() {
     match gate.try_acquire() {
         Err(e @ TryAcquireError::WouldBlock { .. }) => {
             let msg = e.to_string();
-            assert!(msg.contains("held by `decode` (2 permits)"), "{msg}");
+            assert!(msg.contains("held by `decode` (2 units)"), "{msg}");
             assert!(msg.contains("1 waiter(s) queued ahead"), "{msg}");
         }
         other => panic!("expected WouldBlock, got {other:?}"),

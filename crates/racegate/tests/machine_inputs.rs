@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use racegate::machine::{HistoryEntry, LockDir, Record};
-use racegate::{MachineGate, MachineGateError};
+use racegate::{AcquireTimeoutError, MachineGate, MachineGateError};
 
 fn open(dir: &Path, name: &str) -> Result<MachineGate, MachineGateError> {
     MachineGate::builder(name).dir(dir).open()
@@ -96,25 +96,28 @@ fn the_lock_dir_is_created_private() {
 }
 
 #[test]
-fn bad_names_and_slot_counts_are_refused_and_slot_counts_must_agree() {
+fn bad_names_and_capacities_are_refused_and_capacities_must_agree() {
     let tmp = tempfile::tempdir().unwrap();
     assert!(matches!(
         open(tmp.path(), "../x"),
         Err(MachineGateError::BadName { .. })
     ));
-    let zero = MachineGate::builder("gpu").dir(tmp.path()).slots(0).open();
-    assert!(matches!(zero, Err(MachineGateError::BadSlots { .. })));
+    let zero = MachineGate::builder("gpu")
+        .dir(tmp.path())
+        .capacity(0)
+        .open();
+    assert!(matches!(zero, Err(MachineGateError::BadCapacity { .. })));
     let one = open(tmp.path(), "gpu").unwrap();
     let _held = one.acquire_blocking().unwrap();
     let two = MachineGate::builder("gpu")
         .dir(tmp.path())
-        .slots(2)
+        .capacity(2)
         .open()
         .unwrap_err();
     assert!(
         matches!(
             two,
-            MachineGateError::SlotsMismatch {
+            MachineGateError::CapacityMismatch {
                 existing: 1,
                 requested: 2,
                 ..
@@ -126,7 +129,7 @@ fn bad_names_and_slot_counts_are_refused_and_slot_counts_must_agree() {
     // Idle, the gate may be reconfigured.
     MachineGate::builder("gpu")
         .dir(tmp.path())
-        .slots(2)
+        .capacity(2)
         .open()
         .unwrap();
 }
@@ -203,7 +206,7 @@ fn an_oversized_record_file_does_not_hide_later_holders() {
     let tmp = tempfile::tempdir().unwrap();
     let gate = open(tmp.path(), "gpu").unwrap();
     fs::write(gate.dir().join("lane.0.rec"), vec![b'x'; 200_000]).unwrap();
-    let held = gate.acquire_blocking_labeled("big", None).unwrap();
+    let held = gate.labeled("big").acquire_blocking().unwrap();
     let st = gate.status();
     let rec = st.holders[0]
         .record
@@ -224,7 +227,7 @@ fn a_garbage_queue_header_is_rebuilt() {
         gate.acquire_blocking_timeout(Duration::from_secs(5))
             .unwrap(),
     );
-    assert_eq!(gate.status().slots, 1);
+    assert_eq!(gate.status().capacity, 1);
 }
 
 #[test]
@@ -267,12 +270,15 @@ async fn async_acquire_times_out_and_a_cancelled_wait_leaves_the_queue() {
     let tmp = tempfile::tempdir().unwrap();
     let a = open(tmp.path(), "gpu").unwrap();
     let b = open(tmp.path(), "gpu").unwrap();
-    let held = a.acquire_labeled("first", None).await.unwrap();
+    let held = a.labeled("first").acquire().await.unwrap();
     let err = b
         .acquire_timeout(Duration::from_millis(100))
         .await
         .unwrap_err();
-    assert!(matches!(err, MachineGateError::Timeout(_)), "{err:?}");
+    assert!(
+        matches!(err, AcquireTimeoutError::TimedOut { .. }),
+        "{err:?}"
+    );
     // A wait dropped while queued machine-wide...
     let pending = tokio::time::timeout(Duration::from_millis(100), b.acquire()).await;
     assert!(pending.is_err());

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use racegate::machine::gate_status;
-use racegate::{MachineGate, MachineGateError};
+use racegate::machine::read_status;
+use racegate::{AcquireTimeoutError, MachineGate};
 
 const CHILD_ENV: &str = "RG_CHILD";
 
@@ -26,15 +26,16 @@ fn child_entry() {
     let id = var("RG_ID");
     let log = PathBuf::from(var("RG_LOG"));
     let rounds: u32 = var("RG_ROUNDS").parse().unwrap_or(1);
-    let slots: u32 = var("RG_SLOTS").parse().unwrap_or(1);
+    let capacity: u32 = var("RG_CAPACITY").parse().unwrap_or(1);
     let timeout = Duration::from_millis(var("RG_TIMEOUT_MS").parse().unwrap_or(20_000));
-    let gate = MachineGate::with_slots(&var("RG_GATE"), slots).expect("open gate");
+    let gate = MachineGate::with_capacity(&var("RG_GATE"), capacity).expect("open gate");
     for _ in 0..rounds {
         let guard = if var("RG_NO_GATE") == "1" {
             None
         } else {
             Some(
-                gate.acquire_blocking_labeled(format!("child-{id}"), Some(timeout))
+                gate.labeled(format!("child-{id}"))
+                    .acquire_blocking_timeout(timeout)
                     .expect("acquire"),
             )
         };
@@ -197,7 +198,7 @@ fn children_never_overlap_and_without_the_gate_they_do() {
         1,
         "two children held the gate at once: {events:?}"
     );
-    let st = gate_status(&env.gate_dir(), "gpu");
+    let st = read_status(&env.gate_dir(), "gpu");
     assert_eq!(
         st.history.count, 8,
         "every acquisition is in the history log"
@@ -214,9 +215,9 @@ fn children_never_overlap_and_without_the_gate_they_do() {
 }
 
 #[test]
-fn two_slots_admit_two_children_and_never_three() {
+fn capacity_two_admits_two_children_and_never_three() {
     let env = Env::new("pair");
-    let events = run_children(&env, 4, "1500", &[("RG_ROUNDS", "2"), ("RG_SLOTS", "2")]);
+    let events = run_children(&env, 4, "1500", &[("RG_ROUNDS", "2"), ("RG_CAPACITY", "2")]);
     assert_eq!(max_inside(&events), 2, "{events:?}");
 }
 
@@ -229,7 +230,7 @@ fn sigkilled_holder_hands_the_gate_to_the_next_waiter() {
     )) == ["holder"]));
     let mut waiter = env.child("waiter", "0", &[("RG_TIMEOUT_MS", "5000")]);
     assert!(
-        wait_until(Duration::from_secs(10), || gate_status(
+        wait_until(Duration::from_secs(10), || read_status(
             &env.gate_dir(),
             "gpu"
         )
@@ -267,7 +268,7 @@ fn waiters_are_served_in_arrival_order() {
         waiters.push(env.child(&format!("w{i}"), "0", &[]));
         // The next one starts only once this one is queued, so arrival order is known.
         assert!(wait_until(Duration::from_secs(10), || {
-            gate_status(&env.gate_dir(), "gpu").waiters.len() == i + 1
+            read_status(&env.gate_dir(), "gpu").waiters.len() == i + 1
         }));
     }
     drop(holder.stdin.take()); // let the holder go
@@ -291,7 +292,7 @@ fn a_waiter_that_dies_in_the_queue_does_not_stall_it() {
         &env.log()
     )) == ["holder"]));
     let mut doomed = env.child("doomed", "0", &[]);
-    assert!(wait_until(Duration::from_secs(10), || gate_status(
+    assert!(wait_until(Duration::from_secs(10), || read_status(
         &env.gate_dir(),
         "gpu"
     )
@@ -299,7 +300,7 @@ fn a_waiter_that_dies_in_the_queue_does_not_stall_it() {
     .len()
         == 1));
     let mut last = env.child("last", "0", &[]);
-    assert!(wait_until(Duration::from_secs(10), || gate_status(
+    assert!(wait_until(Duration::from_secs(10), || read_status(
         &env.gate_dir(),
         "gpu"
     )
@@ -331,10 +332,14 @@ fn a_timeout_names_the_holder_its_command_and_label() {
         .open()
         .unwrap();
     let err = gate
-        .acquire_blocking_labeled("bench", Some(Duration::from_millis(200)))
+        .labeled("bench")
+        .acquire_blocking_timeout(Duration::from_millis(200))
         .unwrap_err();
     let msg = err.to_string();
-    assert!(matches!(err, MachineGateError::Timeout(_)), "{err:?}");
+    assert!(
+        matches!(err, AcquireTimeoutError::TimedOut { .. }),
+        "{err:?}"
+    );
     assert!(msg.contains(&format!("pid {}", holder.id())), "{msg}");
     assert!(msg.contains("child-trainer"), "{msg}");
     assert!(

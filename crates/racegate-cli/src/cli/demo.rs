@@ -1,7 +1,13 @@
-//! Arguments of `racegate demo`.
+//! `racegate demo`: flags, their resolution into a [`DemoConfig`], and the run.
 
-use std::path::PathBuf;
 use std::time::Duration;
+
+use super::output::{Output, Outputs};
+use crate::demo::{self, DemoConfig};
+use crate::exit::CliError;
+use crate::plumbing::Control;
+use crate::report::demo::Mode;
+use crate::reporter::{self, progress::DemoProgress};
 
 /// `--duration`: a stress time per mode long enough to mean something, short enough to be a demo.
 fn parse_demo_duration(s: &str) -> Result<Duration, String> {
@@ -26,13 +32,12 @@ pub enum DemoMode {
     Gated,
 }
 
-impl DemoMode {
-    /// The sim's `--dispatch` value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DemoMode::Shared => "shared",
-            DemoMode::Streams => "streams",
-            DemoMode::Gated => "gated",
+impl From<DemoMode> for Mode {
+    fn from(m: DemoMode) -> Mode {
+        match m {
+            DemoMode::Shared => Mode::Shared,
+            DemoMode::Streams => Mode::Streams,
+            DemoMode::Gated => Mode::Gated,
         }
     }
 }
@@ -58,12 +63,65 @@ pub struct DemoArgs {
     #[arg(long = "dispatch", value_name = "MODE", value_enum)]
     pub dispatch: Vec<DemoMode>,
     /// Write the three stress reports as JSON here (`-` for stdout): `{"modes": [...]}`.
-    #[arg(long, value_name = "FILE")]
-    pub json: Option<PathBuf>,
+    #[arg(long, value_name = "FILE", value_parser = Output::parse)]
+    pub json: Option<Output>,
     /// Write the table as Markdown here (`-` for stdout).
-    #[arg(long, value_name = "FILE")]
-    pub markdown: Option<PathBuf>,
+    #[arg(long, value_name = "FILE", value_parser = Output::parse)]
+    pub markdown: Option<Output>,
     /// No progress lines.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+/// Resolve the flags into a [`DemoConfig`]: the selected modes in story order (all three when
+/// none is given), and this binary as the sim server.
+///
+/// # Errors
+/// When this binary cannot be found.
+pub fn resolve(args: &DemoArgs) -> Result<DemoConfig, CliError> {
+    let mut modes: Vec<Mode> = if args.dispatch.is_empty() {
+        Mode::ALL.to_vec()
+    } else {
+        args.dispatch.iter().map(|&m| m.into()).collect()
+    };
+    modes.sort();
+    modes.dedup();
+    let exe = std::env::current_exe().map_err(|e| {
+        CliError::other(format!(
+            "cannot find the racegate binary to run the sim: {e}"
+        ))
+    })?;
+    Ok(DemoConfig {
+        duration: args.duration,
+        workers: args.workers,
+        modes,
+        exe,
+    })
+}
+
+/// `racegate demo`: run the story, print the table and the cost, write the reports; exit 0
+/// when shared and streams FAIL and gated PASSes.
+pub fn run(args: DemoArgs) -> Result<u8, CliError> {
+    let outputs = Outputs::new([
+        ("--json", args.json.as_ref()),
+        ("--markdown", args.markdown.as_ref()),
+    ]);
+    outputs.check()?;
+    let cfg = resolve(&args)?;
+    let control = Control::new();
+    let _policy = super::interrupt::install("demo", &control)?;
+    let rt = crate::stress::runtime()?;
+    let mut progress = DemoProgress::new(args.quiet);
+    let result = rt.block_on(demo::run(&cfg, &control, &mut |e| progress.event(e)));
+    rt.shutdown_timeout(Duration::from_secs(1));
+    let outcome = result?;
+    outputs.write(
+        &outcome,
+        |o, w| reporter::demo::write_terminal(o, w),
+        &[
+            ("--json", |o, w| reporter::demo::write_json(o, w)),
+            ("--markdown", |o, w| reporter::demo::write_markdown(o, w)),
+        ],
+    )?;
+    Ok(outcome.exit_code)
 }

@@ -3,15 +3,15 @@
 
 use std::ffi::OsString;
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::output::Output;
 use crate::exit::{self, CliError};
 use crate::hunt::events::{HuntEvent, RunPurpose};
-use crate::hunt::interrupt::StopSignal;
 use crate::hunt::report::{HuntReport, HuntVerdict};
 use crate::hunt::runner::{self, RunnerKind};
 use crate::hunt::{HuntConfig, Jobs};
+use crate::plumbing::Control;
 
 /// Which runner drives the suite.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -83,8 +83,8 @@ pub struct HuntArgs {
 
     /// Write the report as JSON (schema `racegate.hunt.v1`, see docs/hunt.md); `-` for stdout
     /// (the summary then goes to stderr). Written on interrupts and spent budgets too.
-    #[arg(long, value_name = "FILE")]
-    pub json: Option<PathBuf>,
+    #[arg(long, value_name = "FILE", value_parser = Output::parse)]
+    pub json: Option<Output>,
 
     /// No progress lines on stderr.
     #[arg(long, short)]
@@ -108,7 +108,7 @@ fn parse_confidence(s: &str) -> Result<f64, String> {
 }
 
 fn usage(msg: String) -> CliError {
-    CliError::Usage(anyhow::anyhow!(msg))
+    CliError::usage(msg)
 }
 
 /// Validate the flags into a [`HuntConfig`] (no side effects).
@@ -135,19 +135,7 @@ pub fn resolve(args: &HuntArgs) -> Result<HuntConfig, CliError> {
     }
     if let Some(json) = &args.json {
         // Fail now, not after a half-hour hunt.
-        if json != Path::new("-") {
-            let dir = json
-                .parent()
-                .filter(|d| !d.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            if !dir.is_dir() {
-                return Err(usage(format!(
-                    "--json `{}`: directory `{}` does not exist",
-                    json.display(),
-                    dir.display()
-                )));
-            }
-        }
+        json.check("--json")?;
     }
     let mut cfg = HuntConfig::new(kind, args.command.clone());
     cfg.jobs = match (args.jobs, args.max_jobs) {
@@ -244,52 +232,40 @@ pub fn progress_printer<W: Write>(mut w: W) -> impl FnMut(HuntEvent<'_>) {
     }
 }
 
-/// Write the JSON report to `path` (`-`: stdout).
-fn write_json(path: &Path, report: &HuntReport) -> Result<(), CliError> {
-    let text = serde_json::to_string_pretty(report)
-        .map_err(|e| CliError::Other(anyhow::anyhow!("cannot encode the report: {e}")))?;
-    if path == Path::new("-") {
-        let mut out = std::io::stdout().lock();
-        return match writeln!(out, "{text}") {
-            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(CliError::Other(
-                anyhow::anyhow!("cannot write --json `-`: {e}"),
-            )),
-            _ => Ok(()),
-        };
-    }
-    std::fs::write(path, text + "\n").map_err(|e| {
-        CliError::Other(anyhow::anyhow!(
-            "cannot write --json `{}`: {e}; hint: check the directory is writable",
-            path.display()
-        ))
-    })
+/// The JSON document of `report`.
+fn json(report: &HuntReport) -> Result<String, CliError> {
+    serde_json::to_string_pretty(report)
+        .map_err(|e| CliError::other(format!("cannot encode the report: {e}")))
 }
 
 /// Run `racegate hunt`.
 pub fn run(args: HuntArgs) -> Result<u8, CliError> {
     let cfg = resolve(&args)?;
-    // Before any thread starts: every thread inherits the blocked signals.
-    let stop = StopSignal::install();
+    let control = Control::new();
+    // Until the reports are written: a first signal stops the hunt (the running tests are
+    // killed, what was found is reported, exit 130), a second one exits at once.
+    let _policy = super::interrupt::install("hunt", &control)?;
     let scratch = std::env::temp_dir().join(format!("racegate-hunt-{}", std::process::id()));
     let runner = runner::build(cfg.runner, &cfg.command, &scratch).map_err(|e| {
-        CliError::Other(anyhow::anyhow!(
+        CliError::other(format!(
             "cannot write helper files into `{}`: {e}",
             scratch.display()
         ))
     })?;
-    let mut exec = crate::hunt::exec::ProcessExecutor::new(stop.clone());
+    let mut exec = crate::hunt::exec::ProcessExecutor::new(control);
     let mut printer = progress_printer(std::io::stderr());
     let mut quiet = |_: HuntEvent<'_>| {};
     let on_event: &mut dyn FnMut(HuntEvent<'_>) =
         if args.quiet { &mut quiet } else { &mut printer };
     let result = crate::hunt::run_hunt(&cfg, runner.as_ref(), &mut exec, on_event);
     let _ = std::fs::remove_dir_all(&scratch);
-    let report = result.map_err(|e| CliError::Usage(anyhow::Error::new(e)))?;
-    let json_to_stdout = args.json.as_deref() == Some(Path::new("-"));
-    if let Some(path) = &args.json {
-        write_json(path, &report)?;
+    let report = result?;
+    if let Some(out) = &args.json {
+        let text = json(&report)?;
+        out.write(|w| writeln!(w, "{text}"))?;
     }
-    let written = if json_to_stdout {
+    let to_stdout = args.json.as_ref().is_some_and(Output::is_stdout);
+    let written = if to_stdout {
         crate::hunt::summary::write_summary(&mut std::io::stderr().lock(), &report)
     } else {
         crate::hunt::summary::write_summary(&mut std::io::stdout().lock(), &report)
@@ -297,9 +273,7 @@ pub fn run(args: HuntArgs) -> Result<u8, CliError> {
     match written {
         // `racegate hunt … | head` is fine: the reader has what it wanted.
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            return Err(CliError::Other(anyhow::anyhow!(
-                "cannot write the summary: {e}"
-            )))
+            return Err(CliError::other(format!("cannot write the summary: {e}")))
         }
         _ => {}
     }

@@ -1,5 +1,8 @@
-//! Command-line definitions (clap) only: parse and validate, no side effects. Each subcommand's
-//! arguments live in their own file; its engine lives in its own module.
+//! The command line: clap definitions, resolution of flags into the engines' configs, the one
+//! place where errors become exit statuses ([`errors`]), and the plumbing every command shares
+//! ([`output`] for report files, [`interrupt`] for signals). The only code that ends the
+//! process. Each subcommand's flags and driver live in their own file; its engine lives in its
+//! own module and never imports this one.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -9,13 +12,18 @@ use clap::{Parser, Subcommand};
 
 pub mod compare;
 pub mod demo;
+pub mod errors;
 pub mod hunt;
+pub mod interrupt;
+pub mod output;
 pub mod run;
+pub mod shell;
 pub mod sim_serve;
 pub mod status;
 pub mod stress;
 
 use crate::exit::CliError;
+use crate::scenario::{Overrides, Setting};
 
 /// A `DUR` flag value: a humantime duration (`500ms`, `30s`, `5m`), zero allowed. Every
 /// subcommand parses durations here, so they accept and word errors the same way.
@@ -33,14 +41,31 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// The flag that gives a scenario [`Setting`]: how errors about it are worded on the command
+/// line.
+pub fn flag_of(setting: Setting) -> &'static str {
+    match setting {
+        Setting::Target => "--target",
+        Setting::Duration => "--duration",
+        Setting::Requests => "--requests",
+        Setting::Workers => "--workers",
+        Setting::CrashDirs => "--crash-dir",
+        Setting::CrashPatterns => "--crash-pattern",
+        Setting::AllowRemote => "--allow-remote",
+        Setting::KeepGoing => "--keep-going",
+    }
+}
+
 /// The flags that override a scenario file in both `racegate stress` and `racegate compare`.
+/// Only their syntax is checked here; their values pass the scenario's own checks, the same as
+/// the file's (an error names the flag).
 #[derive(Debug, clap::Args)]
 pub struct ScenarioFlags {
     /// Length of the run, e.g. 30s, 5m (overrides the scenario's `duration`).
-    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    #[arg(long, value_name = "DUR", value_parser = parse_duration_or_zero)]
     pub duration: Option<Duration>,
-    /// Workers per pipeline (overrides every pipeline's `workers`).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    /// Workers per pipeline, 1 to 10000 (overrides every pipeline's `workers`).
+    #[arg(long, value_name = "N")]
     pub workers: Option<u32>,
     /// Crash-report folder to watch (repeatable; replaces `[crash] dirs` and the OS defaults).
     #[arg(long = "crash-dir", value_name = "DIR")]
@@ -55,16 +80,14 @@ pub struct ScenarioFlags {
 
 impl ScenarioFlags {
     /// These flags as scenario overrides; the subcommand fills in the rest.
-    pub fn overrides(&self) -> crate::scenario::Overrides {
-        crate::scenario::Overrides {
-            target: None,
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
             duration: self.duration,
-            requests: None,
             workers: self.workers,
             crash_dirs: self.crash_dirs.clone(),
             crash_patterns: self.crash_patterns.clone(),
             allow_remote: self.allow_remote,
-            keep_going: false,
+            ..Overrides::default()
         }
     }
 }
@@ -98,6 +121,16 @@ pub enum Command {
     SimServe(racegate_sim::server::ServeArgs),
 }
 
+/// Parse `args` (including the program name), run the chosen subcommand and return its exit
+/// status; errors are printed to stderr here, once.
+pub fn main<I, T>(args: I) -> std::process::ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    errors::finish(parse_and_run(args))
+}
+
 /// Parse `args` and run the chosen subcommand, returning its exit status.
 pub fn parse_and_run<I, T>(args: I) -> Result<u8, CliError>
 where
@@ -109,7 +142,7 @@ where
     // quarter of a `racegate run -- true` process. Same help, errors and exit codes.
     if args.get(1).is_some_and(|a| a == "run") {
         return match run::parse_run(args) {
-            Ok(args) => crate::gate_cmd::run(args),
+            Ok(args) => run::run(args),
             Err(e) => {
                 e.print().ok();
                 Ok(e.exit_code() as u8)
@@ -126,12 +159,12 @@ where
         }
     };
     match cli.command {
-        Command::Stress(args) => crate::stress::stress(args),
-        Command::Compare(args) => crate::compare::compare(args),
-        Command::Demo(args) => crate::demo::demo(args),
+        Command::Stress(args) => stress::run(args),
+        Command::Compare(args) => compare::run(args),
+        Command::Demo(args) => demo::run(args),
         Command::Hunt(args) => hunt::run(args),
-        Command::Run(args) => crate::gate_cmd::run(args),
-        Command::Status(args) => crate::gate_cmd::status(args),
+        Command::Run(args) => run::run(args),
+        Command::Status(args) => status::run(args),
         Command::SimServe(args) => sim_serve::sim_serve(args),
     }
 }

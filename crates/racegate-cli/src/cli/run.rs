@@ -1,7 +1,10 @@
-//! Arguments of `racegate run`.
+//! `racegate run`: flags, their resolution into a [`RunConfig`], and the run.
 
 use std::ffi::OsString;
 use std::time::Duration;
+
+use crate::exit::CliError;
+use crate::gate_cmd::{self, GateError, RunConfig};
 
 /// `racegate run`'s one-line description, shared by the full command tree and [`parse_run`].
 pub const ABOUT: &str = "Run a command while holding a machine-wide gate";
@@ -11,19 +14,19 @@ use super::parse_duration_or_zero;
 /// Run a command while holding a machine-wide gate.
 ///
 /// Waits for the gate (in arrival order with every other process on this machine), runs the
-/// command holding it, forwards SIGINT and SIGTERM to the command, releases the gate when the
-/// command ends, and exits with the command's status (128+N if a signal N killed it). Exits
-/// 124 if `--timeout` passes first, naming who holds the gate.
+/// command holding it, forwards SIGINT, SIGTERM and SIGHUP to the command, releases the gate
+/// when the command ends, and exits with the command's status (128+N if a signal N killed it).
+/// Exits 124 if `--timeout` passes first, naming who holds the gate.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     /// The gate's name (shared by every process that names it).
     #[arg(long, default_value = "gpu", value_name = "NAME")]
     pub gate: String,
 
-    /// Lanes of the gate: how many commands may hold it at once. Every user must agree.
-    #[arg(long, default_value_t = 1, value_name = "N",
-          value_parser = clap::value_parser!(u32).range(1..=racegate::machine::MAX_SLOTS as i64))]
-    pub slots: u32,
+    /// Capacity of the gate: how many commands may hold it at once. Every user must agree.
+    #[arg(long, visible_alias = "slots", default_value_t = 1, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=racegate::machine::MAX_CAPACITY as i64))]
+    pub capacity: u32,
 
     /// Give up waiting after this long (e.g. `30s`, `5m`); default: wait as long as it takes.
     #[arg(long, value_name = "DUR", value_parser = parse_duration_or_zero)]
@@ -74,6 +77,32 @@ where
     Ok(args)
 }
 
+impl RunArgs {
+    /// The resolved config.
+    pub fn config(self) -> RunConfig {
+        RunConfig {
+            gate: self.gate,
+            capacity: self.capacity,
+            timeout: self.timeout,
+            label: self.label,
+            command: self.command,
+        }
+    }
+}
+
+/// Run `racegate run`: the command's exit status, or 126/127 when it cannot be started (like a
+/// shell).
+pub fn run(args: RunArgs) -> Result<u8, CliError> {
+    match gate_cmd::run(&args.config()) {
+        Ok(code) => Ok(code),
+        Err(e @ GateError::NotStarted { code, .. }) => {
+            eprintln!("racegate: {e}");
+            Ok(code)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,6 +127,13 @@ mod tests {
     }
 
     #[test]
+    fn slots_is_an_alias_of_capacity() {
+        let by_alias = parse_run(["racegate", "run", "--slots", "3", "--", "true"]).unwrap();
+        let by_name = parse_run(["racegate", "run", "--capacity", "3", "--", "true"]).unwrap();
+        assert_eq!((by_alias.capacity, by_name.capacity), (3, 3));
+    }
+
+    #[test]
     fn run_only_parser_reads_exactly_like_the_full_tree() {
         let cases: &[&[&str]] = &[
             &["racegate", "run", "--", "true"],
@@ -106,7 +142,7 @@ mod tests {
                 "run",
                 "--gate",
                 "g",
-                "--slots",
+                "--capacity",
                 "3",
                 "--timeout",
                 "1m",
@@ -126,9 +162,20 @@ mod tests {
             &["racegate", "run"],
             &["racegate", "run", "--"],
             &["racegate", "run", "--gate"],
-            &["racegate", "run", "--slots", "0", "--", "true"],
+            &["racegate", "run", "--slots", "3", "--", "true"],
+            &["racegate", "run", "--capacity", "0", "--", "true"],
             &["racegate", "run", "--slots", "65", "--", "true"],
-            &["racegate", "run", "--slots", "x", "--", "true"],
+            &["racegate", "run", "--capacity", "x", "--", "true"],
+            &[
+                "racegate",
+                "run",
+                "--capacity",
+                "2",
+                "--slots",
+                "3",
+                "--",
+                "true",
+            ],
             &["racegate", "run", "--timeout", "soon", "--", "true"],
             &["racegate", "run", "--bogus", "--", "true"],
             &["racegate", "run", "help"],

@@ -1,4 +1,9 @@
-//! Arguments of `racegate status`.
+//! `racegate status`: flags and the run.
+
+use super::output::Output;
+use crate::exit::{CliError, SUCCESS};
+use crate::gate_cmd::{self, StatusConfig};
+use crate::reporter::status::{status_json, write_status_text};
 
 /// Show holders, waiters and recent history of machine-wide gates.
 ///
@@ -14,4 +19,27 @@ pub struct StatusArgs {
     /// Print JSON (schema in docs/machine-gate.md) instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Run `racegate status`.
+pub fn run(args: StatusArgs) -> Result<u8, CliError> {
+    let report = gate_cmd::status(&StatusConfig {
+        gate: args.gate.clone(),
+    })?;
+    let (dir, gates, now) = (&report.lock_dir, &report.gates, report.now);
+    Output::Stdout.write(|out| {
+        if args.json {
+            serde_json::to_writer_pretty(&mut *out, &status_json(dir, gates, now))?;
+            writeln!(out)
+        } else if let (Some(name), true) = (&args.gate, gates.is_empty()) {
+            writeln!(
+                out,
+                "no gate `{name}` in {}: nothing has used it yet",
+                dir.display()
+            )
+        } else {
+            write_status_text(&mut &mut *out, dir, gates, now)
+        }
+    })?;
+    Ok(SUCCESS)
 }

@@ -1,18 +1,23 @@
-//! Arguments of `racegate stress`.
+//! `racegate stress`: flags, their resolution into a [`Scenario`], and the run: interrupt
+//! policy, the stress engine, the reports.
 
 use std::path::PathBuf;
 
-use crate::scenario::Overrides;
-
+use super::output::{Output, Outputs};
 use super::ScenarioFlags;
+use crate::exit::CliError;
+use crate::plumbing::Control;
+use crate::reporter::{self, progress::ProgressLine};
+use crate::scenario::{Overrides, Scenario};
+use crate::stress;
 
 /// Hammer a service's pipelines concurrently, watch for crashes, check answers, and return a verdict.
 ///
-/// Exit status: 0 PASS, 1 FAIL, 3 PARTIAL, 2 usage/configuration error or unhealthy target
-/// (ERROR), 130 interrupted (ABORTED).
+/// Exit status: 0 PASS, 1 FAIL, 3 PARTIAL, 2 ERROR (bad flags or scenario, or an unhealthy
+/// target: no verdict), 130 interrupted (ABORTED).
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Exit status: 0 PASS, 1 FAIL, 3 PARTIAL, 2 bad flags or scenario, or an unhealthy target (ERROR), 130 interrupted (ABORTED).\nScenario keys and the JSON schema: docs/stress.md."
+    after_help = "Exit status: 0 PASS, 1 FAIL, 3 PARTIAL, 2 ERROR (bad flags or scenario, or an unhealthy target: no verdict), 130 interrupted by SIGINT, SIGTERM or SIGHUP (ABORTED, reports written).\nScenario keys and the JSON schema: docs/stress.md."
 )]
 pub struct StressArgs {
     /// Scenario file (TOML). Without one, `--target` runs the built-in text + vision scenario.
@@ -21,27 +26,27 @@ pub struct StressArgs {
     /// Base URL of the service (overrides `target`).
     #[arg(long, value_name = "URL")]
     pub target: Option<String>,
-    /// Bound on the total number of requests (overrides `requests`).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    /// Bound on the total number of requests, at least 1 (overrides `requests`).
+    #[arg(long, value_name = "N")]
     pub requests: Option<u64>,
     /// Flags shared with `racegate compare`.
     #[command(flatten)]
     pub common: ScenarioFlags,
     /// Write the JSON report here (`-` for stdout).
-    #[arg(long, value_name = "FILE")]
-    pub json: Option<PathBuf>,
+    #[arg(long, value_name = "FILE", value_parser = Output::parse)]
+    pub json: Option<Output>,
     /// Write the Markdown report here (`-` for stdout).
-    #[arg(long, value_name = "FILE")]
-    pub markdown: Option<PathBuf>,
+    #[arg(long, value_name = "FILE", value_parser = Output::parse)]
+    pub markdown: Option<Output>,
     /// Write the JUnit XML report here (`-` for stdout).
-    #[arg(long, value_name = "FILE")]
-    pub junit: Option<PathBuf>,
+    #[arg(long, value_name = "FILE", value_parser = Output::parse)]
+    pub junit: Option<Output>,
     /// Run the full duration even when the target is down for good (by default the run ends
     /// shortly after a managed target exits and will not be restarted, or an unmanaged one
     /// stops answering; overrides `[target_process] stop_on_exit`).
     #[arg(long)]
     pub keep_going: bool,
-    /// No progress line; crashes, restarts and failed probes are still printed.
+    /// No progress line; crashes, restarts and failed smoke probes are still printed.
     #[arg(long, short)]
     pub quiet: bool,
 }
@@ -56,4 +61,52 @@ impl StressArgs {
             ..self.common.overrides()
         }
     }
+
+    fn outputs(&self) -> Outputs<'_> {
+        Outputs::new([
+            ("--json", self.json.as_ref()),
+            ("--markdown", self.markdown.as_ref()),
+            ("--junit", self.junit.as_ref()),
+        ])
+    }
+}
+
+/// The scenario the flags ask for: the file with the flags over it, or the built-in one for
+/// `--target`.
+///
+/// # Errors
+/// A usage error naming the file, line and key, or the flag.
+pub fn resolve(args: &StressArgs) -> Result<Scenario, CliError> {
+    let overrides = args.overrides();
+    match &args.scenario {
+        Some(path) => Ok(Scenario::from_file(path, &overrides)?),
+        None if args.target.is_none() => Err(CliError::usage(
+            "`--target`: no scenario file and no target\n  hint: pass a scenario file or `--target http://127.0.0.1:PORT`",
+        )),
+        None => Ok(Scenario::builtin(&overrides)?),
+    }
+}
+
+/// `racegate stress`: resolve, run, report, and return the verdict's exit status.
+pub fn run(args: StressArgs) -> Result<u8, CliError> {
+    let scenario = resolve(&args)?;
+    let outputs = args.outputs();
+    outputs.check()?;
+    let control = Control::new();
+    let _policy = super::interrupt::install("stress", &control)?;
+    let mut progress = ProgressLine::new(args.quiet);
+    let result = stress::run_blocking(&scenario, &mut progress, &control);
+    progress.finish();
+    let report = result?;
+    // A report written to stdout replaces the table there, so it stays machine-readable.
+    outputs.write(
+        &report,
+        |r, w| reporter::terminal::write(r, w),
+        &[
+            ("--json", |r, w| reporter::json::write(r, w)),
+            ("--markdown", |r, w| reporter::markdown::write(r, w)),
+            ("--junit", |r, w| reporter::junit::write(r, w)),
+        ],
+    )?;
+    Ok(report.exit_code())
 }

@@ -22,6 +22,7 @@
 //! ```
 
 pub mod coredump;
+pub mod defaults;
 pub mod errors;
 pub mod ips;
 pub mod signal;
@@ -32,6 +33,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+pub use defaults::{default_crash_dirs, report_patterns, scoped_patterns, REPORT_PATTERNS};
 pub use errors::CrashError;
 pub use signal::{signal_name, Termination};
 pub use signature::{CrashSignature, CrashSource, SignatureKind};

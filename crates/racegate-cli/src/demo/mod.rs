@@ -1,8 +1,8 @@
 //! `racegate demo`: the whole story in one command, on the simulated GPU.
 //!
-//! The racegate-sim server (this same binary, re-executed as the hidden `racegate sim-serve`)
-//! runs in each dispatch mode as the managed target of a stress run with the built-in text +
-//! vision scenario:
+//! The racegate-sim server (the `racegate` binary itself, re-executed as the hidden
+//! `racegate sim-serve`) runs in each dispatch mode as the managed target of a stress run with
+//! the built-in text + vision scenario ([`Scenario::retarget`]):
 //!
 //! | mode | what it models | expected verdict |
 //! |------|----------------|------------------|
@@ -10,110 +10,66 @@
 //! | `streams` | each pipeline on its own stream: the "clean" fix that hides a second race | FAIL |
 //! | `gated`   | every dispatch passes one racegate gate: the fix that works | PASS |
 //!
-//! Then the cost of the fix: the gated server's p50 under load against one client alone
-//! (a short sequential probe on a fresh gated server). The sim writes `.ips` crash reports into
-//! a temporary folder the run watches, so crashes are seen on stderr, in the exit status and
-//! in crash reports, as on a Mac. Every target is stopped when its run ends, and on Ctrl-C.
-
-pub mod render;
+//! Then the cost of the fix: the gated server's p50 under load against one client alone (a
+//! short sequential run on a fresh gated server). The sim writes `.ips` crash reports into a
+//! temporary folder the run watches, so crashes are seen on stderr, in the exit status and in
+//! crash reports, as on a Mac. Every server is stopped when its run ends, and on an interrupt.
+//!
+//! The engine takes a [`DemoConfig`], emits [`DemoEvent`]s and returns a [`DemoOutcome`];
+//! `cli/demo.rs` makes the config and writes the reports.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::cli::demo::DemoArgs;
-use crate::compare::children::{self, Children, PidSink};
-use crate::compare::summary::RunSummary;
-use crate::events::{Event, EventSink};
-use crate::exit::CliError;
-use crate::report::progress::ProgressLine;
-use crate::scenario::{Overrides, Scenario, TargetProcess};
-use crate::stress::{self, CancelToken, RunReport};
+use crate::events::Event;
+use crate::exit;
+use crate::plumbing::Control;
+use crate::report::demo::{DemoEvent, DemoOutcome, FixCost, Mode, ModeResult};
+use crate::report::run::{RunReport, StressRunSummary};
+use crate::scenario::{Overrides, Retarget, Scenario, ScenarioError};
+use crate::stress::{self, StressError};
 use crate::verdict::Verdict;
 
-/// The three dispatch modes, in story order, with the verdict each must get.
-pub const MODES: [(&str, Verdict); 3] = [
-    ("shared", Verdict::Fail),
-    ("streams", Verdict::Fail),
-    ("gated", Verdict::Pass),
-];
+/// How long the one-client run that measures the cost of the fix lasts at most, and how many
+/// requests it sends at most.
+const ALONE_DURATION: Duration = Duration::from_secs(2);
+const ALONE_REQUESTS: u64 = 200;
+/// How long a sim server may take to answer its health check.
+const SIM_STARTUP: Duration = Duration::from_secs(20);
 
-/// How long the single-client probe runs at most, and how many requests it sends at most.
-const PROBE_DURATION: Duration = Duration::from_secs(2);
-const PROBE_REQUESTS: u64 = 200;
-
-/// One dispatch mode's run.
+/// A resolved demo.
 #[derive(Debug, Clone)]
-pub struct ModeResult {
-    /// `shared`, `streams` or `gated`.
-    pub dispatch: &'static str,
-    /// The verdict the story needs.
-    pub expected: Verdict,
-    /// The stress report.
-    pub report: RunReport,
-    /// Its summary (with the sim server's pids).
-    pub summary: RunSummary,
-}
-
-/// What the gate costs: one pipeline's p50 under the full load against one client alone.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FixCost {
-    /// The pipeline compared.
-    pub pipeline: String,
-    /// Its p50 in the gated run, under load.
-    pub loaded_p50: Duration,
-    /// Concurrent workers in the gated run.
-    pub loaded_workers: u32,
-    /// Its p50 with one client alone, sequential requests.
-    pub alone_p50: Duration,
-    /// Requests the probe sent.
-    pub alone_requests: u64,
-    /// Gated throughput under load (all pipelines), requests per second.
-    pub loaded_rps: f64,
-    /// The probe's throughput.
-    pub alone_rps: f64,
-}
-
-impl FixCost {
-    /// loaded p50 / alone p50.
-    pub fn ratio(&self) -> Option<f64> {
-        let alone = self.alone_p50.as_secs_f64();
-        (alone > 0.0).then(|| self.loaded_p50.as_secs_f64() / alone)
-    }
-}
-
-/// Everything the demo produced.
-#[derive(Debug, Clone)]
-pub struct DemoOutcome {
+pub struct DemoConfig {
     /// Stress time per mode.
     pub duration: Duration,
     /// Workers per pipeline.
     pub workers: u32,
-    /// Each mode that ran, in order.
-    pub modes: Vec<ModeResult>,
-    /// The cost of the fix, when the gated run and the probe both succeeded.
-    pub cost: Option<FixCost>,
-    /// Whether every mode got its expected verdict.
-    pub as_expected: bool,
-    /// Interrupted by Ctrl-C.
-    pub interrupted: bool,
-    /// The exit status.
-    pub exit_code: u8,
+    /// The modes to run, in story order (at least one).
+    pub modes: Vec<Mode>,
+    /// The `racegate` binary, re-executed as `racegate sim-serve`.
+    pub exe: PathBuf,
 }
 
-/// Whether the story came out as told: every selected mode ran and got its verdict (shared
-/// FAIL, streams FAIL, gated PASS).
+/// A demo that could not be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// The temporary crash-report folder.
+    #[error("cannot create a crash-report folder: {0}")]
+    CrashDir(#[source] std::io::Error),
+    /// No free loopback port for a sim server.
+    #[error("cannot find a free loopback port: {0}")]
+    Port(#[source] std::io::Error),
+    /// The built-in scenario rejected the demo's settings.
+    #[error(transparent)]
+    Scenario(#[from] ScenarioError),
+    /// A stress run could not be attempted.
+    #[error(transparent)]
+    Stress(#[from] StressError),
+}
+
+/// Whether the story came out as told: every selected mode ran and got its verdict.
 pub fn as_expected(modes: &[ModeResult], selected: usize) -> bool {
     modes.len() == selected && modes.iter().all(|m| m.report.verdict == m.expected)
-}
-
-/// The modes `--dispatch` selects, in story order (all three when none is given).
-pub fn selected_modes(args: &DemoArgs) -> Vec<(&'static str, Verdict)> {
-    MODES
-        .into_iter()
-        .filter(|(mode, _)| {
-            args.dispatch.is_empty() || args.dispatch.iter().any(|d| d.as_str() == *mode)
-        })
-        .collect()
 }
 
 /// A temporary crash-report folder, removed on drop.
@@ -137,148 +93,104 @@ impl Drop for TempDir {
     }
 }
 
-/// Prints when a sim server starts (its pid, so a user can check nothing is left), forwards
-/// every event.
-struct DemoSink<'a> {
-    mode: &'a str,
-    inner: PidSink<ProgressLine>,
-    quiet: bool,
-}
-
-impl EventSink for DemoSink<'_> {
-    fn event(&mut self, event: &Event) {
-        if let (Event::TargetStarted { pid, .. }, false) = (event, self.quiet) {
-            eprintln!(
-                "racegate demo: {}: sim server started (pid {pid})",
-                self.mode
-            );
-        }
-        self.inner.event(event);
-    }
-}
-
-/// The scenario for `mode` on `port`: the built-in scenario, the sim as its managed target.
-fn mode_scenario(base: &Scenario, exe: &Path, mode: &str, port: u16, crash_dir: &Path) -> Scenario {
-    let mut s = base.clone();
-    s.target.port = Some(port);
-    s.target.url = s.target.base_url(Some(port));
-    s.target_process = Some(TargetProcess {
+/// The sim server of `mode`, as the managed target on `port`.
+fn sim(exe: &Path, mode: Mode, port: u16, crash_dir: &Path) -> Retarget {
+    Retarget {
         command: vec![
             exe.display().to_string(),
             "sim-serve".into(),
             "--listen".into(),
             format!("127.0.0.1:{port}"),
             "--dispatch".into(),
-            mode.into(),
+            mode.as_str().into(),
             "--crash-dir".into(),
             crash_dir.display().to_string(),
             "--app-name".into(),
-            format!("racegate-sim-{mode}"),
+            format!("racegate-sim-{}", mode.as_str()),
         ],
-        health: "/healthz".into(),
+        port,
+        health: None,
+        startup_timeout: Some(SIM_STARTUP),
         // Like a server without KeepAlive: one crash ends it, and the stress run with it
         // (after the crash watchers' settle: `ended_by = target_exited`).
-        restart: false,
-        startup_timeout: Duration::from_secs(20),
-        cwd: None,
-        env: vec![("PORT".into(), port.to_string())],
-    });
-    s
+        restart: Some(false),
+    }
 }
 
-fn other(e: impl std::fmt::Display) -> CliError {
-    CliError::Other(anyhow::anyhow!("{e}"))
-}
-
-async fn run_mode(
+/// One stress run; returns the report and the pids the server ran as.
+async fn stress_once(
     scenario: &Scenario,
-    mode: &str,
-    cancel: &CancelToken,
-    children: &Children,
-    quiet: bool,
-) -> Result<(RunReport, Vec<u32>), CliError> {
-    let mut sink = DemoSink {
-        mode,
-        inner: PidSink::new(ProgressLine::new(quiet), children.clone()),
-        quiet,
-    };
-    let result = stress::run(scenario, &mut sink, cancel).await;
-    children.run_ended();
-    let pids = std::mem::take(&mut sink.inner.pids);
-    sink.inner.into_inner().finish();
-    Ok((result?, pids))
+    control: &Control,
+    on_event: &mut (dyn FnMut(DemoEvent<'_>) + Send),
+) -> Result<(RunReport, Vec<u32>), DemoError> {
+    let forward = &mut |e: &Event| on_event(DemoEvent::Stress(e));
+    Ok(stress::run_listing_pids(scenario, control, forward).await?)
 }
 
-/// Run the three modes and the probe.
-pub async fn run_demo(
-    args: &DemoArgs,
-    cancel: &CancelToken,
-    children: &Children,
-) -> Result<DemoOutcome, CliError> {
-    let exe = std::env::current_exe().map_err(|e| {
-        other(format!(
-            "cannot find the racegate binary to run the sim: {e}"
-        ))
-    })?;
-    let crash_dir =
-        TempDir::new().map_err(|e| other(format!("cannot create a crash-report folder: {e}")))?;
+/// Run the selected modes, then measure the cost of the fix; stops early when `control` is
+/// cancelled (the outcome is then marked interrupted).
+pub async fn run(
+    cfg: &DemoConfig,
+    control: &Control,
+    on_event: &mut (dyn FnMut(DemoEvent<'_>) + Send),
+) -> Result<DemoOutcome, DemoError> {
+    let cancel = &control.cancel;
+    let crash_dir = TempDir::new().map_err(DemoError::CrashDir)?;
     let base = Scenario::builtin(&Overrides {
+        // A placeholder port: every mode gets its own.
         target: Some("http://127.0.0.1:1".into()),
-        duration: Some(args.duration),
-        workers: Some(args.workers),
+        duration: Some(cfg.duration),
+        workers: Some(cfg.workers),
         crash_dirs: vec![crash_dir.0.clone()],
         crash_patterns: vec!["*.ips".into()],
         ..Overrides::default()
     })?;
-    let selected = selected_modes(args);
     let mut modes = Vec::new();
-    for &(mode, expected) in &selected {
+    for &mode in &cfg.modes {
         if cancel.is_cancelled() {
             break;
         }
-        if !args.quiet {
-            eprintln!(
-                "racegate demo: {mode} dispatch, {} workers per pipeline, {}",
-                args.workers,
-                humantime::format_duration(args.duration)
-            );
-        }
-        let port = stress::supervisor::free_port()
-            .map_err(|e| other(format!("cannot find a free loopback port: {e}")))?;
-        let scenario = mode_scenario(&base, &exe, mode, port, &crash_dir.0);
-        let (report, pids) = run_mode(&scenario, mode, cancel, children, args.quiet).await?;
-        if !args.quiet {
-            eprintln!(
-                "racegate demo: {mode}: {} ({})",
-                report.verdict, report.reason
-            );
-        }
-        let summary = RunSummary::from_report(&report, pids);
+        on_event(DemoEvent::ModeStarting {
+            mode,
+            workers: cfg.workers,
+            duration: cfg.duration,
+        });
+        let port = stress::supervisor::free_port().map_err(DemoError::Port)?;
+        let scenario = base.retarget(&sim(&cfg.exe, mode, port, &crash_dir.0));
+        let (report, pids) = stress_once(&scenario, control, on_event).await?;
+        on_event(DemoEvent::ModeEnded {
+            mode,
+            report: &report,
+        });
+        let summary = StressRunSummary::from_report(&report, pids);
         modes.push(ModeResult {
-            dispatch: mode,
-            expected,
+            mode,
+            expected: mode.expected(),
             report,
             summary,
         });
     }
-    let cost = match modes.iter().find(|m| m.dispatch == "gated") {
+    let cost = match modes.iter().find(|m| m.mode == Mode::Gated) {
         Some(gated) if gated.report.verdict == Verdict::Pass && !cancel.is_cancelled() => {
-            probe_alone(&base, &exe, gated, &crash_dir.0, cancel, children, args).await?
+            let port = stress::supervisor::free_port().map_err(DemoError::Port)?;
+            let sim = sim(&cfg.exe, Mode::Gated, port, &crash_dir.0);
+            measure_alone(&base, sim, gated, control, on_event).await?
         }
         _ => None,
     };
     let interrupted = cancel.is_cancelled();
-    let as_expected = !interrupted && as_expected(&modes, selected.len());
+    let as_expected = !interrupted && as_expected(&modes, cfg.modes.len());
     let exit_code = if interrupted {
-        crate::exit::INTERRUPTED
+        exit::INTERRUPTED
     } else if as_expected {
-        crate::exit::SUCCESS
+        exit::SUCCESS
     } else {
-        crate::exit::FAILURE
+        exit::FAILURE
     };
     Ok(DemoOutcome {
-        duration: args.duration,
-        workers: args.workers,
+        duration: cfg.duration,
+        workers: cfg.workers,
+        selected: cfg.modes.clone(),
         modes,
         cost,
         as_expected,
@@ -288,35 +200,29 @@ pub async fn run_demo(
 }
 
 /// One client alone on a fresh gated server: sequential requests on the first pipeline.
-async fn probe_alone(
+async fn measure_alone(
     base: &Scenario,
-    exe: &Path,
+    sim: Retarget,
     gated: &ModeResult,
-    crash_dir: &Path,
-    cancel: &CancelToken,
-    children: &Children,
-    args: &DemoArgs,
-) -> Result<Option<FixCost>, CliError> {
+    control: &Control,
+    on_event: &mut (dyn FnMut(DemoEvent<'_>) + Send),
+) -> Result<Option<FixCost>, DemoError> {
     let Some(loaded) = gated.report.pipelines.first() else {
         return Ok(None);
     };
-    let port = stress::supervisor::free_port()
-        .map_err(|e| other(format!("cannot find a free loopback port: {e}")))?;
-    let mut s = mode_scenario(base, exe, "gated", port, crash_dir);
+    let mut s = base.retarget(&sim);
     s.pipelines.retain(|p| p.name == loaded.name);
     for p in &mut s.pipelines {
         p.workers = 1;
         p.rate = None;
     }
-    s.duration = PROBE_DURATION.min(args.duration);
-    s.requests = Some(PROBE_REQUESTS);
-    if !args.quiet {
-        eprintln!(
-            "racegate demo: the cost of the fix: one client alone on `{}`",
-            loaded.name
-        );
-    }
-    let (report, _) = run_mode(&s, "gated, one client", cancel, children, true).await?;
+    s.duration = ALONE_DURATION.min(base.duration);
+    s.requests = Some(ALONE_REQUESTS);
+    on_event(DemoEvent::AloneStarting {
+        pipeline: &loaded.name,
+    });
+    let (report, _) = stress_once(&s, control, on_event).await?;
+    on_event(DemoEvent::AloneEnded { report: &report });
     let Some(alone) = report.pipelines.first().filter(|p| p.ok > 0) else {
         return Ok(None);
     };
@@ -329,49 +235,4 @@ async fn probe_alone(
         loaded_rps: gated.summary.throughput_rps,
         alone_rps: alone.throughput_rps,
     }))
-}
-
-/// `racegate demo`: run the story, print the table and the cost, write the reports; exit 0
-/// when shared and streams FAIL and gated PASSes.
-pub fn demo(args: DemoArgs) -> Result<u8, CliError> {
-    for (flag, path) in [("--json", &args.json), ("--markdown", &args.markdown)] {
-        if let Some(p) = path.as_deref().filter(|p| *p != Path::new("-")) {
-            if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
-                if !dir.is_dir() {
-                    return Err(CliError::Usage(anyhow::anyhow!(
-                        "`{flag} {}`: folder `{}` does not exist",
-                        p.display(),
-                        dir.display()
-                    )));
-                }
-            }
-        }
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| other(format!("cannot start the async runtime: {e}")))?;
-    let cancel = CancelToken::new();
-    let kids = Children::default();
-    let result = rt.block_on(async {
-        let handler = children::spawn_interrupt_handler("demo", cancel.clone(), kids.clone());
-        let r = run_demo(&args, &cancel, &kids).await;
-        handler.abort();
-        r
-    });
-    rt.shutdown_timeout(Duration::from_secs(1));
-    let outcome = result?;
-    let to_stdout = [&args.json, &args.markdown]
-        .iter()
-        .any(|p| p.as_deref() == Some(Path::new("-")));
-    if !to_stdout {
-        render::write_terminal(&outcome, std::io::stdout().lock()).map_err(other)?;
-    }
-    if let Some(p) = &args.json {
-        crate::compare::write_to(p, |w| render::write_json(&outcome, w))?;
-    }
-    if let Some(p) = &args.markdown {
-        crate::compare::write_to(p, |w| render::write_markdown(&outcome, w))?;
-    }
-    Ok(outcome.exit_code)
 }

@@ -1,62 +1,148 @@
 //! `racegate run` and `racegate status`: the machine-wide gate from the shell.
 //!
 //! `run` stays lean so that wrapping a command costs no more than `flock(1)`: no async runtime,
-//! no threads, one pass over the lock directory.
+//! no threads, one pass over the lock directory. It forwards SIGINT, SIGTERM and SIGHUP to its
+//! command and exits with the command's status, like `timeout(1)`; that is its interrupt policy
+//! (the report-writing commands share another, `cli/interrupt.rs`).
+//!
+//! Both take a resolved config from `cli/` and return a result or a [`GateError`]; `cli/` maps
+//! the error to its exit status and prints the status with [`crate::reporter::status`].
 
-mod render;
 #[cfg(unix)]
 mod signals;
 
-use std::io::{self, Write};
+use std::ffi::OsString;
+use std::io;
+use std::path::PathBuf;
 use std::process::Command;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use anyhow::anyhow;
-use racegate::machine::{gate_status, GateStatus, LockDir};
-use racegate::{MachineGate, MachineGateError};
+use racegate::machine::{read_status, LockDir, MachineStatus};
+use racegate::{AcquireTimeoutError, Label, Labeled, MachineGate, MachineGateError};
 
-use crate::cli::run::RunArgs;
-use crate::cli::status::StatusArgs;
-use crate::exit::CliError;
+/// A resolved `racegate run`.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// The gate's name.
+    pub gate: String,
+    /// How many commands may hold it at once; every user must agree.
+    pub capacity: u32,
+    /// Give up waiting after this long.
+    pub timeout: Option<Duration>,
+    /// Shown to others in `racegate status` and their timeout messages.
+    pub label: Option<String>,
+    /// The command and its arguments (at least the program).
+    pub command: Vec<OsString>,
+}
 
-pub use render::{status_json, write_status_text};
+/// A resolved `racegate status`.
+#[derive(Debug, Clone, Default)]
+pub struct StatusConfig {
+    /// Only this gate; `None`: every gate in the lock directory.
+    pub gate: Option<String>,
+}
 
-/// Run `racegate run`.
-pub fn run(args: RunArgs) -> Result<u8, CliError> {
-    let words: Vec<String> = args
+/// What `racegate status` read.
+#[derive(Debug, Clone)]
+pub struct StatusReport {
+    /// The lock directory.
+    pub lock_dir: PathBuf,
+    /// Each gate asked for that exists, by name.
+    pub gates: Vec<MachineStatus>,
+    /// When it was read.
+    pub now: SystemTime,
+}
+
+/// Why `racegate run` or `racegate status` stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    /// The lock directory or a record cannot be used (the message names the path).
+    #[error(transparent)]
+    Setup(#[from] MachineGateError),
+    /// The gate refused the request itself (e.g. more units than its capacity).
+    #[error(transparent)]
+    Acquire(AcquireTimeoutError),
+    /// The gate was not granted within the timeout.
+    #[error("gate `{gate}` not granted within {}: {queue}", humantime::format_duration(*.waited))]
+    Timeout {
+        /// The gate.
+        gate: String,
+        /// How long it waited (whole milliseconds).
+        waited: Duration,
+        /// Who holds it and who waits, in words.
+        queue: String,
+    },
+    /// The signal forwarding could not be installed.
+    #[error("cannot set up signal forwarding: {0}")]
+    Signals(#[source] io::Error),
+    /// The command could not be started; a shell exits 127 (not found) or 126 for this.
+    #[error("`{program}`: {what} ({source})")]
+    NotStarted {
+        /// The program.
+        program: String,
+        /// "command not found", "permission denied", "cannot run command".
+        what: &'static str,
+        /// 127 for a missing program, else 126.
+        code: u8,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// Waiting for the command failed.
+    #[error("waiting for `{program}` failed: {source}")]
+    Wait {
+        /// The program.
+        program: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Run `racegate run`: wait for the gate, run the command holding it, release it when the
+/// command ends. Returns the command's exit status as a shell reports it (128+N for signal N).
+///
+/// # Errors
+/// [`GateError`]: the gate cannot be used or was not granted in time, or the command could not
+/// be started or waited for.
+pub fn run(cfg: &RunConfig) -> Result<u8, GateError> {
+    let words: Vec<String> = cfg
         .command
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    let gate = MachineGate::builder(&args.gate)
-        .slots(args.slots)
+    let gate = MachineGate::builder(&cfg.gate)
+        .capacity(cfg.capacity)
         .command(words.clone())
         // One acquisition per process: in-process histograms would cost more to allocate than
         // the whole lock protocol. The history log keeps the machine-wide figures.
         .config(racegate::GateConfig::default().with_stats(false))
-        .open()
-        .map_err(setup_error)?;
-    let guard = match gate.acquire_blocking_with(args.label.clone().map(Into::into), args.timeout) {
+        .open()?;
+    let view = Labeled::new(&gate, cfg.label.clone().map(Label::from));
+    let acquired = match cfg.timeout {
+        Some(t) => view.acquire_blocking_timeout(t),
+        None => view.acquire_blocking().map_err(AcquireTimeoutError::from),
+    };
+    let guard = match acquired {
         Ok(g) => g,
-        Err(MachineGateError::Timeout(t)) => {
+        Err(AcquireTimeoutError::TimedOut { waited, .. }) => {
             let status = gate.status();
-            return Err(CliError::GateTimeout(anyhow!(
-                "gate `{}` not granted within {}: {}",
-                args.gate,
-                humantime::format_duration(round_ms(t.waited)),
-                describe_queue(&status, SystemTime::now())
-            )));
+            return Err(GateError::Timeout {
+                gate: cfg.gate.clone(),
+                waited: round_ms(waited),
+                queue: describe_queue(&status, SystemTime::now()),
+            });
         }
-        Err(e) => return Err(setup_error(e)),
+        Err(AcquireTimeoutError::Machine(e)) => return Err(e.into()),
+        Err(e) => return Err(GateError::Acquire(e)),
     };
 
-    let mut cmd = Command::new(&args.command[0]);
-    cmd.args(&args.command[1..]);
+    let mut cmd = Command::new(&cfg.command[0]);
+    cmd.args(&cfg.command[1..]);
     #[cfg(target_os = "linux")]
     die_with_parent(&mut cmd);
     #[cfg(unix)]
-    let forwarder = signals::Forwarder::install()
-        .map_err(|e| CliError::Other(anyhow!("cannot set up signal forwarding: {e}")))?;
+    let forwarder = signals::Forwarder::install().map_err(GateError::Signals)?;
     let child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
@@ -66,8 +152,12 @@ pub fn run(args: RunArgs) -> Result<u8, CliError> {
                 io::ErrorKind::PermissionDenied => (126, "permission denied"),
                 _ => (126, "cannot run command"),
             };
-            eprintln!("racegate: `{}`: {what} ({e})", words[0]);
-            return Ok(code);
+            return Err(GateError::NotStarted {
+                program: words[0].clone(),
+                what,
+                code,
+                source: e,
+            });
         }
     };
     #[cfg(unix)]
@@ -78,8 +168,10 @@ pub fn run(args: RunArgs) -> Result<u8, CliError> {
         child.wait()
     };
     drop(guard);
-    let status =
-        status.map_err(|e| CliError::Other(anyhow!("waiting for `{}` failed: {e}", words[0])))?;
+    let status = status.map_err(|source| GateError::Wait {
+        program: words[0].clone(),
+        source,
+    })?;
     Ok(exit_code_of(status))
 }
 
@@ -126,7 +218,7 @@ fn round_ms(d: std::time::Duration) -> std::time::Duration {
 }
 
 /// "held by pid 4242 (`vision`) running `sleep 30` for 12.3s; 2 waiting"
-fn describe_queue(status: &GateStatus, now: SystemTime) -> String {
+fn describe_queue(status: &MachineStatus, now: SystemTime) -> String {
     let mut out = String::new();
     if status.holders.is_empty() {
         out.push_str("no holder seen (it may have just left)");
@@ -153,58 +245,35 @@ fn describe_queue(status: &GateStatus, now: SystemTime) -> String {
     if !status.waiters.is_empty() {
         out.push_str(&format!("; {} waiting", status.waiters.len()));
     }
-    out.push_str(&format!(
-        "; hint: `racegate status --gate {}` shows the queue",
-        status.name
-    ));
     out
 }
 
-/// Lock-directory problems are the user's environment: usage errors (exit 2), message kept.
-fn setup_error(e: MachineGateError) -> CliError {
-    CliError::Usage(anyhow::Error::new(e))
-}
-
-/// Run `racegate status`.
-pub fn status(args: StatusArgs) -> Result<u8, CliError> {
-    let root = LockDir::from_env().map_err(setup_error)?;
-    let names = match &args.gate {
+/// Read the machine-wide gates for `racegate status`, without joining any queue.
+///
+/// # Errors
+/// The lock directory cannot be used, or the gate name is not valid.
+pub fn status(cfg: &StatusConfig) -> Result<StatusReport, GateError> {
+    let root = LockDir::from_env()?;
+    let names = match &cfg.gate {
         Some(name) => {
-            racegate::machine::validate_gate_name(name).map_err(setup_error)?;
+            racegate::machine::validate_gate_name(name)?;
             // A gate nobody has used has no directory: report it as unknown rather than
-            // describing a made-up "free, 1 slot" gate.
+            // describing a made-up "free, capacity 1" gate.
             if root.path().join(name).is_dir() {
                 vec![name.clone()]
             } else {
                 Vec::new()
             }
         }
-        None => root.gates().map_err(setup_error)?,
+        None => root.gates()?,
     };
-    let gates: Vec<GateStatus> = names
+    let gates = names
         .iter()
-        .map(|n| gate_status(&root.path().join(n), n))
+        .map(|n| read_status(&root.path().join(n), n))
         .collect();
-    let now = SystemTime::now();
-    let stdout = io::stdout();
-    let mut out = stdout.lock();
-    let written = if args.json {
-        serde_json::to_writer_pretty(&mut out, &status_json(root.path(), &gates, now))
-            .map_err(io::Error::other)
-            .and_then(|()| writeln!(out))
-    } else if let (Some(name), true) = (&args.gate, gates.is_empty()) {
-        writeln!(
-            out,
-            "no gate `{name}` in {}: nothing has used it yet",
-            root.path().display()
-        )
-    } else {
-        write_status_text(&mut out, root.path(), &gates, now)
-    };
-    match written {
-        Ok(()) => Ok(crate::exit::SUCCESS),
-        // A closed pipe (`| head`) is not an error.
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(crate::exit::SUCCESS),
-        Err(e) => Err(CliError::Other(anyhow!("writing the status failed: {e}"))),
-    }
+    Ok(StatusReport {
+        lock_dir: root.path().to_path_buf(),
+        gates,
+        now: SystemTime::now(),
+    })
 }

@@ -1,4 +1,4 @@
-//! Forwarding SIGINT and SIGTERM to the command `racegate run` runs.
+//! Forwarding SIGINT, SIGTERM and SIGHUP to the command `racegate run` runs.
 //!
 //! The handler sends the signal on itself: `kill(2)` is async-signal-safe, so no thread and no
 //! pipe are needed (a thread cost `racegate run -- true` more than its lock). A caught signal
@@ -26,7 +26,7 @@ use std::process::{Child, ExitStatus};
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicUsize, Ordering::SeqCst};
 
 /// The signals we pass on.
-const FORWARDED: [libc::c_int; 2] = [libc::SIGINT, libc::SIGTERM];
+const FORWARDED: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 
 /// No child yet: a caught signal is kept in `PENDING`.
 const NO_CHILD_YET: i32 = 0;

@@ -16,13 +16,13 @@
 //! in a probe is a finding of its own, and the probe does not count as "not reproduced".
 
 use super::bisect::{bisect_with, probe_limit, runs_per_probe};
-use super::engine::{Engine, Stop};
 use super::events::{HuntEvent, Phase, RunPurpose};
 use super::model::{FailureKey, Subject, Verdict};
 use super::report::{
     BisectionReport, Classification, FoundIn, MemberCheck, Minimality, Reproduction,
 };
 use super::runner::RunPlan;
+use super::session::{Session, Stop};
 use super::state::HuntState;
 use super::stats::{runs_for_power, Rate};
 
@@ -75,7 +75,7 @@ impl Probe<'_> {
     /// most twice that many runs: runs with other failures prove nothing either way).
     fn run(
         &self,
-        engine: &mut Engine<'_>,
+        session: &mut Session<'_>,
         state: &mut HuntState,
         purpose: RunPurpose,
         tests: &[String],
@@ -105,10 +105,10 @@ impl Probe<'_> {
         };
         let mut out = ProbeOutcome::default();
         let clean_runs = clean_runs.max(1);
-        let runner = engine.runner;
+        let runner = session.runner;
         // Inconclusive runs get two more chances in all, not unbounded ones.
         while out.clean < clean_runs && out.runs < clean_runs + 2 {
-            let (obs, _) = engine.run(purpose, &plan, false)?;
+            let (obs, _) = session.run(purpose, &plan, false)?;
             out.runs += 1;
             for f in obs.failures.iter().filter(|f| !f.key.same(self.key)) {
                 state.record_side_failure(f, self.round, jobs);
@@ -134,7 +134,7 @@ pub const BATCH: usize = 3;
 /// Returns how many are left for later (deferred): the next round re-homes those it sees
 /// again, and those it does not see again end unresolved.
 pub fn analyse_pending(
-    engine: &mut Engine<'_>,
+    session: &mut Session<'_>,
     state: &mut HuntState,
     round: u32,
 ) -> Result<usize, Stop> {
@@ -179,7 +179,7 @@ pub fn analyse_pending(
         analysed += 1;
         // A finding left from an earlier round is worked out under this round's groups.
         state.tracked[idx].finding.round = round;
-        if let Err(stop) = analyse(engine, state, idx, round) {
+        if let Err(stop) = analyse(session, state, idx, round) {
             let why = match stop {
                 Stop::Budget => "analysis stopped: the budget ran out",
                 Stop::Interrupted => "analysis stopped: interrupted",
@@ -194,17 +194,17 @@ pub fn analyse_pending(
 
 /// Work out finding `idx` (found in round `round`).
 fn analyse(
-    engine: &mut Engine<'_>,
+    session: &mut Session<'_>,
     state: &mut HuntState,
     idx: usize,
     round: u32,
 ) -> Result<(), Stop> {
-    engine.emit(HuntEvent::Phase(Phase::Analyse { finding: idx + 1 }));
+    session.emit(HuntEvent::Phase(Phase::Analyse { finding: idx + 1 }));
     let key = state.tracked[idx].key.clone();
     let culprit = state.tracked[idx].culprit().map(str::to_string);
     let rate = state.tracked[idx].finding.parallel;
     let jobs = state.tracked[idx].finding.jobs.max(state.jobs).max(2);
-    let cfg = engine.cfg;
+    let cfg = session.cfg;
     let probe = Probe {
         key: &key,
         beside: culprit.clone(),
@@ -215,7 +215,7 @@ fn analyse(
     // 1. Alone.
     if let Some(test) = &culprit {
         let alone = [test.clone()];
-        let (a, _) = engine.run(RunPurpose::Alone, &RunPlan::subset(&alone, 1), false)?;
+        let (a, _) = session.run(RunPurpose::Alone, &RunPlan::subset(&alone, 1), false)?;
         for f in a.failures.iter().filter(|f| !f.key.same(&key)) {
             state.record_side_failure(f, round, 1);
         }
@@ -260,7 +260,7 @@ fn analyse(
         .collect();
     let mut set: Option<Vec<String>> = None;
     for (other, s) in known {
-        let out = probe.run(engine, state, RunPurpose::Known, &s, per_probe)?;
+        let out = probe.run(session, state, RunPurpose::Known, &s, per_probe)?;
         if out.reproduced {
             state.tracked[idx]
                 .finding
@@ -275,7 +275,7 @@ fn analyse(
     let mut set = match set {
         Some(s) => s,
         None => {
-            engine.emit(HuntEvent::Note("bisecting"));
+            session.emit(HuntEvent::Note("bisecting"));
             let candidates = state.tracked[idx].candidates.clone();
             let fixed: Vec<String> = culprit
                 .iter()
@@ -287,11 +287,11 @@ fn analyse(
                 .filter(|t| !fixed.contains(t))
                 .cloned()
                 .collect();
-            let runs_before = engine.total_runs;
+            let runs_before = session.total_runs;
             // The whole candidate set first: a finding that does not come back there is not
             // worth a search.
             let all: Vec<String> = fixed.iter().chain(rest.iter()).cloned().collect();
-            let first = probe.run(engine, state, RunPurpose::Probe, &all, per_probe)?;
+            let first = probe.run(session, state, RunPurpose::Probe, &all, per_probe)?;
             if !first.reproduced {
                 let t = &mut state.tracked[idx];
                 t.finding.conflict_set = all;
@@ -317,11 +317,11 @@ fn analyse(
                 if stop.is_some() || truncated {
                     return false;
                 }
-                if engine.total_runs - runs_before >= run_cap {
+                if session.total_runs - runs_before >= run_cap {
                     truncated = true;
                     return false;
                 }
-                match probe.run(engine, state, RunPurpose::Probe, subset, per_probe) {
+                match probe.run(session, state, RunPurpose::Probe, subset, per_probe) {
                     Ok(o) => {
                         if !o.reproduced && o.other > 0 {
                             inconclusive += 1;
@@ -339,7 +339,7 @@ fn analyse(
                 candidates: candidates.len(),
                 probes: result.probes,
                 runs_per_probe: per_probe,
-                runs: engine.total_runs - runs_before,
+                runs: session.total_runs - runs_before,
                 confidence: cfg.confidence,
                 minimal: result.minimal && stop.is_none() && !truncated,
                 inconclusive_probes: inconclusive,
@@ -389,7 +389,7 @@ fn analyse(
         };
         let most = (confirm_runs * 2).max(10).max(confirm_runs);
         while rep.runs < confirm_runs || (rep.reproduced < 3 && rep.runs < most) {
-            let out = probe.run(engine, state, RunPurpose::Confirm, &set, 1)?;
+            let out = probe.run(session, state, RunPurpose::Confirm, &set, 1)?;
             rep.runs += 1;
             if out.reproduced {
                 rep.reproduced += 1;
@@ -432,7 +432,7 @@ fn analyse(
             if without.is_empty() {
                 continue;
             }
-            let out = probe.run(engine, state, RunPurpose::Minimality, &without, per_member)?;
+            let out = probe.run(session, state, RunPurpose::Minimality, &without, per_member)?;
             checks.push(MemberCheck {
                 test: m.clone(),
                 runs: out.runs,

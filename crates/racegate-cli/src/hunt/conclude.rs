@@ -2,17 +2,17 @@
 //! computed, and everything found put in the [`HuntReport`].
 
 use super::emit::{self, FixGroup};
-use super::engine::{Engine, Stop};
 use super::report::{
     Classification, GroupOrigin, GroupReport, HuntReport, HuntVerdict, SCHEMA, SCHEMA_VERSION,
 };
 use super::runner::split_command;
+use super::session::{Session, Stop};
 use super::state::HuntState;
 
 /// Build the report from `state`; `stop` says why the phases ended early, if they did.
-pub fn conclude(engine: &Engine<'_>, mut state: HuntState, stop: Option<&Stop>) -> HuntReport {
-    let cfg = engine.cfg;
-    let runner = engine.runner;
+pub fn conclude(session: &Session<'_>, mut state: HuntState, stop: Option<&Stop>) -> HuntReport {
+    let cfg = session.cfg;
+    let runner = session.runner;
     match stop {
         Some(Stop::Budget) => state.note(format!(
             "the budget ({}) ran out before the hunt finished; raise --budget",
@@ -104,13 +104,13 @@ pub fn conclude(engine: &Engine<'_>, mut state: HuntState, stop: Option<&Stop>) 
         command: split_command(&cfg.command, None).display(),
         jobs: state.jobs,
         runs: cfg.runs,
-        test_timeout_ms: if engine.timeouts.from_flag {
-            engine.timeouts.idle
+        test_timeout_ms: if session.timeouts.from_flag {
+            session.timeouts.idle
         } else {
-            engine.timeouts.idle.max(super::engine::Timeouts::FLOOR)
+            session.timeouts.idle.max(super::session::Timeouts::FLOOR)
         }
         .as_millis() as u64,
-        test_timeout_derived: !engine.timeouts.from_flag,
+        test_timeout_derived: !session.timeouts.from_flag,
         budget_ms: cfg.budget.as_millis() as u64,
         confidence: cfg.confidence,
         tests: state.tests.len(),
@@ -125,8 +125,8 @@ pub fn conclude(engine: &Engine<'_>, mut state: HuntState, stop: Option<&Stop>) 
         verify: state.verify,
         clean: state.clean,
         excluded: state.excluded,
-        total_runs: engine.total_runs,
-        elapsed_ms: engine.started.elapsed().as_millis() as u64,
+        total_runs: session.total_runs,
+        elapsed_ms: session.started.elapsed().as_millis() as u64,
         verdict,
         notes: state.notes,
     }

@@ -9,10 +9,10 @@
 use super::analyse::analyse_pending;
 use super::discover::discover;
 use super::emit;
-use super::engine::{Engine, Stop};
 use super::events::{HuntEvent, Phase};
 use super::model::FailureKind;
 use super::report::Classification;
+use super::session::{Session, Stop};
 use super::state::HuntState;
 
 /// Distinct conflicting tests of one module or class before the whole of it is tried…
@@ -21,10 +21,10 @@ const UNIT_THRESHOLD: usize = 3;
 const UNIT_SHARE: f64 = 0.5;
 
 /// Run the rounds.
-pub fn rounds(engine: &mut Engine<'_>, state: &mut HuntState) -> Result<(), Stop> {
+pub fn rounds(session: &mut Session<'_>, state: &mut HuntState) -> Result<(), Stop> {
     let mut round = 1;
     let result = loop {
-        let pass = match discover(engine, state, round) {
+        let pass = match discover(session, state, round) {
             Ok(p) => p,
             Err(e) => break Err(e),
         };
@@ -42,14 +42,14 @@ pub fn rounds(engine: &mut Engine<'_>, state: &mut HuntState) -> Result<(), Stop
         let mut changed = false;
         let mut stopped = None;
         loop {
-            let left = match analyse_pending(engine, state, round) {
+            let left = match analyse_pending(session, state, round) {
                 Ok(l) => l,
                 Err(e) => {
                     stopped = Some(e);
                     break;
                 }
             };
-            match update_groups(engine, state, round) {
+            match update_groups(session, state, round) {
                 Ok(c) => changed |= c,
                 Err(e) => {
                     stopped = Some(e);
@@ -72,13 +72,13 @@ pub fn rounds(engine: &mut Engine<'_>, state: &mut HuntState) -> Result<(), Stop
             }
             break Ok(());
         }
-        if round >= engine.cfg.max_rounds {
+        if round >= session.cfg.max_rounds {
             state.note(format!(
                 "stopped after {round} rounds of find → serialize → rerun without a clean round"
             ));
             break Ok(());
         }
-        widen(engine, state, round);
+        widen(session, state, round);
         round += 1;
     };
     // Findings left for a later round that never showed again.
@@ -115,7 +115,11 @@ pub fn rounds(engine: &mut Engine<'_>, state: &mut HuntState) -> Result<(), Stop
 }
 
 /// Merge this round's race sets into the groups. Returns whether the groups changed.
-fn update_groups(engine: &mut Engine<'_>, state: &mut HuntState, round: u32) -> Result<bool, Stop> {
+fn update_groups(
+    session: &mut Session<'_>,
+    state: &mut HuntState,
+    round: u32,
+) -> Result<bool, Stop> {
     let mut changed = false;
     let races: Vec<usize> = (0..state.tracked.len())
         .filter(|&i| {
@@ -132,7 +136,7 @@ fn update_groups(engine: &mut Engine<'_>, state: &mut HuntState, round: u32) -> 
                 .into_iter()
                 .next();
             if let Some(mut leak) = leak {
-                leak.used_by = fixture_users(engine, state, &leak.name)?;
+                leak.used_by = fixture_users(session, state, &leak.name)?;
                 let users: Vec<String> = state
                     .tests
                     .iter()
@@ -167,24 +171,24 @@ fn update_groups(engine: &mut Engine<'_>, state: &mut HuntState, round: u32) -> 
 
 /// Tests that use fixture `name`, when the runner can tell.
 fn fixture_users(
-    engine: &mut Engine<'_>,
+    session: &mut Session<'_>,
     state: &HuntState,
     name: &str,
 ) -> Result<Vec<String>, Stop> {
     let dir = std::env::temp_dir().join(format!("racegate-hunt-fixtures-{}", std::process::id()));
     let out = dir.join("fixtures.tsv");
-    let Some(spec) = engine.runner.fixtures_command(&out) else {
+    let Some(spec) = session.runner.fixtures_command(&out) else {
         return Ok(Vec::new());
     };
     if std::fs::create_dir_all(&dir).is_err() {
         return Ok(Vec::new());
     }
-    engine.emit(HuntEvent::Phase(Phase::Fixtures));
-    let ran = engine.execute_plain(&spec);
+    session.emit(HuntEvent::Phase(Phase::Fixtures));
+    let ran = session.execute_plain(&spec);
     let text = std::fs::read_to_string(&out).unwrap_or_default();
     let _ = std::fs::remove_dir_all(&dir);
     ran?;
-    Ok(engine
+    Ok(session
         .runner
         .parse_fixtures(&text)
         .into_iter()
@@ -194,8 +198,8 @@ fn fixture_users(
 }
 
 /// Widen groups where many tests of one module or class conflict.
-fn widen(engine: &mut Engine<'_>, state: &mut HuntState, round: u32) {
-    let runner = engine.runner;
+fn widen(session: &mut Session<'_>, state: &mut HuntState, round: u32) {
+    let runner = session.runner;
     // Tests seen failing this round, and measured members, per unit.
     let mut involved: Vec<String> = Vec::new();
     for t in state.tracked.iter().filter(|t| t.finding.round == round) {
@@ -263,7 +267,7 @@ fn widen(engine: &mut Engine<'_>, state: &mut HuntState, round: u32) {
             "trying the whole of `{unit}` as one group ({} more tests); it stays only if the next round runs clean",
             added.len()
         );
-        engine.emit(HuntEvent::Note(&note));
+        session.emit(HuntEvent::Note(&note));
         state.groups[gi].added.extend(added);
         widened.push(unit.clone());
         state.groups[gi].unit = Some(unit);

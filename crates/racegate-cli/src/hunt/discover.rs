@@ -7,13 +7,14 @@
 //! A hang is not waited for twice in one pass: once seen, its tests in flight sit out the rest
 //! of the pass, so the runs go on exercising everything else.
 
-use super::engine::{Engine, Stop};
 use super::events::{HuntEvent, Phase, RunPurpose};
 use super::model::FailureKind;
 use super::report::{
-    Classification, CleanStatement, FoundIn, LevelReport, RoundReport, RunSummary, VerifyReport,
+    Classification, CleanStatement, FoundIn, LevelReport, RoundReport, SuiteRunSummary,
+    VerifyReport,
 };
 use super::runner::RunPlan;
+use super::session::{Session, Stop};
 use super::state::{HuntState, Tracked};
 use super::stats::{detectable_rate, percent, power, runs_for_power, Rate};
 
@@ -27,23 +28,27 @@ pub struct Pass {
 }
 
 /// The runs a pass of round `round` makes.
-fn planned_runs(engine: &Engine<'_>, state: &HuntState, round: u32) -> u32 {
-    let k = engine.cfg.runs;
-    if round == 1 || !engine.cfg.verify {
+fn planned_runs(session: &Session<'_>, state: &HuntState, round: u32) -> u32 {
+    let k = session.cfg.runs;
+    if round == 1 || !session.cfg.verify {
         return k;
     }
     let needed = state
         .lowest_race_rate()
-        .map(|p| runs_for_power(p, engine.cfg.confidence))
+        .map(|p| runs_for_power(p, session.cfg.confidence))
         .unwrap_or(k);
     k.max(needed).min(1000)
 }
 
 /// Run one pass of round `round`.
-pub fn discover(engine: &mut Engine<'_>, state: &mut HuntState, round: u32) -> Result<Pass, Stop> {
-    let k = engine.cfg.runs;
+pub fn discover(
+    session: &mut Session<'_>,
+    state: &mut HuntState,
+    round: u32,
+) -> Result<Pass, Stop> {
+    let k = session.cfg.runs;
     let levels = if round == 1 {
-        engine.cfg.jobs.levels(state.tests.len())
+        session.cfg.jobs.levels(state.tests.len())
     } else {
         vec![state.jobs]
     };
@@ -56,8 +61,8 @@ pub fn discover(engine: &mut Engine<'_>, state: &mut HuntState, round: u32) -> R
     }
     for (level_index, &jobs) in levels.iter().enumerate() {
         state.jobs = jobs;
-        engine.emit(HuntEvent::Phase(Phase::Discover { round, jobs }));
-        let planned = planned_runs(engine, state, round);
+        session.emit(HuntEvent::Phase(Phase::Discover { round, jobs }));
+        let planned = planned_runs(session, state, round);
         if round == 1 {
             state.levels.push(LevelReport {
                 jobs,
@@ -99,13 +104,13 @@ pub fn discover(engine: &mut Engine<'_>, state: &mut HuntState, round: u32) -> R
                 rotation: i as usize,
             };
             let t0 = std::time::Instant::now();
-            let (obs, _) = engine.run(RunPurpose::Discover, &plan, true)?;
+            let (obs, _) = session.run(RunPurpose::Discover, &plan, true)?;
             pass.runs += 1;
             let failing = !obs.clean();
             if failing {
                 pass.failing_runs += 1;
             }
-            state.suite_runs.push(RunSummary {
+            state.suite_runs.push(SuiteRunSummary {
                 index: state.suite_runs.len() as u32 + 1,
                 round,
                 jobs,
@@ -228,9 +233,9 @@ pub fn discover(engine: &mut Engine<'_>, state: &mut HuntState, round: u32) -> R
                     l.failing_runs = pass.failing_runs;
                 }
             }
-            if round > 1 && engine.cfg.verify {
+            if round > 1 && session.cfg.verify {
                 // After every run: a budget that ends the pass still leaves its power stated.
-                record_verify(engine, state, pass, planned, failures_seen.clone());
+                record_verify(session, state, pass, planned, failures_seen.clone());
             }
             // After a failure, later rounds need only enough runs to measure it.
             if round > 1 && pass.failing_runs > 0 && pass.runs >= k {
@@ -273,7 +278,7 @@ pub fn discover(engine: &mut Engine<'_>, state: &mut HuntState, round: u32) -> R
 
 /// The verification: this round's runs, with every group applied.
 fn record_verify(
-    engine: &Engine<'_>,
+    session: &Session<'_>,
     state: &mut HuntState,
     pass: Pass,
     planned: u32,
@@ -288,7 +293,7 @@ fn record_verify(
         passed: pass.failing_runs == 0 && pass.runs >= planned,
         failures,
         planned_runs: planned,
-        target_power: engine.cfg.confidence,
+        target_power: session.cfg.confidence,
         target_rate: target,
         power: power(target, pass.runs),
         rate_before,

@@ -12,8 +12,8 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::interrupt::StopSignal;
 use super::model::ProcessStack;
+use crate::plumbing::Control;
 
 /// A command to run: program, arguments, extra environment, working directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,16 +143,17 @@ pub trait Executor {
 pub struct ProcessExecutor {
     /// The tools hung processes are dumped with.
     pub tools: super::stacks::StackTools,
-    /// Raised by an interrupt: the running tree is killed and the execution ends `Interrupted`.
-    pub stop: StopSignal,
+    /// Cancelled by an interrupt: the running tree is killed and the execution ends
+    /// `Interrupted`. The running test command is listed in its children while it runs.
+    pub control: Control,
 }
 
 impl ProcessExecutor {
-    /// An executor using the dump tools found on `PATH`, stopped by `stop`.
-    pub fn new(stop: StopSignal) -> Self {
+    /// An executor using the dump tools found on `PATH`, stopped by `control`.
+    pub fn new(control: Control) -> Self {
         ProcessExecutor {
             tools: super::stacks::StackTools::detect(),
-            stop,
+            control,
         }
     }
 }
@@ -251,6 +252,9 @@ pub fn close_inherited_descriptors_on_exec() {
 /// each test in a group of its own).
 #[cfg(unix)]
 pub fn kill_tree(root: u32) {
+    if root <= 1 {
+        return;
+    }
     let tree = super::stacks::process_tree(root);
     kill_listed(root, &tree);
 }
@@ -302,7 +306,7 @@ mod unix {
             is_progress: &dyn Fn(&str) -> bool,
         ) -> std::io::Result<Execution> {
             let start = Instant::now();
-            if self.stop.raised().is_some() {
+            if self.control.cancel.is_cancelled() {
                 return Ok(Execution {
                     termination: Termination::Interrupted,
                     output: String::new(),
@@ -331,7 +335,9 @@ mod unix {
             drop(cmd);
             let mut child = spawned?;
             let pid = child.id();
-            self.stop.running(pid);
+            // The last resort on a second interrupt: the whole tree (nextest gives each test a
+            // group of its own).
+            let listed = self.control.children.register_with(pid, kill_tree);
             let (tx, rx) = mpsc::channel();
             {
                 let tx = tx.clone();
@@ -374,7 +380,7 @@ mod unix {
                     None => start + limits.first_progress,
                 };
                 let total_deadline = start + limits.total;
-                if forced.is_none() && self.stop.raised().is_some() {
+                if forced.is_none() && self.control.cancel.is_cancelled() {
                     kill_tree(pid);
                     forced = Some(Termination::Interrupted);
                 }
@@ -435,7 +441,7 @@ mod unix {
             }
             // Whatever the runner left behind in its group goes too.
             kill_listed(pid, &[]);
-            self.stop.running(0);
+            drop(listed);
             if faulthandler {
                 stacks.extend(super::super::stacks::parse_faulthandler(&output));
             }
@@ -533,7 +539,7 @@ mod tests {
     fn progress_keeps_a_slow_run_alive_and_silence_ends_it() {
         let progress = |l: &str| l.ends_with("... ok");
         // Six progress lines 0.4 s apart: 2.4 s in all, never 1.5 s without progress.
-        let ex = ProcessExecutor::new(StopSignal::new())
+        let ex = ProcessExecutor::new(Control::new())
             .execute(
                 &sh("for i in 1 2 3 4 5 6; do echo \"test t$i ... ok\"; sleep 0.4; done"),
                 limits(1500),
@@ -546,7 +552,7 @@ mod tests {
         assert!(ex.longest_gap() < Duration::from_millis(1500));
 
         // Output that is not progress does not count.
-        let ex = ProcessExecutor::new(StopSignal::new())
+        let ex = ProcessExecutor::new(Control::new())
             .execute(
                 &sh("while true; do echo compiling; sleep 0.1; done"),
                 limits(1500),
@@ -562,7 +568,7 @@ mod tests {
 
     #[test]
     fn stdout_and_stderr_keep_their_order() {
-        let ex = ProcessExecutor::new(StopSignal::new())
+        let ex = ProcessExecutor::new(Control::new())
             .execute(
                 &sh("echo one; echo two >&2; echo three; echo four >&2"),
                 limits(5000),
@@ -588,7 +594,7 @@ mod tests {
                     env: Vec::new(),
                     cwd: None,
                 };
-                ProcessExecutor::new(StopSignal::new())
+                ProcessExecutor::new(Control::new())
                     .execute(&spec, limits(10_000), &|_| false)
                     .unwrap()
                     .output
@@ -661,8 +667,8 @@ mod tests {
 
     #[test]
     fn an_interrupt_kills_the_running_tree_and_says_so() {
-        let stop = StopSignal::new();
-        let s = stop.clone();
+        let control = Control::new();
+        let s = control.clone();
         let dir = tempfile::tempdir().unwrap();
         let pidfile = dir.path().join("pid");
         let script = format!("sleep 300 & echo $! > {}; wait", pidfile.display());
@@ -677,7 +683,7 @@ mod tests {
             assert!(std::time::Instant::now() < deadline);
             std::thread::yield_now();
         }
-        stop.raise(2);
+        control.cancel.cancel();
         let ex = waiter.join().unwrap();
         assert_eq!(ex.termination, Termination::Interrupted);
         let pid: u32 = std::fs::read_to_string(&pidfile)
@@ -719,7 +725,7 @@ mod tests {
         l.capture_stacks = true;
         let ex = ProcessExecutor {
             tools,
-            stop: StopSignal::new(),
+            control: Control::new(),
         }
         .execute(&spec, l, &|_| false)
         .unwrap();
@@ -746,7 +752,7 @@ mod tests {
         );
         let mut l = limits(800);
         l.capture_stacks = true;
-        let ex = ProcessExecutor::new(StopSignal::new())
+        let ex = ProcessExecutor::new(Control::new())
             .execute(&sh(&script), l, &|_| false)
             .unwrap();
         assert!(matches!(ex.termination, Termination::Hung { .. }));

@@ -5,11 +5,11 @@
 
 use std::time::Duration;
 
-use super::engine::{Engine, Stop, Timeouts};
 use super::events::{HuntEvent, Phase, RunPurpose};
 use super::exec::Execution;
-use super::report::{Classification, FoundIn, MeasureReport, RunSummary};
+use super::report::{Classification, FoundIn, MeasureReport, SuiteRunSummary};
 use super::runner::RunPlan;
+use super::session::{Session, Stop, Timeouts};
 use super::state::{HuntState, Tracked};
 
 /// The longest stretch between two finished tests of an execution (start-up not counted).
@@ -22,8 +22,8 @@ fn slowest_test(ex: &Execution) -> Duration {
 }
 
 /// Run the serial timing run and classify what fails in it.
-pub fn measure(engine: &mut Engine<'_>, state: &mut HuntState) -> Result<(), Stop> {
-    engine.emit(HuntEvent::Phase(Phase::Measure));
+pub fn measure(session: &mut Session<'_>, state: &mut HuntState) -> Result<(), Stop> {
+    session.emit(HuntEvent::Phase(Phase::Measure));
     let tests = state.tests.clone();
     let plan = RunPlan {
         tests: &tests,
@@ -34,7 +34,7 @@ pub fn measure(engine: &mut Engine<'_>, state: &mut HuntState) -> Result<(), Sto
         rotation: 0,
     };
     let t0 = std::time::Instant::now();
-    let (obs, execs) = engine.run(RunPurpose::Measure, &plan, true)?;
+    let (obs, execs) = session.run(RunPurpose::Measure, &plan, true)?;
     let slowest = execs.iter().map(slowest_test).max().unwrap_or_default();
     let startup = execs
         .iter()
@@ -47,7 +47,7 @@ pub fn measure(engine: &mut Engine<'_>, state: &mut HuntState) -> Result<(), Sto
         startup_ms: startup.as_millis() as u64,
         failed: obs.failed(),
     });
-    state.suite_runs.push(RunSummary {
+    state.suite_runs.push(SuiteRunSummary {
         index: state.suite_runs.len() as u32 + 1,
         round: 0,
         jobs: 1,
@@ -56,16 +56,16 @@ pub fn measure(engine: &mut Engine<'_>, state: &mut HuntState) -> Result<(), Sto
         failed: obs.failed(),
         failures: obs.failures.iter().map(|f| f.key.kind).collect(),
     });
-    if !engine.timeouts.from_flag && !obs.results.is_empty() {
-        engine.timeouts = Timeouts::derive(slowest, startup);
+    if !session.timeouts.from_flag && !obs.results.is_empty() {
+        session.timeouts = Timeouts::derive(slowest, startup);
         let note = format!(
             "hang timeout {} (derived: slowest test {} in the serial run; stretched by workers per core)",
             humantime::format_duration(round_ms(
-                engine.timeouts.idle.max(Timeouts::FLOOR)
+                session.timeouts.idle.max(Timeouts::FLOOR)
             )),
             humantime::format_duration(round_ms(slowest)),
         );
-        engine.emit(HuntEvent::Note(&note));
+        session.emit(HuntEvent::Note(&note));
     }
 
     // What fails one test at a time does not need concurrency.
@@ -74,7 +74,7 @@ pub fn measure(engine: &mut Engine<'_>, state: &mut HuntState) -> Result<(), Sto
         t.counting = false;
         state.tracked.push(t);
         let idx = state.tracked.len() - 1;
-        engine.emit(HuntEvent::Phase(Phase::Analyse { finding: idx + 1 }));
+        session.emit(HuntEvent::Phase(Phase::Analyse { finding: idx + 1 }));
         let culprit = state.tracked[idx].culprit().map(str::to_string);
         let Some(test) = culprit else {
             let t = &mut state.tracked[idx];
@@ -86,7 +86,7 @@ pub fn measure(engine: &mut Engine<'_>, state: &mut HuntState) -> Result<(), Sto
             continue;
         };
         let alone = [test.clone()];
-        let (a, _) = engine.run(RunPurpose::Alone, &RunPlan::subset(&alone, 1), false)?;
+        let (a, _) = session.run(RunPurpose::Alone, &RunPlan::subset(&alone, 1), false)?;
         let key = state.tracked[idx].key.clone();
         let t = &mut state.tracked[idx];
         t.finding.conflict_set = vec![test.clone()];

@@ -38,14 +38,13 @@ pub mod config;
 pub mod converge;
 pub mod discover;
 pub mod emit;
-pub mod engine;
 pub mod events;
 pub mod exec;
-pub mod interrupt;
 pub mod measure;
 pub mod model;
 pub mod report;
 pub mod runner;
+pub mod session;
 pub mod stacks;
 pub mod state;
 pub mod stats;
@@ -60,9 +59,9 @@ pub use config::{HuntConfig, Jobs};
 pub use events::{HuntEvent, Phase, RunPurpose};
 pub use report::{HuntReport, HuntVerdict};
 
-use engine::{Engine, Stop};
 use exec::{Executor, Termination};
 use runner::Runner;
+use session::{Session, Stop};
 use state::HuntState;
 
 /// Why a hunt could not produce a report.
@@ -95,10 +94,10 @@ pub enum HuntError {
 }
 
 /// List the tests.
-fn list(engine: &mut Engine<'_>, state: &mut HuntState) -> Result<(), Stop> {
-    let runner = engine.runner;
+fn list(session: &mut Session<'_>, state: &mut HuntState) -> Result<(), Stop> {
+    let runner = session.runner;
     let spec = runner.list_command();
-    let listed = engine.execute_plain(&spec)?;
+    let listed = session.execute_plain(&spec)?;
     let fail = |detail: String| {
         Stop::Error(HuntError::List {
             command: spec.display(),
@@ -111,19 +110,19 @@ fn list(engine: &mut Engine<'_>, state: &mut HuntState) -> Result<(), Stop> {
             Termination::Signaled(sig) => format!("it was killed by signal {sig}"),
             _ => format!(
                 "it did not finish within --budget ({})",
-                humantime::format_duration(engine.cfg.budget)
+                humantime::format_duration(session.cfg.budget)
             ),
         };
         return Err(fail(format!(
             "{why}:\n{}",
-            engine::tail_of(&listed.output, 15)
+            session::tail_of(&listed.output, 15)
         )));
     }
     let tests = runner.parse_list(&listed.output).map_err(fail)?;
     if tests.is_empty() {
         return Err(fail("no tests listed".into()));
     }
-    engine.emit(HuntEvent::Listed { tests: tests.len() });
+    session.emit(HuntEvent::Listed { tests: tests.len() });
     state.tests = tests;
     Ok(())
 }
@@ -139,17 +138,17 @@ pub fn run_hunt(
     exec: &mut dyn Executor,
     on_event: &mut dyn FnMut(HuntEvent<'_>),
 ) -> Result<HuntReport, HuntError> {
-    let mut engine = Engine::new(cfg, runner, exec, on_event);
+    let mut session = Session::new(cfg, runner, exec, on_event);
     let mut state = HuntState::default();
-    let phases = |engine: &mut Engine<'_>, state: &mut HuntState| -> Result<(), Stop> {
-        list(engine, state)?;
-        measure::measure(engine, state)?;
-        converge::rounds(engine, state)
+    let phases = |session: &mut Session<'_>, state: &mut HuntState| -> Result<(), Stop> {
+        list(session, state)?;
+        measure::measure(session, state)?;
+        converge::rounds(session, state)
     };
-    match phases(&mut engine, &mut state) {
-        Ok(()) => Ok(conclude::conclude(&engine, state, None)),
+    match phases(&mut session, &mut state) {
+        Ok(()) => Ok(conclude::conclude(&session, state, None)),
         // Nothing ran: there is nothing to report.
         Err(Stop::Error(e)) if state.suite_runs.is_empty() => Err(e),
-        Err(stop) => Ok(conclude::conclude(&engine, state, Some(&stop))),
+        Err(stop) => Ok(conclude::conclude(&session, state, Some(&stop))),
     }
 }

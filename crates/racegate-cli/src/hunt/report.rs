@@ -83,7 +83,7 @@ pub enum FoundIn {
 
 /// One run of the whole suite (serial timing run, parallel runs of each round).
 #[derive(Debug, Clone, Serialize)]
-pub struct RunSummary {
+pub struct SuiteRunSummary {
     /// 1-based, over the whole hunt.
     pub index: u32,
     /// Round of find → serialize → rerun (0: the serial timing run).
@@ -394,7 +394,7 @@ pub struct HuntReport {
     /// Rounds of find → serialize → rerun.
     pub rounds: Vec<RoundReport>,
     /// Every run of the whole suite.
-    pub suite_runs: Vec<RunSummary>,
+    pub suite_runs: Vec<SuiteRunSummary>,
     /// Suite failure rate in the first round, before any serialization.
     pub rate_before: Option<Rate>,
     /// Distinct failures.

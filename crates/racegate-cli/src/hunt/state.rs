@@ -5,7 +5,7 @@ use super::emit::LeakingFixture;
 use super::model::{Failure, FailureKey, Subject};
 use super::report::{
     Classification, CleanStatement, Excluded, Finding, FoundIn, Identity, LevelReport,
-    MeasureReport, RoundReport, RunSummary, VerifyReport,
+    MeasureReport, RoundReport, SuiteRunSummary, VerifyReport,
 };
 use super::stats::Rate;
 
@@ -174,7 +174,7 @@ pub struct HuntState {
     /// The serial timing run.
     pub measure: Option<MeasureReport>,
     /// Every run of the whole suite.
-    pub suite_runs: Vec<RunSummary>,
+    pub suite_runs: Vec<SuiteRunSummary>,
     /// Levels of concurrency tried.
     pub levels: Vec<LevelReport>,
     /// Rounds.

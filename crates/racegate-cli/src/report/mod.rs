@@ -1,31 +1,18 @@
-//! Reporters: they read a finished [`RunReport`] (or the event stream, for the progress line)
-//! and write it; they never decide anything. Every writer is generic over [`std::io::Write`].
+//! The report model: what the engines return and the reporters ([`crate::reporter`]) read.
+//! Data only, no printing and no deciding: verdicts come from [`crate::verdict`], a comparison's
+//! winner from the compare engine.
 //!
-//! ```
-//! # use racegate_cli::report;
-//! # fn show(r: &racegate_cli::stress::RunReport) -> std::io::Result<()> {
-//! let mut out = Vec::new();
-//! report::json::write(r, &mut out)?;
-//! report::markdown::write(r, &mut out)?;
-//! report::junit::write(r, &mut out)?;
-//! report::terminal::write(r, &mut out)?;
-//! # Ok(()) }
-//! ```
+//! - [`run`]: one stress run ([`run::RunReport`]), and the summary of it that `compare` and
+//!   `demo` rows show ([`run::StressRunSummary`]);
+//! - [`compare`]: a comparison of two builds, and the events it emits;
+//! - [`demo`]: the demo's dispatch modes and the cost of the fix, and the events it emits.
+//!
+//! "Report" means this: the result document of a command. A file the OS writes when a process
+//! crashes is a *crash report* ([`crate::crash::CrashReport`]); code that prints a report is a
+//! *reporter*.
 
-pub mod json;
-pub mod junit;
-pub mod markdown;
-pub mod progress;
-pub mod terminal;
+pub mod compare;
+pub mod demo;
+pub mod run;
 
-use std::time::Duration;
-
-/// Milliseconds with two decimals, as every report prints latencies.
-pub(crate) fn ms(d: Duration) -> f64 {
-    (d.as_secs_f64() * 100_000.0).round() / 100.0
-}
-
-/// Seconds with three decimals.
-pub(crate) fn secs(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1000.0).round() / 1000.0
-}
+pub use run::RunReport;

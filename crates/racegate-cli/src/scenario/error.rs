@@ -1,10 +1,69 @@
-//! Errors of scenario files and flags: each names the file, line, column and key.
+//! Errors of scenarios: each names the file, line, column and key, or the setting given outside
+//! the file. No flag names here: `cli/` renders a [`Setting`] as its flag.
 
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-/// A scenario that cannot be used. Exit status 2.
+/// A value given for the scenario outside its file (by the command line, or by `compare` and
+/// `demo` for the scenarios they run). It replaces the file's value and is checked by the same
+/// rules; an error about it names the setting, and the caller says how it was given (`cli/`
+/// names the flag).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Setting {
+    /// The target URL.
+    Target,
+    /// The run's length.
+    Duration,
+    /// The bound on the total number of requests.
+    Requests,
+    /// Workers per pipeline, for every pipeline.
+    Workers,
+    /// Crash-report folders (replace the file's and the OS defaults).
+    CrashDirs,
+    /// Crash-report file-name globs (replace the file's and the defaults).
+    CrashPatterns,
+    /// Accept a target that is not a loopback address.
+    AllowRemote,
+    /// Run the full duration even when the target is down for good.
+    KeepGoing,
+}
+
+impl Setting {
+    /// The scenario's own name for it (the file key where there is one).
+    pub fn name(self) -> &'static str {
+        match self {
+            Setting::Target => "target",
+            Setting::Duration => "duration",
+            Setting::Requests => "requests",
+            Setting::Workers => "workers",
+            Setting::CrashDirs => "crash.dirs",
+            Setting::CrashPatterns => "crash.patterns",
+            Setting::AllowRemote => "allow_remote",
+            Setting::KeepGoing => "keep_going",
+        }
+    }
+}
+
+/// Where the offending value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Key {
+    /// A key of the scenario file, as a path (`pipeline[1].workers`).
+    File(String),
+    /// A value given outside the file.
+    Given(Setting),
+}
+
+/// One piece of a hint: words, or the name of a setting (which the caller renders its way).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HintPart {
+    /// Plain words.
+    Text(String),
+    /// A setting, e.g. "give `allow_remote`" (`--allow-remote` on the command line).
+    Setting(Setting),
+}
+
+/// A scenario that cannot be used. `racegate` exits 2 (ERROR) on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScenarioError {
     /// The scenario file, when there is one.
@@ -13,37 +72,77 @@ pub struct ScenarioError {
     pub line: Option<u32>,
     /// 1-based column.
     pub column: Option<u32>,
-    /// The key, as a path (`pipeline[1].workers`), or the flag (`--target`).
-    pub key: Option<String>,
+    /// The key, or the setting given outside the file.
+    pub key: Option<Key>,
     /// What is wrong, lowercase.
     pub message: String,
     /// How to fix it, when there is something useful to say.
-    pub hint: Option<String>,
+    pub hint: Option<Vec<HintPart>>,
+}
+
+impl ScenarioError {
+    /// An error about a value given outside the file.
+    pub(crate) fn given(setting: Setting, message: impl Into<String>) -> ScenarioError {
+        ScenarioError {
+            file: None,
+            line: None,
+            column: None,
+            key: Some(Key::Given(setting)),
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// This error with a hint.
+    pub(crate) fn with_hint(mut self, hint: Vec<HintPart>) -> ScenarioError {
+        self.hint = Some(hint);
+        self
+    }
+
+    /// The message with settings named by `name` (quoted as it likes): `cli/` names each by
+    /// its flag.
+    pub fn render(&self, name: &dyn Fn(Setting) -> String) -> String {
+        let mut out = String::new();
+        match (&self.file, self.line) {
+            (Some(file), Some(line)) => {
+                out.push_str(&format!("{}:{line}", file.display()));
+                if let Some(col) = self.column {
+                    out.push_str(&format!(":{col}"));
+                }
+                out.push_str(": ");
+            }
+            (Some(file), None) => out.push_str(&format!("{}: ", file.display())),
+            (None, _) => {}
+        }
+        match &self.key {
+            Some(Key::File(key)) => out.push_str(&format!("`{key}`: ")),
+            Some(Key::Given(s)) => out.push_str(&format!("{}: ", name(*s))),
+            None => {}
+        }
+        out.push_str(&self.message);
+        if let Some(hint) = &self.hint {
+            out.push_str("\n  hint: ");
+            for part in hint {
+                match part {
+                    HintPart::Text(t) => out.push_str(t),
+                    HintPart::Setting(s) => out.push_str(&name(*s)),
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Shorthand for hint pieces.
+pub(crate) fn text(s: impl Into<String>) -> HintPart {
+    HintPart::Text(s.into())
 }
 
 impl std::error::Error for ScenarioError {}
 
 impl fmt::Display for ScenarioError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (&self.file, self.line) {
-            (Some(file), Some(line)) => {
-                write!(f, "{}:{line}", file.display())?;
-                if let Some(col) = self.column {
-                    write!(f, ":{col}")?;
-                }
-                f.write_str(": ")?;
-            }
-            (Some(file), None) => write!(f, "{}: ", file.display())?,
-            (None, _) => {}
-        }
-        if let Some(key) = &self.key {
-            write!(f, "`{key}`: ")?;
-        }
-        f.write_str(&self.message)?;
-        if let Some(hint) = &self.hint {
-            write!(f, "\n  hint: {hint}")?;
-        }
-        Ok(())
+        f.write_str(&self.render(&|s| format!("`{}`", s.name())))
     }
 }
 
@@ -71,7 +170,7 @@ impl Locator<'_> {
             file: self.file.map(Path::to_path_buf),
             line,
             column,
-            key: Some(key.into()),
+            key: Some(Key::File(key.into())),
             message: message.into(),
             hint: None,
         }
@@ -91,7 +190,9 @@ impl Locator<'_> {
         if message.contains("untagged enum RawCheck") {
             message = "expected \"consistent\", \"none\", { pointer = \"/a\", equals = VALUE } or { regex = \"...\" }".into();
         }
-        let key = span.and_then(|s| key_path_at(self.src, s.start));
+        let key = span
+            .and_then(|s| key_path_at(self.src, s.start))
+            .map(Key::File);
         ScenarioError {
             file: self.file.map(Path::to_path_buf),
             line,

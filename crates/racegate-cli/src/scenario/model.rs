@@ -16,7 +16,8 @@ pub struct RawScenario {
     pub duration: Option<Spanned<String>>,
     /// Optional bound on the total number of requests.
     pub requests: Option<Spanned<u64>>,
-    /// Smoke probes per pipeline before the run (default 3).
+    /// Smoke probes per pipeline before the run (default 3); `smoke_probes` is the same key.
+    #[serde(alias = "smoke_probes")]
     pub probes: Option<Spanned<u32>>,
     /// Extra time after `duration` for in-flight requests before they are cut (default 2s).
     pub grace: Option<Spanned<String>>,

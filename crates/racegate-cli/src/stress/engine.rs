@@ -8,14 +8,15 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::task::JoinSet;
 
-use super::cancel::CancelToken;
 use super::check::Checker;
 use super::client::{self, Conn, Connector, RequestTemplate};
 use super::errors::StressError;
-use super::stats::{RunReport, RunStats};
+use super::stats::RunStats;
 use super::supervisor::{self, Readiness, Running, Supervisor};
 use super::watch::DirWatcher;
 use crate::events::{EndedBy, ErrorKind, Event, EventSink, Outcome};
+use crate::plumbing::{CancelToken, Children, Control};
+use crate::report::RunReport;
 use crate::scenario::Scenario;
 
 /// How often progress snapshots are emitted.
@@ -212,6 +213,7 @@ struct Drive<'a> {
     templates: Vec<RequestTemplate>,
     tx: UnboundedSender<Event>,
     cancel: &'a CancelToken,
+    children: &'a Children,
     clock: Clock,
     load_origin: Arc<OnceLock<SystemTime>>,
     awaiting_report: Arc<AtomicBool>,
@@ -235,13 +237,14 @@ impl Drive<'_> {
                 self.connector.clone(),
                 self.tx.clone(),
                 self.clock.clone(),
+                self.children.clone(),
             );
             match sup {
                 Ok(sup) => match sup.start(self.cancel).await {
                     Ok(r) => running = Some(r),
                     Err(e) => {
                         healthy = false;
-                        let _ = self.tx.send(Event::ProbeFailed {
+                        let _ = self.tx.send(Event::SmokeProbeFailed {
                             pipeline: usize::MAX,
                             message: e.0,
                         });
@@ -249,7 +252,7 @@ impl Drive<'_> {
                 },
                 Err(e) => {
                     healthy = false;
-                    let _ = self.tx.send(Event::ProbeFailed {
+                    let _ = self.tx.send(Event::SmokeProbeFailed {
                         pipeline: usize::MAX,
                         message: e.to_string(),
                     });
@@ -278,7 +281,7 @@ impl Drive<'_> {
         if healthy {
             'probes: for p in &pipelines {
                 let mut conn = Conn::new(&self.connector);
-                for n in 0..s.probes {
+                for n in 0..s.smoke_probes {
                     if self.cancel.is_cancelled() {
                         break 'probes;
                     }
@@ -288,13 +291,13 @@ impl Drive<'_> {
                     };
                     match outcome {
                         Outcome::Ok => {
-                            let _ = self.tx.send(Event::ProbePassed { pipeline: p.index });
+                            let _ = self.tx.send(Event::SmokeProbePassed { pipeline: p.index });
                         }
                         Outcome::Err(kind) => {
                             let mut m = format!(
                                 "smoke probe {} of {} to `{}` failed: {}",
                                 n + 1,
-                                s.probes,
+                                s.smoke_probes,
                                 p.template.uri(),
                                 kind.key()
                             );
@@ -304,7 +307,7 @@ impl Drive<'_> {
                             if let Some(msg) = message {
                                 m.push_str(&format!(": {msg}"));
                             }
-                            let _ = self.tx.send(Event::ProbeFailed {
+                            let _ = self.tx.send(Event::SmokeProbeFailed {
                                 pipeline: p.index,
                                 message: m,
                             });
@@ -517,12 +520,14 @@ async fn aggregate<S: EventSink + ?Sized>(
 /// # Cancel safety
 ///
 /// Dropping the future stops the run abruptly (the managed target is killed on drop). To stop
-/// it cleanly and still get a report (verdict ABORTED), cancel `cancel` instead.
+/// it cleanly and still get a report (verdict ABORTED), cancel `control.cancel` instead. The
+/// managed target is listed in `control.children` while it runs.
 pub async fn run<S: EventSink + ?Sized>(
     scenario: &Scenario,
     sink: &mut S,
-    cancel: &CancelToken,
+    control: &Control,
 ) -> Result<RunReport, StressError> {
+    let cancel = &control.cancel;
     let watch_since = SystemTime::now();
     let port = match &scenario.target_process {
         Some(tp) if tp.wants_port() => Some(supervisor::free_port().map_err(StressError::Port)?),
@@ -566,6 +571,7 @@ pub async fn run<S: EventSink + ?Sized>(
         templates,
         tx,
         cancel,
+        children: &control.children,
         clock: clock.clone(),
         load_origin,
         awaiting_report: awaiting_report.clone(),

@@ -1,8 +1,6 @@
 //! Errors that stop a stress run before it can produce a report. A target that is not healthy
 //! is not one of them: that is a report with verdict ERROR.
 
-use std::path::PathBuf;
-
 /// A stress run that could not be carried out.
 #[derive(Debug, thiserror::Error)]
 pub enum StressError {
@@ -18,13 +16,4 @@ pub enum StressError {
     /// The async runtime could not start.
     #[error("cannot start the async runtime: {0}")]
     Runtime(#[source] std::io::Error),
-    /// A report file could not be written.
-    #[error("cannot write report `{}`: {source}", path.display())]
-    Report {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
 }

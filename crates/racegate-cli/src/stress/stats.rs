@@ -1,5 +1,6 @@
 //! The aggregator: folds the event stream into [`RunStats`], then into a [`RunReport`] with
 //! its verdict. Pure: every time comes from the events, so tests replay streams without a clock.
+//! The report itself is the model in [`crate::report::run`]; printers read it there.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -9,7 +10,8 @@ use hdrhistogram::Histogram;
 
 use crate::crash::CrashSource;
 use crate::events::{CrashSeen, EndedBy, ErrorKind, Event, Outcome, Progress};
-use crate::verdict::{self, Decision, Facts, Thresholds, Verdict};
+use crate::report::run::{CrashGroup, LatencySummary, PipelineReport, RestartRecord, RunReport};
+use crate::verdict::{self, Decision, Facts, Thresholds};
 
 /// Consecutive unreachable answers, on every pipeline, before a healthy target counts as dead.
 const UNRESPONSIVE_STREAK: u64 = 3;
@@ -17,128 +19,6 @@ const UNRESPONSIVE_STREAK: u64 = 3;
 const UNRESPONSIVE_FOR: Duration = Duration::from_millis(500);
 /// Failed-check messages kept per pipeline.
 const KEPT_CHECK_MESSAGES: usize = 3;
-
-/// Latency percentiles of successful requests.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct LatencySummary {
-    /// Median.
-    pub p50: Duration,
-    /// 90th percentile.
-    pub p90: Duration,
-    /// 99th percentile.
-    pub p99: Duration,
-    /// Slowest.
-    pub max: Duration,
-}
-
-/// One pipeline's results.
-#[derive(Debug, Clone)]
-pub struct PipelineReport {
-    /// Name.
-    pub name: String,
-    /// Successful requests.
-    pub ok: u64,
-    /// Failed requests (failed checks included).
-    pub errors: u64,
-    /// Errors by kind (`connect_refused`, `status_500`, `check_failed`, ...).
-    pub errors_by_kind: BTreeMap<String, u64>,
-    /// Answers that failed the check.
-    pub failed_checks: u64,
-    /// The first few check failures, in words.
-    pub check_messages: Vec<String>,
-    /// Latency of successful requests.
-    pub latency: LatencySummary,
-    /// Successful requests per second of run time.
-    pub throughput_rps: f64,
-    /// Latency histogram of successful requests, in microseconds.
-    pub histogram: Histogram<u64>,
-    /// Why this pipeline alone would not pass (never succeeded, failed checks, error rate),
-    /// decided here so reporters (JUnit) do not judge.
-    pub problem: Option<String>,
-}
-
-/// One crash signature and how often it was seen.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CrashGroup {
-    /// Every channel it was seen through, e.g. `[stderr, exit_status, crash_report]`.
-    pub sources: Vec<CrashSource>,
-    /// The normalized signature.
-    pub signature: String,
-    /// Occurrences: the most any one channel saw (each channel sees each crash once).
-    pub count: u64,
-    /// First sighting, since the run started.
-    pub first_at: Duration,
-    /// The first report file, if any.
-    pub path: Option<PathBuf>,
-    /// Extra words from the first sighting.
-    pub detail: Option<String>,
-}
-
-impl CrashGroup {
-    /// The sources joined with `+` (`stderr+exit_status`), as in every report.
-    pub fn source_label(&self) -> String {
-        self.sources
-            .iter()
-            .map(|s| s.as_str())
-            .collect::<Vec<_>>()
-            .join("+")
-    }
-}
-
-/// One restart of the managed target.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RestartRecord {
-    /// When it exited, since the run started.
-    pub at: Duration,
-    /// From exit to healthy again.
-    pub time_to_recover: Option<Duration>,
-}
-
-/// Everything a stress run produced, with its verdict.
-#[derive(Debug, Clone)]
-pub struct RunReport {
-    /// The verdict, computed by [`crate::verdict::decide`].
-    pub verdict: Verdict,
-    /// Why.
-    pub reason: String,
-    /// The target's base URL.
-    pub target: String,
-    /// Length of the load phase.
-    pub duration: Duration,
-    /// Why the load phase ended (its duration, or early: the target went down for good).
-    pub ended_by: EndedBy,
-    /// First failed request or crash, since the run started.
-    pub time_to_first_failure: Option<Duration>,
-    /// Per pipeline, in scenario order.
-    pub pipelines: Vec<PipelineReport>,
-    /// Crashes grouped by signature, in order of first sighting.
-    pub crashes: Vec<CrashGroup>,
-    /// Restarts of the managed target.
-    pub restarts: Vec<RestartRecord>,
-    /// Smoke-probe failures (verdict ERROR).
-    pub probe_failures: Vec<String>,
-    /// Things that may make the run see less than it should (an unreadable crash folder).
-    pub warnings: Vec<String>,
-    /// The facts the verdict was computed from.
-    pub facts: Facts,
-}
-
-impl RunReport {
-    /// Total requests sent during the run.
-    pub fn requests(&self) -> u64 {
-        self.pipelines.iter().map(|p| p.ok + p.errors).sum()
-    }
-
-    /// Total errors.
-    pub fn errors(&self) -> u64 {
-        self.pipelines.iter().map(|p| p.errors).sum()
-    }
-
-    /// The process exit status of this report's verdict.
-    pub fn exit_code(&self) -> u8 {
-        self.verdict.exit_code()
-    }
-}
 
 struct PipeStats {
     name: String,
@@ -235,7 +115,7 @@ impl RunStats {
     pub fn apply(&mut self, event: &Event) -> Option<Event> {
         match event {
             Event::RunStarted { .. } => self.load_started = true,
-            Event::ProbeFailed { pipeline, message } => {
+            Event::SmokeProbeFailed { pipeline, message } => {
                 let name = self.pipes.get(*pipeline).map_or("target", |p| &p.name);
                 self.probe_failures.push(format!("{name}: {message}"));
             }
@@ -520,6 +400,7 @@ fn pipeline_problem(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::verdict::Verdict;
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)

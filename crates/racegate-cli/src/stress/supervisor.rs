@@ -16,11 +16,11 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use super::cancel::CancelToken;
 use super::client::{Conn, Connector, RequestTemplate};
 use super::Clock;
 use crate::crash::{CrashSignature, CrashSource, SignatureKind, StderrScanner, Termination};
 use crate::events::{CrashSeen, ErrorKind, Event};
+use crate::plumbing::{CancelToken, Children, Registration};
 use crate::scenario::{Pipeline, TargetProcess};
 
 /// Most restarts in one run: a target in a crash loop is already a FAIL.
@@ -45,6 +45,10 @@ struct Incarnation {
     child: Child,
     stderr: JoinHandle<Vec<String>>,
     tail: Arc<Mutex<VecDeque<String>>>,
+    /// Its pid, which is also its process group's id.
+    pid: Option<u32>,
+    /// Listed until this incarnation is dropped (after it was waited for, or killed on drop).
+    _listed: Option<Registration>,
 }
 
 /// A running managed target.
@@ -55,6 +59,7 @@ pub struct Supervisor {
     connector: Connector,
     tx: UnboundedSender<Event>,
     clock: Clock,
+    children: Children,
 }
 
 /// Handle to the watching task.
@@ -124,6 +129,7 @@ impl Supervisor {
         connector: Connector,
         tx: UnboundedSender<Event>,
         clock: Clock,
+        children: Children,
     ) -> Result<Supervisor, super::StressError> {
         let health_pipeline = Pipeline {
             name: "health".into(),
@@ -145,6 +151,7 @@ impl Supervisor {
             connector,
             tx,
             clock,
+            children,
         })
     }
 
@@ -178,6 +185,9 @@ impl Supervisor {
         let mut child = cmd
             .spawn()
             .map_err(|e| StartFailure(format!("cannot start `{}`: {e}", args.join(" "))))?;
+        // The leader of its own group: a second interrupt kills the group (cli/interrupt.rs).
+        let pid = child.id();
+        let listed = pid.map(|pid| self.children.register(pid));
         let tail = Arc::new(Mutex::new(VecDeque::new()));
         if let Some(out) = child.stdout.take() {
             // Drained so a chatty target never blocks on a full pipe.
@@ -200,6 +210,8 @@ impl Supervisor {
             child,
             stderr,
             tail,
+            pid,
+            _listed: listed,
         })
     }
 
@@ -296,6 +308,11 @@ impl Supervisor {
             };
             let exited_at = self.clock.elapsed();
             let exited_instant = Instant::now();
+            // What the target started in its group goes with it (at once: its group id stays
+            // its own only while members live).
+            if let Some(pid) = inc.pid {
+                crate::plumbing::children::kill_group(pid);
+            }
             let will_restart = self.spec.restart && !stop.is_cancelled() && restarts < MAX_RESTARTS;
             if will_restart {
                 ready.set(false);
@@ -391,30 +408,36 @@ impl Running {
         self.ready.clone()
     }
 
-    /// Stop the target (SIGTERM, then SIGKILL after 2 s) and wait for the watcher.
+    /// Stop the target and its process group (SIGTERM, then SIGKILL after at most 2 s) and wait
+    /// for the watcher.
     pub async fn stop(self) {
         self.stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
     }
 }
 
-/// Ask politely, then insist.
+/// Ask politely, then insist: SIGTERM to the target's process group (it leads one), SIGKILL to
+/// the group once the leader has exited or 2 s have passed, so that the helpers a target
+/// started do not outlive the run. The group is signalled only while its leader is not reaped
+/// (`id()` is `None` afterwards), so its id cannot belong to anyone else yet.
 async fn terminate(child: &mut Child) {
-    if let Ok(Some(_)) = child.try_wait() {
+    #[cfg(unix)]
+    if let (Ok(None), Some(pid)) = (child.try_wait(), child.id()) {
+        use nix::sys::signal::{killpg, Signal};
+        let group = nix::unistd::Pid::from_raw(pid as i32);
+        let _ = killpg(group, Signal::SIGTERM);
+        let exited = tokio::time::timeout(Duration::from_secs(2), child.wait())
+            .await
+            .is_ok();
+        // Reaped or not, no process can have taken the group id while its members live.
+        let _ = killpg(group, Signal::SIGKILL);
+        if !exited {
+            let _ = tokio::time::timeout(Duration::from_secs(2), child.wait()).await;
+        }
         return;
     }
-    #[cfg(unix)]
-    if let Some(pid) = child.id() {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        if tokio::time::timeout(Duration::from_secs(2), child.wait())
-            .await
-            .is_ok()
-        {
-            return;
-        }
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
     }
     let _ = child.start_kill();
     let _ = tokio::time::timeout(Duration::from_secs(2), child.wait()).await;

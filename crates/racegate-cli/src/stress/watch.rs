@@ -18,45 +18,6 @@ use tokio::sync::mpsc::UnboundedSender;
 use crate::crash::{self, CrashDir, CrashSignature, CrashSource, ReportFormat, SignatureKind};
 use crate::events::{CrashSeen, Event};
 
-/// Every report format the crash parsers read: macOS `.ips`, apport `.crash`, systemd cores.
-pub const REPORT_PATTERNS: [&str; 3] = ["*.ips", "*.crash", "core.*"];
-
-/// The OS's crash folders; with a managed target, their patterns are narrowed to its program
-/// name so other processes' crashes on the machine do not fail the run.
-pub fn default_crash_dirs(program: Option<&str>) -> Vec<CrashDir> {
-    let mut dirs = crash::default_dirs();
-    for d in &mut dirs {
-        d.patterns = scoped_patterns(&d.patterns, program);
-    }
-    dirs
-}
-
-/// Narrow the standard report patterns to one program's reports (`<prog>*.ips`,
-/// `core.<comm>.*`, `*<prog>*.crash`); other patterns are kept as written.
-pub fn scoped_patterns(patterns: &[String], program: Option<&str>) -> Vec<String> {
-    let Some(prog) = program.filter(|p| !p.is_empty()) else {
-        return patterns.to_vec();
-    };
-    let prog = globset::escape(prog);
-    // systemd keeps the kernel's `comm`: the first 15 bytes of the program name.
-    let comm: String = {
-        let mut end = prog.len().min(15);
-        while !prog.is_char_boundary(end) {
-            end -= 1;
-        }
-        prog[..end].to_string()
-    };
-    patterns
-        .iter()
-        .map(|p| match p.as_str() {
-            "*.ips" => format!("{prog}*.ips"),
-            "core.*" => format!("core.{comm}.*"),
-            "*.crash" => format!("*{prog}*.crash"),
-            other => other.to_string(),
-        })
-        .collect()
-}
-
 struct Folder {
     path: PathBuf,
     globs: GlobSet,
@@ -359,15 +320,5 @@ mod tests {
         let found = s.poll();
         assert_eq!(found.len(), 1);
         assert!(found[0].crash.signature.contains("unreadable crash report"));
-    }
-
-    #[test]
-    fn defaults_are_scoped_to_the_program() {
-        let dirs = default_crash_dirs(Some("sanctum-mlx-server-long"));
-        for d in &dirs {
-            for p in &d.patterns {
-                assert!(p.contains("sanctum-mlx"), "{p}");
-            }
-        }
     }
 }

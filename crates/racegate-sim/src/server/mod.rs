@@ -15,7 +15,7 @@
 //! Both `racegate-sim serve` and the hidden `racegate sim-serve` run [`run`] with [`ServeArgs`].
 
 pub mod api;
-pub mod engine;
+pub mod dispatcher;
 mod tls;
 
 use std::io::Write as _;
@@ -37,7 +37,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 
 pub use self::api::{reference_answer, ApiError, Job, PipelineKind};
-pub use self::engine::{Dispatch, Engine};
+pub use self::dispatcher::{Dispatch, Dispatcher};
 use crate::{DeviceConfig, SimDevice, SimError, ViolationPolicy};
 
 /// Default `--max-body-bytes`: 8 MiB.
@@ -138,7 +138,7 @@ pub enum ServeError {
 }
 
 struct AppState {
-    engine: Engine,
+    dispatcher: Dispatcher,
     max_body_bytes: usize,
     fail_every: Option<NonZeroU64>,
     requests: AtomicU64,
@@ -226,7 +226,7 @@ async fn serve(args: ServeArgs, tls: Option<Arc<rustls::ServerConfig>>) -> Resul
     let device = SimDevice::with_config(config);
     let passes = crate::passes_for(Duration::from_micros(args.work_us));
     let state = Arc::new(AppState {
-        engine: Engine::new(args.dispatch, &device, passes),
+        dispatcher: Dispatcher::new(args.dispatch, &device, passes),
         max_body_bytes: args.max_body_bytes,
         fail_every: args.fail_every,
         requests: AtomicU64::new(0),
@@ -311,9 +311,9 @@ fn device_error(err: &SimError) -> ApiError {
 async fn healthz(State(state): State<Shared>) -> Response {
     let mut body = serde_json::json!({
         "status": "ok",
-        "dispatch": state.engine.dispatch().name(),
+        "dispatch": state.dispatcher.dispatch().name(),
     });
-    if let Some(gate) = state.engine.gate() {
+    if let Some(gate) = state.dispatcher.gate() {
         let stats = gate.stats();
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         let pct = |p: &racegate::Percentiles| serde_json::json!({"p50": ms(p.p50), "p90": ms(p.p90), "p99": ms(p.p99), "max": ms(p.max)});
@@ -400,11 +400,11 @@ async fn chat(state: Shared, headers: HeaderMap, body: Body) -> Result<Response,
     if job.stream {
         return Ok(stream_response(state, job).await);
     }
-    let permit = state.engine.permit(job.pipeline).await;
+    let permit = state.dispatcher.permit(job.pipeline).await;
     let job = Arc::new(job);
     let (st, jb) = (Arc::clone(&state), Arc::clone(&job));
     let content = tokio::task::spawn_blocking(move || {
-        let answer = st.engine.answer(&jb);
+        let answer = st.dispatcher.answer(&jb);
         drop(permit);
         answer
     })
@@ -453,7 +453,7 @@ async fn stream_response(state: Shared, job: Job) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<(Event, bool)>(1);
     let job = Arc::new(job);
     tokio::spawn(async move {
-        let permit = state.engine.permit(job.pipeline).await;
+        let permit = state.dispatcher.permit(job.pipeline).await;
         let created = unix_now();
         let send = |event: Event, last: bool| {
             let tx = tx.clone();
@@ -472,7 +472,8 @@ async fn stream_response(state: Shared, job: Job) -> Response {
         };
         let result: Result<(), ApiError> = async {
             let (st, jb) = (Arc::clone(&state), Arc::clone(&job));
-            let (prefix, mut previous) = blocking(Box::new(move || st.engine.prefix(&jb))).await?;
+            let (prefix, mut previous) =
+                blocking(Box::new(move || st.dispatcher.prefix(&jb))).await?;
             let mut role_sent = false;
             let mut delta = |content: String| {
                 let mut d = serde_json::json!({ "content": content });
@@ -488,7 +489,7 @@ async fn stream_response(state: Shared, job: Job) -> Response {
             for i in 0..job.max_tokens {
                 let (st, jb) = (Arc::clone(&state), Arc::clone(&job));
                 let (piece, answer) =
-                    blocking(Box::new(move || st.engine.token(&jb, i, previous))).await?;
+                    blocking(Box::new(move || st.dispatcher.token(&jb, i, previous))).await?;
                 previous = answer;
                 if !send(chunk(&job, created, delta(piece), None), false).await {
                     return Ok(());

@@ -1,10 +1,10 @@
 //! The cross-process protocol: lanes, tickets, the queue lock, and the watchers that wait on them.
 //!
 //! # Files (in `<lock dir>/<gate>/`)
-//! - `lane.<i>`: one per slot. A holder keeps an exclusive `flock` on one lane for as long as it
+//! - `lane.<i>`: one per unit of capacity. A holder keeps an exclusive `flock` on one lane for as long as it
 //!   holds the gate. This lock *is* the gate: the kernel drops it when the holder dies, however
 //!   it dies, so a SIGKILLed holder can never wedge the machine.
-//! - `queue`: a 16-byte header (next ticket number, slot count) and a lock held only while a
+//! - `queue`: a 16-byte header (next ticket number, capacity) and a lock held only while a
 //!   ticket is drawn (a few non-blocking system calls), never while waiting.
 //! - `waiting`: every queued waiter keeps a shared lock on it. An arrival that can take an
 //!   exclusive lock on it (without blocking) knows nobody is queued and may take a free lane
@@ -52,8 +52,12 @@ use super::MachineGateError;
 pub(crate) const QUEUE_FILE: &str = "queue";
 const WAITING_FILE: &str = "waiting";
 const TICKET_PREFIX: &str = "t.";
-/// Most lanes a machine-wide gate may have.
-pub const MAX_SLOTS: u32 = 64;
+/// The largest capacity of a machine-wide gate (one lane file per unit).
+pub const MAX_CAPACITY: u32 = 64;
+
+/// The old name of [`MAX_CAPACITY`].
+#[deprecated(note = "renamed to `MAX_CAPACITY`")]
+pub const MAX_SLOTS: u32 = MAX_CAPACITY;
 
 pub(crate) fn lane_path(dir: &Path, lane: u32) -> PathBuf {
     dir.join(format!("lane.{lane}"))
@@ -139,22 +143,22 @@ pub(crate) fn read_capped(file: &mut File, cap: usize) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// The queue header: next ticket number and slot count, little-endian.
+/// The queue header: next ticket number and capacity, little-endian.
 pub(crate) fn read_header(queue: &File) -> Option<(u64, u32)> {
     let mut buf = [0u8; 16];
     queue.read_exact_at(&mut buf, 0).ok()?;
     let seq = u64::from_le_bytes(buf[..8].try_into().ok()?);
-    let slots = u64::from_le_bytes(buf[8..].try_into().ok()?);
-    let slots = u32::try_from(slots)
+    let capacity = u64::from_le_bytes(buf[8..].try_into().ok()?);
+    let capacity = u32::try_from(capacity)
         .ok()
-        .filter(|s| (1..=MAX_SLOTS).contains(s))?;
-    Some((seq, slots))
+        .filter(|s| (1..=MAX_CAPACITY).contains(s))?;
+    Some((seq, capacity))
 }
 
-fn write_header(queue: &File, seq: u64, slots: u32) -> io::Result<()> {
+fn write_header(queue: &File, seq: u64, capacity: u32) -> io::Result<()> {
     let mut buf = [0u8; 16];
     buf[..8].copy_from_slice(&seq.to_le_bytes());
-    buf[8..].copy_from_slice(&(slots as u64).to_le_bytes());
+    buf[8..].copy_from_slice(&(capacity as u64).to_le_bytes());
     queue.write_all_at(&buf, 0)
 }
 
@@ -196,7 +200,7 @@ impl From<MachineGateError> for Failure {
 pub(crate) struct GateFiles {
     pub(crate) name: String,
     pub(crate) dir: PathBuf,
-    pub(crate) slots: u32,
+    pub(crate) capacity: u32,
     queue: Mutex<QueueFiles>,
     queue_path: PathBuf,
     pub(crate) history: History,
@@ -215,13 +219,13 @@ impl GateFiles {
     pub(crate) fn open(
         root: &LockDir,
         name: &str,
-        slots: u32,
+        capacity: u32,
     ) -> Result<GateFiles, MachineGateError> {
-        if slots == 0 || slots > MAX_SLOTS {
-            return Err(MachineGateError::BadSlots {
+        if capacity == 0 || capacity > MAX_CAPACITY {
+            return Err(MachineGateError::BadCapacity {
                 gate: name.to_owned(),
-                requested: slots,
-                max: MAX_SLOTS,
+                requested: capacity,
+                max: MAX_CAPACITY,
             });
         }
         let dir = root.gate_dir(name)?;
@@ -240,23 +244,23 @@ impl GateFiles {
             blocking_flock(&queue, true).map_err(io_err("lock", &queue_path))?;
             let _unlock = Unlock(&queue);
             match read_header(&queue) {
-                Some((_, existing)) if existing == slots => {}
+                Some((_, existing)) if existing == capacity => {}
                 Some((seq, existing)) => {
-                    // A different slot count is only safe to adopt while nobody uses the gate.
-                    if !idle(&dir, existing.max(slots)).map_err(io_err("inspect", &dir))? {
-                        return Err(MachineGateError::SlotsMismatch {
+                    // A different capacity is only safe to adopt while nobody uses the gate.
+                    if !idle(&dir, existing.max(capacity)).map_err(io_err("inspect", &dir))? {
+                        return Err(MachineGateError::CapacityMismatch {
                             gate: name.to_owned(),
                             existing,
-                            requested: slots,
+                            requested: capacity,
                         });
                     }
-                    write_header(&queue, seq, slots).map_err(io_err("write", &queue_path))?;
+                    write_header(&queue, seq, capacity).map_err(io_err("write", &queue_path))?;
                 }
                 None => {
                     // New or damaged header: restart numbering above every ticket present, so
                     // ticket order still matches arrival order.
                     let seq = max_ticket(&dir).map_err(io_err("read", &dir))?;
-                    write_header(&queue, seq, slots).map_err(io_err("write", &queue_path))?;
+                    write_header(&queue, seq, capacity).map_err(io_err("write", &queue_path))?;
                 }
             }
         }
@@ -266,14 +270,14 @@ impl GateFiles {
             name: name.to_owned(),
             history: History::new(&dir),
             dir,
-            slots,
+            capacity,
             queue: Mutex::new(QueueFiles {
                 queue,
                 waiting_probe,
             }),
             queue_path,
             records: true,
-            rec_files: (0..slots).map(|_| OnceLock::new()).collect(),
+            rec_files: (0..capacity).map(|_| OnceLock::new()).collect(),
         })
     }
 
@@ -318,9 +322,9 @@ impl GateFiles {
             }
             blocking_flock(&q.queue, true).map_err(|e| self.io_err("lock", &self.queue_path, e))?;
             let _unlock = Unlock(&q.queue);
-            let (seq, slots) = read_header(&q.queue).unwrap_or((0, self.slots));
+            let (seq, capacity) = read_header(&q.queue).unwrap_or((0, self.capacity));
             let seq = seq + 1;
-            write_header(&q.queue, seq, slots)
+            write_header(&q.queue, seq, capacity)
                 .map_err(|e| self.io_err("write", &self.queue_path, e))?;
             let ticket = self.create_ticket(seq, spec)?;
             let waiting_path = self.dir.join(WAITING_FILE);
@@ -367,14 +371,16 @@ impl GateFiles {
             if let Some(lane) = self.try_lanes()? {
                 return Ok(lane);
             }
-            if self.slots == 1 && deadline.is_none() {
+            if self.capacity == 1 && deadline.is_none() {
                 // The one lane: let the kernel hand it over directly.
                 let path = lane_path(&self.dir, 0);
                 let f = open_rw(&path).map_err(|e| self.io_err("open", &path, e))?;
                 blocking_flock(&f, true).map_err(|e| self.io_err("lock", &path, e))?;
                 return Ok((0, f));
             }
-            let lanes: Vec<PathBuf> = (0..self.slots).map(|i| lane_path(&self.dir, i)).collect();
+            let lanes: Vec<PathBuf> = (0..self.capacity)
+                .map(|i| lane_path(&self.dir, i))
+                .collect();
             if !wait_until_free(&lanes, true, deadline) {
                 return Err(Failure::TimedOut);
             }
@@ -382,7 +388,7 @@ impl GateFiles {
     }
 
     fn try_lanes(&self) -> Result<Option<(u32, File)>, MachineGateError> {
-        for lane in 0..self.slots {
+        for lane in 0..self.capacity {
             let path = lane_path(&self.dir, lane);
             let f = open_rw(&path).map_err(|e| self.io_err("open", &path, e))?;
             if try_flock(&f, true).map_err(|e| self.io_err("lock", &path, e))? {
@@ -492,7 +498,7 @@ impl GateFiles {
 
     /// Current holders whose records can be believed (lane locked, process the same).
     pub(crate) fn holders(&self) -> Vec<Record> {
-        (0..self.slots)
+        (0..self.capacity)
             .filter_map(|lane| believed_holder(&self.dir, lane))
             .collect()
     }

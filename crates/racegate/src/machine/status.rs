@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use super::history::read_history;
 use super::lock::{
     believed_holder, invalidate_record, lane_path, live_tickets, open_ro, open_rw, read_capped,
-    read_header, rec_path, try_flock, MAX_SLOTS,
+    read_header, rec_path, try_flock, MAX_CAPACITY,
 };
 use super::record::Record;
 
@@ -19,9 +19,12 @@ use super::record::Record;
 /// changes meaning or disappears; new fields may appear without a bump.
 pub const STATUS_SCHEMA_VERSION: u32 = 1;
 
-/// A process holding a lane.
+/// A process holding a lane of a machine-wide gate, as read from its directory.
+///
+/// Not to be confused with [`Holder`](crate::Holder), the in-process view of a holder that stats
+/// and errors carry.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Holder {
+pub struct MachineHolder {
     /// The lane held.
     pub lane: u32,
     /// Its record, when one can be believed (`None`: the lane is locked but its record is
@@ -29,9 +32,9 @@ pub struct Holder {
     pub record: Option<Record>,
 }
 
-/// A process queued for the gate.
+/// A process queued for a machine-wide gate, as read from its directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Waiter {
+pub struct MachineWaiter {
     /// Its ticket number (queue order).
     pub seq: u64,
     /// Its record, when one can be believed.
@@ -53,22 +56,30 @@ pub struct HistorySummary {
     pub last_ms: u64,
 }
 
-/// A gate's state across all processes.
+/// A machine-wide gate's state across all processes, read from its directory: what
+/// `racegate status` shows.
+///
+/// *Status* is the machine-wide state from the lock directory; the in-process figures of one
+/// process's gate are its [`GateStats`](crate::GateStats).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GateStatus {
+pub struct MachineStatus {
     /// The gate's name.
     pub name: String,
-    /// Lanes machine-wide (from the queue header; 1 if unknown).
-    pub slots: u32,
+    /// The gate's capacity (from the queue header; 1 if unknown).
+    pub capacity: u32,
     /// Current holders.
-    pub holders: Vec<Holder>,
+    pub holders: Vec<MachineHolder>,
     /// Current waiters in queue order.
-    pub waiters: Vec<Waiter>,
+    pub waiters: Vec<MachineWaiter>,
     /// Recent history.
     pub history: HistorySummary,
 }
 
-impl Holder {
+/// The old name of [`MachineStatus`].
+#[deprecated(note = "renamed to `MachineStatus`")]
+pub type GateStatus = MachineStatus;
+
+impl MachineHolder {
     /// How long it has held the gate, if known.
     pub fn held_for(&self, now: SystemTime) -> Option<Duration> {
         self.record
@@ -77,17 +88,23 @@ impl Holder {
     }
 }
 
-/// Read the status of the gate whose directory is `dir`.
-pub fn gate_status(dir: &Path, name: &str) -> GateStatus {
-    let slots = open_ro(&dir.join(super::lock::QUEUE_FILE))
+/// The old name of [`read_status`].
+#[deprecated(note = "renamed to `read_status`")]
+pub fn gate_status(dir: &Path, name: &str) -> MachineStatus {
+    read_status(dir, name)
+}
+
+/// Reads the status of the gate `name` whose directory is `dir`, without joining its queue.
+pub fn read_status(dir: &Path, name: &str) -> MachineStatus {
+    let capacity = open_ro(&dir.join(super::lock::QUEUE_FILE))
         .ok()
         .and_then(|f| read_header(&f))
         .map_or(1, |(_, s)| s);
     let mut holders = Vec::new();
-    // Lanes beyond the slot count may exist from an earlier configuration: look at them too.
-    for lane in 0..MAX_SLOTS {
+    // Lanes beyond the capacity may exist from an earlier configuration: look at them too.
+    for lane in 0..MAX_CAPACITY {
         let path = lane_path(dir, lane);
-        if lane >= slots && !path.exists() {
+        if lane >= capacity && !path.exists() {
             break;
         }
         // Created if missing, so that a record left without its lane file is cleaned the same
@@ -108,7 +125,7 @@ pub fn gate_status(dir: &Path, name: &str) -> GateStatus {
             }
             Ok(false) => {
                 drop(lock);
-                holders.push(Holder {
+                holders.push(MachineHolder {
                     lane,
                     record: believed_holder(dir, lane),
                 });
@@ -118,11 +135,11 @@ pub fn gate_status(dir: &Path, name: &str) -> GateStatus {
     }
     let waiters = live_tickets(dir)
         .into_iter()
-        .map(|(seq, record)| Waiter { seq, record })
+        .map(|(seq, record)| MachineWaiter { seq, record })
         .collect();
-    GateStatus {
+    MachineStatus {
         name: name.to_owned(),
-        slots,
+        capacity,
         holders,
         waiters,
         history: summarize(dir),

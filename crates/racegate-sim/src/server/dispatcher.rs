@@ -49,7 +49,7 @@ struct Pipeline {
 }
 
 /// The device, its two pipelines, and the dispatch mode that wires them.
-pub struct Engine {
+pub struct Dispatcher {
     dispatch: Dispatch,
     passes: u32,
     pipelines: [Pipeline; 2],
@@ -65,9 +65,9 @@ pub struct Permit {
     _pipeline: OwnedMutexGuard<()>,
 }
 
-impl Engine {
+impl Dispatcher {
     /// Wire `device` for `dispatch`; each dispatch costs `passes` kernel passes.
-    pub fn new(dispatch: Dispatch, device: &SimDevice, passes: u32) -> Engine {
+    pub fn new(dispatch: Dispatch, device: &SimDevice, passes: u32) -> Dispatcher {
         let shared_scratch = Scratch::new();
         let pipeline = |kind| {
             let (stream, scratch) = match dispatch {
@@ -83,7 +83,7 @@ impl Engine {
                 scratch,
             }
         };
-        Engine {
+        Dispatcher {
             dispatch,
             passes: passes.max(1),
             pipelines: [pipeline(PipelineKind::Text), pipeline(PipelineKind::Vision)],

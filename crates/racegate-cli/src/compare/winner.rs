@@ -1,5 +1,5 @@
-//! The comparison core, pure: one [`RunSummary`] per stress run, min/median/max across runs,
-//! and the winner rule. Printers only read what is decided here.
+//! The winner rule of a comparison, pure: it reads one [`StressRunSummary`] per stress run of
+//! each build and names the better build, or none. Printers only read what is decided here.
 //!
 //! # The winner rule
 //!
@@ -16,229 +16,11 @@
 //!
 //! Otherwise there is no clear winner. An interrupted comparison names none.
 
-use std::time::Duration;
-
-use crate::stress::RunReport;
+use crate::report::compare::{Side, SideRuns, WinnerDecision};
 use crate::verdict::Verdict;
 
 /// Throughput medians closer than this fraction of the higher one are noise.
 pub const THROUGHPUT_NOISE_FLOOR: f64 = 0.05;
-
-/// One pipeline of one run.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PipelineSummary {
-    /// Pipeline name.
-    pub name: String,
-    /// Successful requests.
-    pub ok: u64,
-    /// Failed requests.
-    pub errors: u64,
-    /// Median latency of successful requests.
-    pub p50: Duration,
-    /// 99th percentile.
-    pub p99: Duration,
-    /// Successful requests per second.
-    pub throughput_rps: f64,
-}
-
-/// What a comparison needs from one stress run.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RunSummary {
-    /// The run's verdict.
-    pub verdict: Verdict,
-    /// Why.
-    pub reason: String,
-    /// Length of the load phase.
-    pub duration: Duration,
-    /// Per pipeline, in scenario order.
-    pub pipelines: Vec<PipelineSummary>,
-    /// Crash signatures and how often each was seen.
-    pub signatures: Vec<(String, u64)>,
-    /// Distinct crashes.
-    pub crashes: u64,
-    /// Restarts of the target.
-    pub restarts: u64,
-    /// Answers that failed their check.
-    pub failed_checks: u64,
-    /// Failed requests (failed checks included).
-    pub errors: u64,
-    /// Requests sent.
-    pub requests: u64,
-    /// Successful requests per second, all pipelines.
-    pub throughput_rps: f64,
-    /// First failure since the run started.
-    pub time_to_first_failure: Option<Duration>,
-    /// Process ids the target ran as (one per start).
-    pub target_pids: Vec<u32>,
-}
-
-impl RunSummary {
-    /// Summarize a stress report; `target_pids` come from its `TargetStarted` events.
-    pub fn from_report(r: &RunReport, target_pids: Vec<u32>) -> RunSummary {
-        RunSummary {
-            verdict: r.verdict,
-            reason: r.reason.clone(),
-            duration: r.duration,
-            pipelines: r
-                .pipelines
-                .iter()
-                .map(|p| PipelineSummary {
-                    name: p.name.clone(),
-                    ok: p.ok,
-                    errors: p.errors,
-                    p50: p.latency.p50,
-                    p99: p.latency.p99,
-                    throughput_rps: p.throughput_rps,
-                })
-                .collect(),
-            signatures: r
-                .crashes
-                .iter()
-                .map(|c| (c.signature.clone(), c.count))
-                .collect(),
-            crashes: r.facts.crashes.max(r.crashes.iter().map(|c| c.count).sum()),
-            restarts: r.restarts.len() as u64,
-            failed_checks: r.pipelines.iter().map(|p| p.failed_checks).sum(),
-            errors: r.errors(),
-            requests: r.requests(),
-            throughput_rps: r.pipelines.iter().map(|p| p.throughput_rps).sum(),
-            time_to_first_failure: r.time_to_first_failure,
-            target_pids,
-        }
-    }
-
-    /// Whether the target crashed or was restarted during the run.
-    pub fn crashed(&self) -> bool {
-        self.crashes > 0 || self.restarts > 0
-    }
-}
-
-/// Minimum, median and maximum of a set of runs.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Stat {
-    /// Smallest.
-    pub min: f64,
-    /// Median (mean of the middle two for an even count).
-    pub median: f64,
-    /// Largest.
-    pub max: f64,
-}
-
-impl Stat {
-    /// The statistics of `values`, or `None` when there are none (NaNs are ignored).
-    pub fn of(values: impl IntoIterator<Item = f64>) -> Option<Stat> {
-        let mut v: Vec<f64> = values.into_iter().filter(|x| !x.is_nan()).collect();
-        if v.is_empty() {
-            return None;
-        }
-        v.sort_by(f64::total_cmp);
-        let n = v.len();
-        let median = if n % 2 == 1 {
-            v[n / 2]
-        } else {
-            (v[n / 2 - 1] + v[n / 2]) / 2.0
-        };
-        Some(Stat {
-            min: v[0],
-            median,
-            max: v[n - 1],
-        })
-    }
-
-    /// max − min.
-    pub fn spread(&self) -> f64 {
-        self.max - self.min
-    }
-}
-
-/// One of the two builds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Side {
-    /// `--a`.
-    A,
-    /// `--b`.
-    B,
-}
-
-impl Side {
-    /// `a` or `b`, as in JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Side::A => "a",
-            Side::B => "b",
-        }
-    }
-}
-
-/// A build and its runs.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SideRuns {
-    /// Its label.
-    pub label: String,
-    /// Its runs, in order.
-    pub runs: Vec<RunSummary>,
-}
-
-impl SideRuns {
-    /// Runs that crashed.
-    pub fn crashed_runs(&self) -> usize {
-        self.runs.iter().filter(|r| r.crashed()).count()
-    }
-
-    /// Runs whose target was never healthy.
-    pub fn unhealthy_runs(&self) -> usize {
-        self.runs
-            .iter()
-            .filter(|r| r.verdict == Verdict::Error)
-            .count()
-    }
-
-    /// Failed checks over all runs.
-    pub fn failed_checks(&self) -> u64 {
-        self.runs.iter().map(|r| r.failed_checks).sum()
-    }
-
-    /// Errors over all runs.
-    pub fn errors(&self) -> u64 {
-        self.runs.iter().map(|r| r.errors).sum()
-    }
-
-    /// Crashes over all runs.
-    pub fn crashes(&self) -> u64 {
-        self.runs.iter().map(|r| r.crashes).sum()
-    }
-
-    /// Throughput across runs.
-    pub fn throughput(&self) -> Option<Stat> {
-        Stat::of(self.runs.iter().map(|r| r.throughput_rps))
-    }
-
-    /// Every signature with its total count, in order of first appearance.
-    pub fn signatures(&self) -> Vec<(String, u64)> {
-        let mut out: Vec<(String, u64)> = Vec::new();
-        for (sig, n) in self.runs.iter().flat_map(|r| &r.signatures) {
-            match out.iter_mut().find(|(s, _)| s == sig) {
-                Some((_, total)) => *total += n,
-                None => out.push((sig.clone(), *n)),
-            }
-        }
-        out
-    }
-
-    /// Whether every run passed.
-    pub fn all_passed(&self) -> bool {
-        !self.runs.is_empty() && self.runs.iter().all(|r| r.verdict == Verdict::Pass)
-    }
-}
-
-/// The winner, or none, and why in one sentence.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WinnerDecision {
-    /// The better build; `None` is "no clear winner".
-    pub winner: Option<Side>,
-    /// Why.
-    pub reason: String,
-}
 
 fn of_runs(n: usize, total: usize) -> String {
     format!("{n} of {total} run{}", if total == 1 { "" } else { "s" })
@@ -380,9 +162,12 @@ pub fn exit_code(a: &SideRuns, b: &SideRuns) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::compare::Stat;
+    use crate::report::run::StressRunSummary;
+    use std::time::Duration;
 
-    fn run(verdict: Verdict, crashes: u64, checks: u64, errors: u64, rps: f64) -> RunSummary {
-        RunSummary {
+    fn run(verdict: Verdict, crashes: u64, checks: u64, errors: u64, rps: f64) -> StressRunSummary {
+        StressRunSummary {
             verdict,
             reason: String::new(),
             duration: Duration::from_secs(1),
@@ -406,7 +191,7 @@ mod tests {
         }
     }
 
-    fn side(label: &str, runs: Vec<RunSummary>) -> SideRuns {
+    fn side(label: &str, runs: Vec<StressRunSummary>) -> SideRuns {
         SideRuns {
             label: label.into(),
             runs,

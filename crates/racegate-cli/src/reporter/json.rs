@@ -7,7 +7,7 @@ use std::io::Write;
 use serde::Serialize;
 
 use super::{ms, secs};
-use crate::stress::RunReport;
+use crate::report::RunReport;
 
 /// The current schema version.
 pub const SCHEMA_VERSION: u32 = 1;

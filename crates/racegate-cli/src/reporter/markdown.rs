@@ -2,8 +2,8 @@
 
 use std::io::Write;
 
-use super::{ms, secs};
-use crate::stress::RunReport;
+use super::{latency_cell, secs};
+use crate::report::RunReport;
 
 fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
@@ -28,13 +28,7 @@ pub fn write<W: Write>(r: &RunReport, mut w: W) -> std::io::Result<()> {
     writeln!(w, "| pipeline | ok | errors | p50 ms | p99 ms | req/s |")?;
     writeln!(w, "|---|---:|---:|---:|---:|---:|")?;
     for p in &r.pipelines {
-        let lat = |d| {
-            if p.ok == 0 {
-                "-".to_string()
-            } else {
-                format!("{:.2}", ms(d))
-            }
-        };
+        let lat = |d| latency_cell(p, d);
         writeln!(
             w,
             "| {} | {} | {} | {} | {} | {:.1} |",

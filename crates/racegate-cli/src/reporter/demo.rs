@@ -4,21 +4,16 @@ use std::io::Write;
 
 use serde_json::{json, Value};
 
-use super::{DemoOutcome, FixCost, ModeResult};
-use crate::compare::table::Table;
+use super::table::Table;
+use super::unrounded_ms as ms;
+use crate::report::demo::{DemoOutcome, FixCost, Mode, ModeResult};
+use crate::report::run::PipelineSummary;
 
 /// Version of the `demo --json` document; fields are only ever added.
 pub const SCHEMA_VERSION: u32 = 1;
 
-fn ms(d: std::time::Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
 /// Per pipeline `name value` lines.
-fn per_pipeline(
-    m: &ModeResult,
-    f: impl Fn(&crate::compare::summary::PipelineSummary) -> String,
-) -> String {
+fn per_pipeline(m: &ModeResult, f: impl Fn(&PipelineSummary) -> String) -> String {
     m.summary
         .pipelines
         .iter()
@@ -64,7 +59,7 @@ pub fn table(o: &DemoOutcome) -> Table {
             format!("{} (expected {})", m.report.verdict, m.expected)
         };
         t.row([
-            m.dispatch.to_string(),
+            m.mode.as_str().to_string(),
             verdict,
             per_pipeline(m, |p| format!("{} / {}", p.ok, p.errors)),
             crashes(m),
@@ -104,11 +99,11 @@ fn cost_lines(c: &FixCost) -> Vec<String> {
 fn outcome_line(o: &DemoOutcome) -> String {
     if o.interrupted {
         "interrupted: the story is incomplete".into()
-    } else if o.as_expected && o.modes.len() < super::MODES.len() {
+    } else if o.as_expected && o.selected.len() < Mode::ALL.len() {
         let got: Vec<String> = o
             .modes
             .iter()
-            .map(|m| format!("{} {}", m.dispatch, m.report.verdict))
+            .map(|m| format!("{} {}", m.mode.as_str(), m.report.verdict))
             .collect();
         format!("as expected: {}", got.join(", "))
     } else if o.as_expected {
@@ -160,10 +155,10 @@ pub fn write_markdown<W: Write>(o: &DemoOutcome, mut w: W) -> std::io::Result<()
 
 fn mode_json(m: &ModeResult) -> std::io::Result<Value> {
     let mut buf = Vec::new();
-    crate::report::json::write(&m.report, &mut buf)?;
+    super::json::write(&m.report, &mut buf)?;
     let report: Value = serde_json::from_slice(&buf)?;
     let mut out = serde_json::Map::new();
-    out.insert("dispatch".into(), json!(m.dispatch));
+    out.insert("dispatch".into(), json!(m.mode.as_str()));
     out.insert("expected_verdict".into(), json!(m.expected.as_str()));
     if let Value::Object(fields) = report {
         out.extend(fields);

@@ -72,7 +72,7 @@ impl Timeouts {
 }
 
 /// Runs plans for the phases.
-pub struct Engine<'a> {
+pub struct Session<'a> {
     /// The configuration.
     pub cfg: &'a HuntConfig,
     /// The runner adapter.
@@ -87,7 +87,7 @@ pub struct Engine<'a> {
     on_event: &'a mut dyn FnMut(HuntEvent<'_>),
 }
 
-impl<'a> Engine<'a> {
+impl<'a> Session<'a> {
     /// An engine for one hunt.
     pub fn new(
         cfg: &'a HuntConfig,
@@ -107,7 +107,7 @@ impl<'a> Engine<'a> {
                 from_flag: false,
             },
         };
-        Engine {
+        Session {
             cfg,
             runner,
             exec,

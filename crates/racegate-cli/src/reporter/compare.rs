@@ -2,21 +2,17 @@
 //! only lay out what the core decided.
 
 use std::io::Write;
-use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::summary::{SideRuns, Stat};
 use super::table::Table;
-use super::{Build, Comparison};
-use crate::stress::RunReport;
+use super::unrounded_ms as ms;
+use crate::report::compare::{Build, Comparison, Side, SideRuns, Stat};
+use crate::report::run::PipelineSummary;
+use crate::report::RunReport;
 
 /// Version of the `compare --json` document; fields are only ever added.
 pub const SCHEMA_VERSION: u32 = 1;
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
 
 /// One value per run: the value alone for one run, else `min / median / max`.
 fn stat_cell(values: &[f64], decimals: usize, unit: &str) -> String {
@@ -96,20 +92,18 @@ pub fn table(c: &Comparison) -> Table {
         .next()
         .map(|r| r.pipelines.iter().map(|p| p.name.clone()).collect())
         .unwrap_or_default();
-    let per_pipe = |side: &SideRuns,
-                    i: usize,
-                    latency: bool,
-                    f: &dyn Fn(&super::summary::PipelineSummary) -> f64| {
-        side.runs
-            .iter()
-            .filter_map(|r| r.pipelines.get(i))
-            // A pipeline with no success has no latency to show.
-            .filter(|p| p.ok > 0 || !latency)
-            .map(f)
-            .collect::<Vec<f64>>()
-    };
+    let per_pipe =
+        |side: &SideRuns, i: usize, latency: bool, f: &dyn Fn(&PipelineSummary) -> f64| {
+            side.runs
+                .iter()
+                .filter_map(|r| r.pipelines.get(i))
+                // A pipeline with no success has no latency to show.
+                .filter(|p| p.ok > 0 || !latency)
+                .map(f)
+                .collect::<Vec<f64>>()
+        };
     for (i, name) in names.iter().enumerate() {
-        type Getter = fn(&super::summary::PipelineSummary) -> f64;
+        type Getter = fn(&PipelineSummary) -> f64;
         let metrics: [(&str, Getter, usize, &str); 5] = [
             ("ok", |p| p.ok as f64, 0, ""),
             ("errors", |p| p.errors as f64, 0, ""),
@@ -156,8 +150,8 @@ fn winner_line(c: &Comparison) -> String {
     match c.decision.winner {
         Some(side) => {
             let label = match side {
-                super::summary::Side::A => &c.a.1.label,
-                super::summary::Side::B => &c.b.1.label,
+                Side::A => &c.a.1.label,
+                Side::B => &c.b.1.label,
             };
             format!(
                 "winner: {} ({label}): {}",
@@ -224,7 +218,7 @@ pub fn write_markdown<W: Write>(c: &Comparison, mut w: W) -> std::io::Result<()>
 
 fn report_json(r: &RunReport, pids: &[u32]) -> std::io::Result<Value> {
     let mut buf = Vec::new();
-    crate::report::json::write(r, &mut buf)?;
+    super::json::write(r, &mut buf)?;
     let mut v: Value = serde_json::from_slice(&buf)?;
     if let Value::Object(m) = &mut v {
         m.insert("target_pids".into(), json!(pids));
@@ -268,8 +262,8 @@ pub fn write_json<W: Write>(c: &Comparison, mut w: W) -> std::io::Result<()> {
         "b": side_json(&c.b.0, &c.b.1, &c.reports.1)?,
         "winner": c.decision.winner.map(|s| s.as_str()),
         "winner_label": c.decision.winner.map(|s| match s {
-            super::summary::Side::A => c.a.1.label.clone(),
-            super::summary::Side::B => c.b.1.label.clone(),
+            Side::A => c.a.1.label.clone(),
+            Side::B => c.b.1.label.clone(),
         }),
         "reason": c.decision.reason,
         "interrupted": c.interrupted,
@@ -281,12 +275,20 @@ pub fn write_json<W: Write>(c: &Comparison, mut w: W) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::summary::{PipelineSummary, RunSummary, Side, SideRuns, WinnerDecision};
     use super::*;
+    use crate::report::compare::WinnerDecision;
+    use crate::report::run::StressRunSummary;
     use crate::verdict::Verdict;
+    use std::time::Duration;
 
-    fn run(verdict: Verdict, ok: u64, p50_ms: u64, rps: f64, crash: Option<&str>) -> RunSummary {
-        RunSummary {
+    fn run(
+        verdict: Verdict,
+        ok: u64,
+        p50_ms: u64,
+        rps: f64,
+        crash: Option<&str>,
+    ) -> StressRunSummary {
+        StressRunSummary {
             verdict,
             reason: String::new(),
             duration: Duration::from_secs(2),

@@ -1,12 +1,12 @@
 //! Printers for `racegate status`: text for people, JSON (schema version
-//! [`STATUS_SCHEMA_VERSION`]) for programs. Both only format a [`GateStatus`] read by the
-//! library; they compute nothing.
+//! [`STATUS_SCHEMA_VERSION`]) for programs. Both only format a [`MachineStatus`] read by the
+//! library (its report model); they compute nothing.
 
 use std::io::{self, Write};
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use racegate::machine::{GateStatus, Record, STATUS_SCHEMA_VERSION};
+use racegate::machine::{MachineStatus, Record, STATUS_SCHEMA_VERSION};
 use serde_json::{json, Value};
 
 fn ms(d: Duration) -> f64 {
@@ -43,7 +43,7 @@ fn pcts(p: &[Duration; 4]) -> Value {
 }
 
 /// The `--json` document.
-pub fn status_json(lock_dir: &Path, gates: &[GateStatus], now: SystemTime) -> Value {
+pub fn status_json(lock_dir: &Path, gates: &[MachineStatus], now: SystemTime) -> Value {
     let gates: Vec<Value> = gates
         .iter()
         .map(|g| {
@@ -70,7 +70,9 @@ pub fn status_json(lock_dir: &Path, gates: &[GateStatus], now: SystemTime) -> Va
             let h = &g.history;
             json!({
                 "name": g.name,
-                "slots": g.slots,
+                "capacity": g.capacity,
+                // The same number under its old name: a schema-1 field, kept for its readers.
+                "slots": g.capacity,
                 "holders": holders,
                 "waiters": waiters,
                 "history": {
@@ -120,7 +122,7 @@ fn line_for(r: Option<&Record>, now: SystemTime) -> String {
 pub fn write_status_text<W: Write>(
     out: &mut W,
     lock_dir: &Path,
-    gates: &[GateStatus],
+    gates: &[MachineStatus],
     now: SystemTime,
 ) -> io::Result<()> {
     if gates.is_empty() {
@@ -131,12 +133,11 @@ pub fn write_status_text<W: Write>(
         if i > 0 {
             writeln!(out)?;
         }
-        let plural = if g.slots == 1 { "" } else { "s" };
         writeln!(
             out,
-            "gate {} ({} slot{plural}) in {}",
+            "gate {} (capacity {}) in {}",
             g.name,
-            g.slots,
+            g.capacity,
             lock_dir.display()
         )?;
         if g.holders.is_empty() {

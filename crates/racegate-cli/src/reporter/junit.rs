@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use crate::stress::RunReport;
+use crate::report::RunReport;
 use crate::verdict::Verdict;
 
 /// Escape text for XML attributes and content.
