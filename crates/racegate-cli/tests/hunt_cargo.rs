@@ -201,7 +201,7 @@ fn bad_input_is_a_usage_error_naming_the_problem() {
         .assert()
         .code(2)
         .stderr(predicates::str::contains(
-            "--json `/nonexistent/dir/h.json`: directory `/nonexistent/dir` does not exist",
+            "`--json /nonexistent/dir/h.json`: folder `/nonexistent/dir` does not exist",
         ));
     racegate()
         .args([
