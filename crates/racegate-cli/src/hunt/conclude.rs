@@ -37,10 +37,10 @@ pub fn conclude(session: &Session<'_>, mut state: HuntState, stop: Option<&Stop>
 
     // Groups: only races' sets (and their verified widenings) are in the fix.
     let raw: Vec<Vec<String>> = state.groups.iter().map(|g| g.members()).collect();
-    let unit = |t: &str| runner.unit(t);
+    let units = |t: &str| runner.units(t);
     let short = |u: &str| runner.unit_name(u);
     let preferred: Vec<Option<String>> = state.groups.iter().map(|g| g.fixture.clone()).collect();
-    let named: Vec<FixGroup> = emit::name_groups_as(&raw, &preferred, &unit, &short);
+    let named: Vec<FixGroup> = emit::name_groups_as(&raw, &preferred, &units, &short);
     let groups: Vec<GroupReport> = state
         .groups
         .iter()

@@ -200,7 +200,7 @@ fn fixture_users(
 /// Widen groups where many tests of one module or class conflict.
 fn widen(session: &mut Session<'_>, state: &mut HuntState, round: u32) {
     let runner = session.runner;
-    // Tests seen failing this round, and measured members, per unit.
+    // Tests seen failing this round, and the members of this round's sets.
     let mut involved: Vec<String> = Vec::new();
     for t in state.tracked.iter().filter(|t| t.finding.round == round) {
         if let Some(x) = t.finding.test.clone() {
@@ -211,48 +211,59 @@ fn widen(session: &mut Session<'_>, state: &mut HuntState, round: u32) {
         }
     }
     let excluded = state.excluded_tests();
+    let in_unit = |t: &String, u: &str| runner.units(t).iter().any(|x| x == u);
     let mut widened: Vec<String> = Vec::new();
     for gi in 0..state.groups.len() {
-        if state.groups[gi].unit.is_some() || state.groups[gi].fixture.is_some() {
+        if state.groups[gi].fixture.is_some() {
             continue;
         }
         let measured = state.groups[gi].measured.clone();
-        let mut units: Vec<(String, usize)> = Vec::new();
-        for t in measured.iter().chain(involved.iter()) {
-            if let Some(u) = runner.unit(t) {
-                match units.iter_mut().find(|(x, _)| *x == u) {
-                    Some(e) => e.1 += 1,
-                    None => units.push((u, 1)),
+        let current = state.groups[gi].unit.clone();
+        // The units (class, module, file) of this group's measured members.
+        let mut units: Vec<String> = Vec::new();
+        for t in &measured {
+            for u in runner.units(t) {
+                if !units.contains(&u) {
+                    units.push(u);
                 }
             }
         }
-        let Some((unit, _)) = units
-            .into_iter()
-            .filter(|(u, _)| !state.rejected_units.contains(u) && !widened.contains(u))
-            .filter(|(u, _)| {
-                let mut distinct: Vec<&String> = measured
-                    .iter()
-                    .chain(involved.iter())
-                    .filter(|t| runner.unit(t).as_deref() == Some(u.as_str()))
-                    .collect();
-                distinct.sort();
-                distinct.dedup();
-                let size = state
-                    .tests
-                    .iter()
-                    .filter(|t| runner.unit(t).as_deref() == Some(u.as_str()))
-                    .count();
-                distinct.len() >= UNIT_THRESHOLD
-                    && distinct.len() as f64 >= UNIT_SHARE * size as f64
-            })
-            .max_by_key(|(_, n)| *n)
-        else {
+        let mut best: Option<(String, usize, usize)> = None;
+        for u in units {
+            if state.rejected_units.contains(&u) || widened.contains(&u) || Some(&u) == current.as_ref() {
+                continue;
+            }
+            let mut distinct: Vec<&String> = measured
+                .iter()
+                .chain(involved.iter())
+                .filter(|t| in_unit(t, &u))
+                .collect();
+            distinct.sort();
+            distinct.dedup();
+            let size = state.tests.iter().filter(|t| in_unit(t, &u)).count();
+            let many = distinct.len() >= UNIT_THRESHOLD && distinct.len() as f64 >= UNIT_SHARE * size as f64;
+            // A group already widened only widens further to a unit holding all of it.
+            let holds_current = current.as_ref().map_or(true, |c| {
+                state.tests.iter().filter(|t| in_unit(t, c)).all(|t| in_unit(t, &u))
+            });
+            if !many || !holds_current {
+                continue;
+            }
+            // The unit most of the conflicting tests share; on a tie, the smaller one.
+            let better = best.as_ref().map_or(true, |(_, n, sz)| {
+                distinct.len() > *n || (distinct.len() == *n && size < *sz)
+            });
+            if better {
+                best = Some((u, distinct.len(), size));
+            }
+        }
+        let Some((unit, _, _)) = best else {
             continue;
         };
         let whole: Vec<String> = state
             .tests
             .iter()
-            .filter(|t| runner.unit(t).as_deref() == Some(unit.as_str()))
+            .filter(|t| in_unit(t, &unit))
             .filter(|t| !excluded.contains(t))
             .cloned()
             .collect();
@@ -271,6 +282,7 @@ fn widen(session: &mut Session<'_>, state: &mut HuntState, round: u32) {
         state.groups[gi].added.extend(added);
         widened.push(unit.clone());
         state.groups[gi].unit = Some(unit);
+        state.groups[gi].verified = false;
     }
     // Widening may overlap other groups: merge to keep each test in one group.
     state.disjoint_groups();

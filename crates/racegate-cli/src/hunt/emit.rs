@@ -81,7 +81,8 @@ pub fn name_groups(
     short: &dyn Fn(&str) -> String,
 ) -> Vec<FixGroup> {
     let none = vec![None; groups.len()];
-    name_groups_as(groups, &none, unit, short)
+    let units = |t: &str| unit(t).into_iter().collect::<Vec<_>>();
+    name_groups_as(groups, &none, &units, short)
 }
 
 /// [`name_groups`], with a name to prefer for some groups (a leaking fixture's users are
@@ -89,16 +90,19 @@ pub fn name_groups(
 pub fn name_groups_as(
     groups: &[Vec<String>],
     preferred: &[Option<String>],
-    unit: &dyn Fn(&str) -> Option<String>,
+    units: &dyn Fn(&str) -> Vec<String>,
     short: &dyn Fn(&str) -> String,
 ) -> Vec<FixGroup> {
     let mut out: Vec<FixGroup> = Vec::new();
     for (i, g) in groups.iter().enumerate() {
-        let units: Vec<Option<String>> = g.iter().map(|t| unit(t)).collect();
-        let shared = match units.first() {
-            Some(Some(u)) if units.iter().all(|x| x.as_deref() == Some(u)) => Some(u.clone()),
-            _ => None,
-        };
+        // The narrowest unit (class, module, file) every member is in.
+        let lists: Vec<Vec<String>> = g.iter().map(|t| units(t)).collect();
+        let shared = lists.first().and_then(|first| {
+            first
+                .iter()
+                .find(|u| lists.iter().all(|l| l.contains(u)))
+                .cloned()
+        });
         let mut name = preferred
             .get(i)
             .cloned()

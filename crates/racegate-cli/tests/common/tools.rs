@@ -3,7 +3,9 @@
 //! pytest-xdist and py-spy (`fixtures/requirements.txt`) into `target/pytools` with
 //! `pip install --target`, and cargo-nextest into `target/tools`, once per machine, behind a
 //! file lock (test binaries and their threads run at the same time). Tools already installed
-//! (`bash .ci/install-deps`, a developer's own) are used as they are.
+//! (`bash .ci/install-deps`, a developer's own) are used as they are;
+//! `RACEGATE_TEST_TOOLS=python,nextest` (or either) ignores them, to exercise the fresh-machine
+//! path.
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -83,6 +85,11 @@ fn python_ok(extra_path: Option<&Path>) -> bool {
     modules && spy
 }
 
+/// Whether the machine's own `tool` is to be ignored (`RACEGATE_TEST_TOOLS=python,nextest`).
+fn force_provision(tool: &str) -> bool {
+    std::env::var("RACEGATE_TEST_TOOLS").is_ok_and(|v| v.split(',').any(|t| t.trim() == tool))
+}
+
 fn on_path(tool: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
@@ -93,7 +100,7 @@ fn on_path(tool: &str) -> bool {
 pub fn python() -> &'static Tools {
     static TOOLS: OnceLock<Tools> = OnceLock::new();
     TOOLS.get_or_init(|| {
-        if python_ok(None) {
+        if !force_provision("python") && python_ok(None) {
             return Tools::default();
         }
         let dir = workspace().join("target/pytools");
@@ -148,7 +155,7 @@ pub fn nextest() -> &'static Tools {
             }
             cmd.output().is_ok_and(|o| o.status.success())
         };
-        if works(None) {
+        if !force_provision("nextest") && works(None) {
             return Tools::default();
         }
         let root = workspace().join("target/tools");

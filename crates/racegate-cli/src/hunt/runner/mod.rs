@@ -164,6 +164,11 @@ pub trait Runner {
     /// What a test shares with its neighbours, to name and widen groups: its module (Rust) or
     /// its class, else its file (pytest). `None` at the crate root.
     fn unit(&self, test: &str) -> Option<String>;
+    /// Every unit a test belongs to, narrowest first (pytest: its class, then its file); a
+    /// group may be widened to any of them.
+    fn units(&self, test: &str) -> Vec<String> {
+        self.unit(test).into_iter().collect()
+    }
     /// The short form of a unit, for a group name (`env-tests`, `test_db-TestUsers`).
     fn unit_name(&self, unit: &str) -> String {
         unit.to_string()

@@ -509,6 +509,15 @@ impl Runner for Pytest {
         unit_short(unit)
     }
 
+    fn units(&self, test: &str) -> Vec<String> {
+        let mut v: Vec<String> = unit_of(test).into_iter().collect();
+        let file = test.split("::").next().unwrap_or(test);
+        if file != test && !v.iter().any(|u| u == file) {
+            v.push(file.to_string());
+        }
+        v
+    }
+
     fn start_slack(&self, jobs: u32) -> usize {
         // A worker's start can reach the controller after another worker's result.
         jobs as usize
@@ -800,6 +809,12 @@ mod tests {
             "test_db-TestUsers"
         );
         assert_eq!(unit_short("tests/test_db.py"), "test_db");
+        let py = bare();
+        assert_eq!(
+            py.units("tests/test_db.py::TestUsers::test_a"),
+            vec!["tests/test_db.py::TestUsers", "tests/test_db.py"]
+        );
+        assert_eq!(py.units("tests/test_db.py::test_a"), vec!["tests/test_db.py"]);
     }
 
     #[test]
