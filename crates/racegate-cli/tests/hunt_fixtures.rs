@@ -230,3 +230,85 @@ fn dense_environment_rewriting_converges_to_the_true_groups() {
         .sum();
     assert!(grouped >= 20, "{:#}", r["groups"]);
 }
+
+/// Tests racing on process-wide signal state, one pair of which can kill the whole binary:
+/// whatever the budget allows, every set lies in one true group, no test that passes alone is
+/// called broken (the clean-children checks among them pass: their process starts clean), a
+/// dead binary names the tests in flight, and the verdict is backed by the runs.
+#[test]
+fn process_wide_signal_races_are_found_precisely() {
+    let _one = tools::one_at_a_time();
+    let (code, r) = hunt(
+        "signal-suite",
+        &["-q", "--runs", "4", "--jobs", "4", "--verify", "--budget", "5m"],
+        &["cargo", "test"],
+        false,
+    );
+    assert_precise(&r, &truth("signal-suite"));
+    assert_disjoint(&r);
+    assert!(
+        [1, 4, 6].contains(&code),
+        "exit {code}: {:#}",
+        r["verdict"]
+    );
+    let findings = r["findings"].as_array().unwrap();
+    assert!(
+        findings.iter().any(|f| f["classification"] == "race"),
+        "{findings:#?}"
+    );
+    for f in findings {
+        if f["kind"] == "crash" && f["identity"]["process"].is_string() {
+            assert!(
+                !f["in_flight"].as_array().unwrap().is_empty(),
+                "a dead binary names its tests in flight: {f:#}"
+            );
+        }
+    }
+    if code == 1 {
+        assert_eq!(r["verify"]["passed"], true);
+    }
+}
+
+/// pytest classes sharing fixed files (and a leaked lock that can hang a run): the sets found
+/// within the budget are precise, the fix is a valid conftest with each test in one group, and
+/// a hang, if one showed, has its stacks.
+#[test]
+fn pytest_classes_sharing_files_are_found_precisely() {
+    let _one = tools::one_at_a_time();
+    let (code, r) = hunt(
+        "pytest-shared-file",
+        &["-q", "--runs", "3", "--jobs", "4", "--verify", "--budget", "5m"],
+        &["python3", "-m", "pytest", "-p", "no:cacheprovider"],
+        true,
+    );
+    assert_precise(&r, &truth("pytest-shared-file"));
+    assert_disjoint(&r);
+    assert!([1, 4, 6].contains(&code), "exit {code}: {:#}", r["verdict"]);
+    assert!(
+        r["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["classification"] == "race"),
+        "{:#}",
+        r["findings"]
+    );
+    for f in r["findings"].as_array().unwrap() {
+        if f["kind"] == "hang" && f["found_in"] == "suite" {
+            assert!(!f["stacks"].as_array().unwrap().is_empty(), "{f:#}");
+        }
+    }
+    if let Some(conftest) = r["fix"]["pytest"].as_str() {
+        let out = std::process::Command::new("python3")
+            .args(["-c", "import ast, sys; ast.parse(sys.stdin.read())"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(conftest.as_bytes())?;
+                c.wait()
+            })
+            .unwrap();
+        assert!(out.success(), "{conftest}");
+    }
+}

@@ -173,7 +173,8 @@ pub struct Minimality {
     pub members: Vec<MemberCheck>,
     /// The failing test, whose removal stops the finding by definition (not run).
     pub failing_test: Option<String>,
-    /// The rate the runs were planned for: the set's, as `(k + 1) / (n + 2)`.
+    /// The rate the runs were planned for: the lower end of the 95% interval of the set's
+    /// rate (what it fails at, at least, with 97.5% confidence).
     pub planning_rate: f64,
     /// Probability that a member whose removal still failed at that rate would have shown it.
     pub confidence: f64,
