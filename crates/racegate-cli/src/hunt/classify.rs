@@ -10,6 +10,11 @@ use crate::crash::signal::signal_name;
 use crate::crash::signature::{normalize_text, CrashSignature};
 use crate::crash::stderr::StderrScanner;
 
+/// The identity message of a hang with tests in flight.
+pub const HANG_IN_FLIGHT: &str = "hang: tests in flight";
+/// The identity message of a run stuck before any test started.
+pub const HANG_BEFORE_TESTS: &str = "hang: before any test started";
+
 /// The first crash in `text` (a process's output, a test's failure output), as the crash
 /// module names it: assertion, panic (with its file), GPU error, fatal error, signal.
 pub fn crash_signature(text: &str) -> Option<CrashSignature> {
@@ -291,18 +296,30 @@ pub fn classify(
         Termination::Hung { idle } => {
             let (flight, domain, candidates) = whole(&started, &finished);
             let _ = end;
+            // A run stuck before any test started (start-up, collection, a loaded machine) is
+            // not the same failure as tests stuck in flight.
+            let message = if flight.is_empty() {
+                HANG_BEFORE_TESTS
+            } else {
+                HANG_IN_FLIGHT
+            };
             push(
                 Failure {
                     key: FailureKey {
                         kind: FailureKind::Hang,
                         subject: Subject::Process(domain),
-                        message: String::new(),
+                        message: message.into(),
                     },
                     signature: format!(
-                        "no test finished for {}",
+                        "no test finished for {}{}",
                         humantime::format_duration(std::time::Duration::from_secs(
                             idle.as_secs().max(1)
-                        ))
+                        )),
+                        if flight.is_empty() {
+                            " (before any test started)"
+                        } else {
+                            ""
+                        }
                     ),
                     test: (flight.len() == 1).then(|| flight[0].clone()),
                     in_flight: flight,

@@ -439,8 +439,10 @@ mod unix {
                     Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 }
             }
-            // Whatever the runner left behind in its group goes too.
+            // Whatever the runner left behind in its group goes too, and is gone before the
+            // next run starts (a dying worker still holding a lock would hang it).
             kill_listed(pid, &[]);
+            wait_group_gone(pid, Duration::from_secs(3));
             drop(listed);
             if faulthandler {
                 stacks.extend(super::super::stacks::parse_faulthandler(&output));
@@ -461,6 +463,17 @@ mod unix {
                 stacks,
                 elapsed: start.elapsed(),
             })
+        }
+    }
+
+    /// Wait (bounded) until no process is left in group `pgid` (zombies included: their
+    /// parent, gone, leaves them to init, which reaps them at once).
+    fn wait_group_gone(pgid: u32, limit: Duration) {
+        use nix::sys::signal::killpg;
+        use nix::unistd::Pid;
+        let deadline = Instant::now() + limit;
+        while killpg(Pid::from_raw(pgid as i32), None).is_ok() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 

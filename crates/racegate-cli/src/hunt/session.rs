@@ -40,12 +40,13 @@ impl Timeouts {
     pub const FLOOR: Duration = Duration::from_secs(3);
 
     /// Derived from a serial run: the slowest test (longest gap between two finished tests)
-    /// five times over; start-up three times over, at least 2 s. [`Self::limits`] applies
+    /// five times over; start-up three times over, at least 5 s (an interpreter starting on a
+    /// loaded machine is slow, and a start-up stall is not a hang of the tests). [`Self::limits`] applies
     /// the floor of [`Self::FLOOR`] after stretching.
     pub fn derive(longest_test: Duration, startup: Duration) -> Self {
         Timeouts {
             idle: longest_test * 5,
-            startup: (startup * 3).max(Duration::from_secs(2)),
+            startup: (startup * 3).max(Duration::from_secs(5)),
             from_flag: false,
         }
     }
@@ -258,7 +259,7 @@ mod tests {
         let t = Timeouts::derive(Duration::from_millis(100), Duration::from_millis(400));
         let l = t.limits(2, 2, Duration::from_secs(100));
         assert_eq!(l.idle, Timeouts::FLOOR);
-        assert_eq!(l.first_progress, Duration::from_secs(5));
+        assert_eq!(l.first_progress, Duration::from_secs(8));
         // 0.5 s × 4 is still under the floor; 0.5 s × 8 is not.
         assert_eq!(
             t.limits(8, 2, Duration::from_secs(100)).idle,
