@@ -240,17 +240,15 @@ fn process_wide_signal_races_are_found_precisely() {
     let _one = tools::one_at_a_time();
     let (code, r) = hunt(
         "signal-suite",
-        &["-q", "--runs", "4", "--jobs", "4", "--verify", "--budget", "5m"],
+        &[
+            "-q", "--runs", "4", "--jobs", "4", "--verify", "--budget", "5m",
+        ],
         &["cargo", "test"],
         false,
     );
     assert_precise(&r, &truth("signal-suite"));
     assert_disjoint(&r);
-    assert!(
-        [1, 4, 6].contains(&code),
-        "exit {code}: {:#}",
-        r["verdict"]
-    );
+    assert!([1, 4, 6].contains(&code), "exit {code}: {:#}", r["verdict"]);
     let findings = r["findings"].as_array().unwrap();
     assert!(
         findings.iter().any(|f| f["classification"] == "race"),
@@ -277,7 +275,9 @@ fn pytest_classes_sharing_files_are_found_precisely() {
     let _one = tools::one_at_a_time();
     let (code, r) = hunt(
         "pytest-shared-file",
-        &["-q", "--runs", "3", "--jobs", "4", "--verify", "--budget", "5m"],
+        &[
+            "-q", "--runs", "3", "--jobs", "4", "--verify", "--budget", "5m",
+        ],
         &["python3", "-m", "pytest", "-p", "no:cacheprovider"],
         true,
     );

@@ -4,7 +4,7 @@
 //! `xdist_group` serialization.
 //!
 //! Needs python3; pytest, pytest-xdist and py-spy are provisioned by the tests themselves
-//! (`common/tools.rs`: the pinned `fixtures/requirements.txt` into `target/pytools`) when the
+//! (`common/tools.rs`: the pinned `fixtures/requirements.txt` into `target/pytools-hunt`) when the
 //! machine lacks them.
 
 use std::path::PathBuf;

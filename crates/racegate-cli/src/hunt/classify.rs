@@ -6,9 +6,11 @@
 use super::exec::{Execution, Termination};
 use super::model::{Failure, FailureKey, FailureKind, Subject, TestStatus};
 use super::runner::{RunEvent, Runner};
+use crate::crash::native::NativeCrash;
 use crate::crash::signal::signal_name;
 use crate::crash::signature::{normalize_text, CrashSignature};
 use crate::crash::stderr::StderrScanner;
+use crate::crash::Traces;
 
 /// The identity message of a hang with tests in flight.
 pub const HANG_IN_FLIGHT: &str = "hang: tests in flight";
@@ -56,18 +58,52 @@ pub fn failure_message(text: &str, location: Option<&str>) -> String {
 /// How a process death is named. Returns `(message, signature)`: the identity and the words
 /// for people. The identity is how it died — its signal, or its exit status — because one race
 /// trips several assertion texts in turn (the same two tests, the same abort); the signature
-/// adds the crash text found in its output, and the finding lists every one seen.
-pub fn death_message(output: &str, signal: Option<&str>, exit: Option<i32>) -> (String, String) {
+/// adds the crash module's name for it ([`death_signature`]), and the finding lists every one
+/// seen.
+pub fn death_message(
+    output: &str,
+    signal: Option<&str>,
+    exit: Option<i32>,
+    native: &[NativeCrash],
+) -> (String, String) {
     let how = match (signal, exit) {
         (Some(s), _) => format!("signal: {s}"),
         (None, Some(code)) => format!("exit status: {code}"),
         (None, None) => "process died".to_string(),
     };
-    match crash_signature(output) {
+    match death_signature(output, signal, native) {
         Some(sig) if !sig.key().contains(&how) => (how.clone(), format!("{how}, {}", sig.key())),
         Some(sig) => (how, sig.key().to_string()),
         None => (how.clone(), how),
     }
+}
+
+/// The crash module's name for a death ([`crate::crash::identify`]): a specific text in the
+/// output (an assertion, a panic), else the native frames of the process the tracer saw die of
+/// `signal`, else what the output says, else the bare signal.
+fn death_signature(
+    output: &str,
+    signal: Option<&str>,
+    native: &[NativeCrash],
+) -> Option<CrashSignature> {
+    let native = native
+        .iter()
+        .rev()
+        .find(|c| signal.map_or(true, |s| c.signal == s))
+        .cloned();
+    let signal = signal
+        .map(str::to_string)
+        .or_else(|| native.as_ref().map(|c| c.signal.clone()));
+    let mut scanner = StderrScanner::new();
+    let mut found: Vec<CrashSignature> = output.lines().filter_map(|l| scanner.feed(l)).collect();
+    found.extend(scanner.finish());
+    crate::crash::identify(Traces {
+        stderr: &found,
+        stderr_tail: output,
+        native: native.map(Ok),
+        signal: signal.as_deref(),
+    })
+    .map(|(sig, _)| sig)
 }
 
 /// The message of a test process that died: `signal: SIGSEGV`, or `process died` when the
@@ -332,7 +368,12 @@ pub fn classify(
         Termination::Signaled(sig) if !died => {
             let (flight, domain, candidates) = whole(&started, &finished);
             let name = signal_name(*sig).map(str::to_string);
-            let (message, signature) = death_message(&execution.output, name.as_deref(), None);
+            let (message, signature) = death_message(
+                &execution.output,
+                name.as_deref(),
+                None,
+                &execution.native_crashes,
+            );
             push(
                 Failure {
                     key: FailureKey {
@@ -400,13 +441,13 @@ mod tests {
     #[test]
     fn deaths_name_the_crash_and_the_signal() {
         let out = "-[SimCommandBuffer commit]:214: failed assertion `commit an already committed command buffer'\n";
-        let (m, s) = death_message(out, Some("SIGABRT"), None);
+        let (m, s) = death_message(out, Some("SIGABRT"), None, &[]);
         assert_eq!(m, "signal: SIGABRT");
         assert_eq!(
             s,
             "signal: SIGABRT, assertion: commit an already committed command buffer"
         );
-        let (m, _) = death_message("", None, Some(1));
+        let (m, _) = death_message("", None, Some(1), &[]);
         assert_eq!(m, "exit status: 1");
         assert_eq!(
             reported_exit("  process didn't exit successfully: `/t/x-1 --exact a` (signal: 6, SIGABRT: process abort signal)"),
@@ -419,11 +460,33 @@ mod tests {
         assert_eq!(reported_exit("test a ... ok"), None);
     }
 
+    #[test]
+    fn a_traced_death_is_named_by_its_frames_and_keyed_by_its_signal() {
+        use crate::crash::Frame;
+        let crash = NativeCrash {
+            pid: 7,
+            tid: 7,
+            thread_name: None,
+            signal: "SIGSEGV".into(),
+            frames: vec![Frame::native("mlx::core::array::release", "libmlx.so")],
+            problem: None,
+            capture: std::time::Duration::from_millis(1),
+            received: std::time::Instant::now(),
+            died: true,
+        };
+        let (m, s) = death_message("", Some("SIGSEGV"), None, std::slice::from_ref(&crash));
+        assert_eq!(m, "signal: SIGSEGV");
+        assert_eq!(s, "signal: SIGSEGV at libmlx.so!mlx::core::array::release");
+        // Frames of a death by another signal are not this one's.
+        let (_, s) = death_message("", Some("SIGABRT"), None, &[crash]);
+        assert_eq!(s, "signal: SIGABRT");
+    }
+
     proptest! {
         #[test]
         fn message_helpers_never_panic(s in "\\PC*", l in "\\PC{0,20}") {
             let _ = failure_message(&s, Some(&l));
-            let _ = death_message(&s, None, None);
+            let _ = death_message(&s, None, None, &[]);
             let _ = reported_exit(&s);
         }
     }

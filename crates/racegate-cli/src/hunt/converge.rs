@@ -230,7 +230,10 @@ fn widen(session: &mut Session<'_>, state: &mut HuntState, round: u32) {
         }
         let mut best: Option<(String, usize, usize)> = None;
         for u in units {
-            if state.rejected_units.contains(&u) || widened.contains(&u) || Some(&u) == current.as_ref() {
+            if state.rejected_units.contains(&u)
+                || widened.contains(&u)
+                || Some(&u) == current.as_ref()
+            {
                 continue;
             }
             let mut distinct: Vec<&String> = measured
@@ -241,10 +244,15 @@ fn widen(session: &mut Session<'_>, state: &mut HuntState, round: u32) {
             distinct.sort();
             distinct.dedup();
             let size = state.tests.iter().filter(|t| in_unit(t, &u)).count();
-            let many = distinct.len() >= UNIT_THRESHOLD && distinct.len() as f64 >= UNIT_SHARE * size as f64;
+            let many = distinct.len() >= UNIT_THRESHOLD
+                && distinct.len() as f64 >= UNIT_SHARE * size as f64;
             // A group already widened only widens further to a unit holding all of it.
             let holds_current = current.as_ref().map_or(true, |c| {
-                state.tests.iter().filter(|t| in_unit(t, c)).all(|t| in_unit(t, &u))
+                state
+                    .tests
+                    .iter()
+                    .filter(|t| in_unit(t, c))
+                    .all(|t| in_unit(t, &u))
             });
             if !many || !holds_current {
                 continue;

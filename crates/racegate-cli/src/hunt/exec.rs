@@ -103,6 +103,9 @@ pub struct Execution {
     pub progress: Vec<Duration>,
     /// Thread dumps captured before a hung tree was killed.
     pub stacks: Vec<ProcessStack>,
+    /// Native frames of processes in the tree that died of a fatal signal (Linux, with
+    /// `RACEGATE_NATIVE_FRAMES=1`; see [`crate::crash::native`]).
+    pub native_crashes: Vec<crate::crash::native::NativeCrash>,
     /// Wall time.
     pub elapsed: Duration,
 }
@@ -312,6 +315,7 @@ mod unix {
                     output: String::new(),
                     progress: Vec::new(),
                     stacks: Vec::new(),
+                    native_crashes: Vec::new(),
                     elapsed: Duration::ZERO,
                 });
             }
@@ -330,11 +334,33 @@ mod unix {
                 cmd.current_dir(dir);
             }
             clean_child(&mut cmd);
+            // Frames of a test process that crashes (crash::native), in the runs that gather
+            // evidence; bisection probes and verify runs only need the verdict and keep the
+            // suite's own timing. Opt-in (`RACEGATE_NATIVE_FRAMES=1`): tracing every thread
+            // start shifts a race's odds (with the tracer on, the leaky-pool fixture's hang was
+            // attributed differently in about half the hunts). The run goes on without frames
+            // where ptrace is not permitted.
+            let wanted =
+                std::env::var_os(crate::crash::native::DISABLE_ENV).is_some_and(|v| v == "1");
+            let prepared = if limits.capture_stacks && wanted {
+                crate::crash::native::Prepared::for_racegate().ok()
+            } else {
+                None
+            };
+            if let Some(p) = &prepared {
+                // Runs after clean_child's hook (hooks run in order), so the child is clean
+                // when the tracer attaches; it makes only async-signal-safe system calls.
+                // SAFETY: see above.
+                unsafe {
+                    cmd.pre_exec(p.hook());
+                }
+            }
             let spawned = cmd.spawn();
             // Our copies of the write end go now, so the read end sees EOF when the tree exits.
             drop(cmd);
             let mut child = spawned?;
             let pid = child.id();
+            let mut tracer = prepared.map(|p| p.started(pid));
             // The last resort on a second interrupt: the whole tree (nextest gives each test a
             // group of its own).
             let listed = self.control.children.register_with(pid, kill_tree);
@@ -397,6 +423,10 @@ mod unix {
                     };
                     let tree = super::super::stacks::process_tree(pid);
                     if limits.capture_stacks && matches!(termination, Termination::Hung { .. }) {
+                        // A traced process cannot be attached by gdb or py-spy: release it.
+                        if let Some(t) = tracer.take() {
+                            t.detach();
+                        }
                         let captured = super::super::stacks::capture(&tree, self.tools);
                         stacks = captured.stacks;
                         if !captured.faulthandler.is_empty() {
@@ -456,11 +486,13 @@ mod unix {
                 },
                 (None, None) => Termination::Exited(-1),
             };
+            let native_crashes = tracer.map(|t| t.deaths()).unwrap_or_default();
             Ok(Execution {
                 termination,
                 output,
                 progress,
                 stacks,
+                native_crashes,
                 elapsed: start.elapsed(),
             })
         }

@@ -159,6 +159,7 @@ impl Suite {
             output: out,
             progress: vec![Duration::from_millis(10), Duration::from_millis(20)],
             stacks: Vec::new(),
+            native_crashes: Vec::new(),
             elapsed: Duration::from_millis(20),
         }
     }
@@ -186,6 +187,7 @@ impl Executor for MockExec<'_> {
                 output: String::new(),
                 progress: Vec::new(),
                 stacks: Vec::new(),
+                native_crashes: Vec::new(),
                 elapsed: Duration::ZERO,
             });
         }
@@ -196,6 +198,7 @@ impl Executor for MockExec<'_> {
                 output: out,
                 progress: Vec::new(),
                 stacks: Vec::new(),
+                native_crashes: Vec::new(),
                 elapsed: Duration::from_millis(1),
             });
         }

@@ -1,7 +1,7 @@
 //! The tools the hunt tests need beside Rust, provisioned by the tests themselves: on a fresh
 //! machine with only Rust and python3, `cargo test --workspace` installs the pinned pytest,
-//! pytest-xdist and py-spy (`fixtures/requirements.txt`) into `target/pytools` with
-//! `pip install --target`, and cargo-nextest into `target/tools`, once per machine, behind a
+//! pytest-xdist and py-spy (`fixtures/requirements.txt`) into `target/pytools-hunt` with
+//! `pip install --target` (tests/pytools), and cargo-nextest into `target/tools`, once per machine, behind a
 //! file lock (test binaries and their threads run at the same time). Tools already installed
 //! (`bash .ci/install-deps`, a developer's own) are used as they are;
 //! `RACEGATE_TEST_TOOLS=python,nextest` (or either) ignores them, to exercise the fresh-machine
@@ -14,6 +14,9 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use nix::fcntl::{Flock, FlockArg};
+
+#[path = "../pytools/mod.rs"]
+mod pytools;
 
 /// Environment to give a `racegate hunt` (and anything it runs) so that it finds the tools.
 #[derive(Debug, Clone, Default)]
@@ -95,36 +98,23 @@ fn on_path(tool: &str) -> bool {
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
 }
 
-/// pytest 8.x, pytest-xdist and py-spy: the machine's own when it has them, else installed
-/// into `target/pytools` once.
+/// pytest 8.x, pytest-xdist and py-spy: the machine's own when it has them, else the pins of
+/// `fixtures/requirements.txt` installed into `target/pytools-hunt` once (the provisioning the
+/// other Python tests share, [`pytools::provision`]).
 pub fn python() -> &'static Tools {
     static TOOLS: OnceLock<Tools> = OnceLock::new();
     TOOLS.get_or_init(|| {
         if !force_provision("python") && python_ok(None) {
             return Tools::default();
         }
-        let dir = workspace().join("target/pytools");
-        locked("pytools", || {
-            if !dir.join(".complete").is_file() || !python_ok(Some(&dir)) {
-                let req = workspace().join("fixtures/requirements.txt");
-                let out = Command::new("python3")
-                    .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
-                    .args(["--no-warn-script-location", "--upgrade", "--target"])
-                    .arg(&dir)
-                    .arg("-r")
-                    .arg(&req)
-                    .output()
-                    .expect("python3 runs");
-                assert!(
-                    out.status.success(),
-                    "installing the pinned Python tools into `{}` failed (python3 -m pip install --target … -r {}); hint: install pip for python3\n{}",
-                    dir.display(),
-                    req.display(),
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                std::fs::write(dir.join(".complete"), b"ok\n").expect("marker");
-            }
-        });
+        let req = workspace().join("fixtures/requirements.txt");
+        let text = std::fs::read_to_string(&req).expect("fixtures/requirements.txt");
+        let pins: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect();
+        let dir = pytools::provision("hunt", &pins);
         assert!(
             python_ok(Some(&dir)),
             "pytest, pytest-xdist and py-spy are still not usable from `{}`",

@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
-pub(crate) use backend::{Backend, BackendError, MachineHold};
+pub(crate) use backend::{Backend, BackendError, Hold, MachineHold};
 pub use config::GateConfig;
 pub(crate) use grant::{grant_async, grant_async_or_panic, Grant, Inner, Request};
 pub use guard::{GateGuard, OwnedGateGuard};

@@ -495,7 +495,8 @@ impl Runner for CargoTest {
                         .flatten()
                         .or_else(|| current.as_ref().map(|b| b.id.clone()))
                         .unwrap_or_default();
-                    let (message, signature) = death_message(&text, signal.as_deref(), exit);
+                    let (message, signature) =
+                        death_message(&text, signal.as_deref(), exit, &execution.native_crashes);
                     section.push(RunEvent::Died {
                         domain,
                         test: None,
@@ -581,6 +582,7 @@ mod tests {
             output: output.into(),
             progress: Vec::new(),
             stacks: Vec::new(),
+            native_crashes: Vec::new(),
             elapsed: Duration::from_millis(5),
         }
     }

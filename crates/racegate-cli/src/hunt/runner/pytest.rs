@@ -591,6 +591,7 @@ mod tests {
             output: output.into(),
             progress: Vec::new(),
             stacks: Vec::new(),
+            native_crashes: Vec::new(),
             elapsed: Duration::from_millis(5),
         }
     }
@@ -814,7 +815,10 @@ mod tests {
             py.units("tests/test_db.py::TestUsers::test_a"),
             vec!["tests/test_db.py::TestUsers", "tests/test_db.py"]
         );
-        assert_eq!(py.units("tests/test_db.py::test_a"), vec!["tests/test_db.py"]);
+        assert_eq!(
+            py.units("tests/test_db.py::test_a"),
+            vec!["tests/test_db.py"]
+        );
     }
 
     #[test]
