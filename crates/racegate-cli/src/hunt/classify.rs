@@ -12,10 +12,11 @@ use crate::crash::signature::{normalize_text, CrashSignature};
 use crate::crash::stderr::StderrScanner;
 use crate::crash::Traces;
 
-/// The identity message of a hang with tests in flight.
-pub const HANG_IN_FLIGHT: &str = "hang: tests in flight";
+/// The identity message of a run stuck once tests had started (tests in flight, or stuck
+/// between or after them).
+const HANG_AFTER_START: &str = "hang: no progress once tests started";
 /// The identity message of a run stuck before any test started.
-pub const HANG_BEFORE_TESTS: &str = "hang: before any test started";
+const HANG_BEFORE_TESTS: &str = "hang: before any test started";
 
 /// The first crash in `text` (a process's output, a test's failure output), as the crash
 /// module names it: assertion, panic (with its file), GPU error, fatal error, signal.
@@ -313,13 +314,18 @@ pub fn classify(
         }
     }
 
-    let end = events.len().saturating_sub(1);
     let whole = |started: &[&str], finished: &[&str]| {
         let flight = in_flight(started, finished, None);
-        let domain = flight
+        // The process of the tests in flight; with none, the one every started test ran in.
+        let ran: Vec<String> = if flight.is_empty() {
+            started.iter().map(|t| t.to_string()).collect()
+        } else {
+            flight.clone()
+        };
+        let domain = ran
             .first()
             .map(|t| runner.domain(t))
-            .filter(|d| flight.iter().all(|t| runner.domain(t) == *d))
+            .filter(|d| ran.iter().all(|t| runner.domain(t) == *d))
             .unwrap_or_default();
         let candidates: Vec<String> = started
             .iter()
@@ -331,13 +337,15 @@ pub fn classify(
     match &execution.termination {
         Termination::Hung { idle } => {
             let (flight, domain, candidates) = whole(&started, &finished);
-            let _ = end;
             // A run stuck before any test started (start-up, collection, a loaded machine) is
-            // not the same failure as tests stuck in flight.
-            let message = if flight.is_empty() {
-                HANG_BEFORE_TESTS
+            // not the same failure as a run stuck once tests ran: with tests in flight, or
+            // with every started test finished (in a teardown, or at exit).
+            let (message, context) = if started.is_empty() {
+                (HANG_BEFORE_TESTS, " (before any test started)")
+            } else if flight.is_empty() {
+                (HANG_AFTER_START, " (after the last test finished)")
             } else {
-                HANG_IN_FLIGHT
+                (HANG_AFTER_START, "")
             };
             push(
                 Failure {
@@ -347,15 +355,10 @@ pub fn classify(
                         message: message.into(),
                     },
                     signature: format!(
-                        "no test finished for {}{}",
+                        "no test finished for {}{context}",
                         humantime::format_duration(std::time::Duration::from_secs(
                             idle.as_secs().max(1)
                         )),
-                        if flight.is_empty() {
-                            " (before any test started)"
-                        } else {
-                            ""
-                        }
                     ),
                     test: (flight.len() == 1).then(|| flight[0].clone()),
                     in_flight: flight,
@@ -480,6 +483,40 @@ mod tests {
         // Frames of a death by another signal are not this one's.
         let (_, s) = death_message("", Some("SIGABRT"), None, &[crash]);
         assert_eq!(s, "signal: SIGABRT");
+    }
+
+    #[test]
+    fn a_start_up_stall_is_not_the_hang_of_tests_that_ran() {
+        use crate::hunt::exec::{Execution, Termination};
+        let runner = crate::hunt::runner::cargo::CargoTest::new(&["cargo".into(), "test".into()]);
+        let hang = |events: &[RunEvent]| {
+            let execution = Execution {
+                termination: Termination::Hung {
+                    idle: std::time::Duration::from_secs(4),
+                },
+                output: String::new(),
+                progress: Vec::new(),
+                stacks: Vec::new(),
+                native_crashes: Vec::new(),
+                elapsed: std::time::Duration::from_secs(9),
+            };
+            let mut failures = Vec::new();
+            classify(&runner, 2, &execution, events, &mut failures);
+            assert_eq!(failures.len(), 1, "{failures:?}");
+            failures.remove(0)
+        };
+        let a = || RunEvent::Started("bin a".into());
+        let a_done = || RunEvent::Finished("bin a".into(), TestStatus::Passed);
+        let b = || RunEvent::Started("bin b".into());
+        let before = hang(&[]);
+        let in_flight = hang(&[a(), a_done(), b()]);
+        let after = hang(&[a(), a_done()]);
+        assert_ne!(before.key, in_flight.key);
+        assert!(before.signature.contains("before any test started"));
+        assert_eq!(in_flight.in_flight, vec!["bin b".to_string()]);
+        // Stuck in a teardown or at exit once its tests ran: the same hang of that process.
+        assert_eq!(after.key, in_flight.key);
+        assert!(after.signature.contains("after the last test finished"));
     }
 
     proptest! {

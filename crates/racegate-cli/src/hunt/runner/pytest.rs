@@ -30,6 +30,17 @@ def pytest_configure(config):
     _config = config
 
 
+def _emit(terminal, line):
+    # Flushed at once: racegate reads these lines as they come, and a run that hangs must
+    # not keep the tests it started in stdout's buffer (a pipe is block-buffered).
+    terminal.ensure_newline()
+    terminal.write_line(line)
+    try:
+        terminal._tw.flush()
+    except Exception:
+        pass
+
+
 def pytest_runtest_logreport(report):
     # One line per test outcome, with the node id as collected (pytest's own -v lines show
     # paths relative to the invocation directory instead). xdist workers forward their reports
@@ -45,8 +56,7 @@ def pytest_runtest_logreport(report):
             outcome = report.outcome
         terminal = _config.pluginmanager.get_plugin("terminalreporter")
         if terminal is not None:
-            terminal.ensure_newline()
-            terminal.write_line("racegate-result %s %s" % (outcome, report.nodeid))
+            _emit(terminal, "racegate-result %s %s" % (outcome, report.nodeid))
             crash = getattr(getattr(report, "longrepr", None), "reprcrash", None)
             message = getattr(crash, "message", None) if report.failed else None
             if message:
@@ -60,9 +70,7 @@ def pytest_runtest_logreport(report):
                     except (ValueError, AttributeError):
                         path = str(path)
                     where = "%s:%s" % (path, getattr(crash, "lineno", "?"))
-                terminal.write_line(
-                    "racegate-message %s\t%s\t%s" % (report.nodeid, where, first)
-                )
+                _emit(terminal, "racegate-message %s\t%s\t%s" % (report.nodeid, where, first))
 
 
 def pytest_runtest_logstart(nodeid, location):
@@ -72,8 +80,7 @@ def pytest_runtest_logstart(nodeid, location):
         return
     terminal = _config.pluginmanager.get_plugin("terminalreporter")
     if terminal is not None:
-        terminal.ensure_newline()
-        terminal.write_line("racegate-start %s" % nodeid)
+        _emit(terminal, "racegate-start %s" % nodeid)
 
 
 def pytest_sessionstart(session):
@@ -81,7 +88,7 @@ def pytest_sessionstart(session):
         terminal = session.config.pluginmanager.get_plugin("terminalreporter")
         if terminal is not None:
             xdist = session.config.pluginmanager.hasplugin("xdist")
-            terminal.write_line("racegate-xdist %s" % ("yes" if xdist else "no"))
+            _emit(terminal, "racegate-xdist %s" % ("yes" if xdist else "no"))
 
 
 @pytest.hookimpl(tryfirst=True)
