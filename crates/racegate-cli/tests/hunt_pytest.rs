@@ -62,9 +62,9 @@ fn finds_the_hanging_group_with_the_blocked_pool_acquire_and_verifies_the_groups
     let json = dir.path().join("hunt.json");
     let out = racegate()
         .current_dir(fixture())
-        .timeout(Duration::from_secs(420))
+        .timeout(Duration::from_secs(540))
         .args(["hunt", "--runs", "2", "--jobs", "2"])
-        .args(["--budget", "6m", "--verify", "--json"])
+        .args(["--budget", "8m", "--verify", "--json"])
         .arg(&json)
         .args(["--", "python3", "-m", "pytest"])
         .assert()

@@ -382,13 +382,27 @@ fn analyse(
         // K runs (3 for a hang: each reproduction costs a whole timeout), more for a rare
         // one: until it showed 3 times, or twice as many runs (at least 10). The rate plans
         // the minimality runs, so a rare set is measured, not guessed.
-        let confirm_runs = if key.kind == super::model::FailureKind::Hang {
-            cfg.runs.min(3)
-        } else {
-            cfg.runs
-        };
+        let hang = key.kind == super::model::FailureKind::Hang;
+        let confirm_runs = if hang { cfg.runs.min(3) } else { cfg.runs };
         let most = (confirm_runs * 2).max(10).max(confirm_runs);
-        while rep.runs < confirm_runs || (rep.reproduced < 3 && rep.runs < most) {
+        // A set that reproduces every time is confirmed further while that saves more member
+        // checks than it costs (the members are checked at the lower end of its rate).
+        let members_to_check = set
+            .iter()
+            .filter(|t| Some(*t) != trivially_needed.as_ref())
+            .count();
+        let worth = super::stats::confirm_runs_for_members(
+            members_to_check,
+            1.0 - (1.0 - cfg.confidence) / members_to_check.max(1) as f64,
+            cfg.max_runs_per_probe,
+            if hang { 2.0 } else { 1.0 },
+            confirm_runs,
+            most,
+        );
+        while rep.runs < confirm_runs
+            || (rep.reproduced < 3 && rep.runs < most)
+            || (rep.reproduced == rep.runs && rep.runs < worth)
+        {
             let out = probe.run(session, state, RunPurpose::Confirm, &set, 1)?;
             rep.runs += 1;
             if out.reproduced {

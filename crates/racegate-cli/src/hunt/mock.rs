@@ -61,6 +61,8 @@ pub struct Suite {
     pub executions: u32,
     /// Stop with `Interrupted` at this execution (1-based).
     pub interrupt_at: Option<u32>,
+    /// Executions (1-based) stuck before any test starts (a start-up stall).
+    pub stall_at: Vec<u32>,
     chances: HashMap<usize, u32>,
     /// Every plan run: (tests, jobs, groups).
     pub log: Vec<(Vec<String>, u32, Vec<Vec<String>>)>,
@@ -189,6 +191,18 @@ impl Executor for MockExec<'_> {
                 stacks: Vec::new(),
                 native_crashes: Vec::new(),
                 elapsed: Duration::ZERO,
+            });
+        }
+        if s.stall_at.contains(&s.executions) {
+            return Ok(Execution {
+                termination: Termination::Hung {
+                    idle: Duration::from_secs(8),
+                },
+                output: String::new(),
+                progress: Vec::new(),
+                stacks: Vec::new(),
+                native_crashes: Vec::new(),
+                elapsed: Duration::from_secs(8),
             });
         }
         if spec.program == "list" {

@@ -38,6 +38,8 @@ pub struct Timeouts {
 impl Timeouts {
     /// Below this, a derived timeout would misfire on a loaded machine.
     pub const FLOOR: Duration = Duration::from_secs(3);
+    /// Start-up allowances double after a stall up to this (at one worker per core).
+    pub const MAX_STARTUP: Duration = Duration::from_secs(60);
 
     /// Derived from a serial run: the slowest test (longest gap between two finished tests)
     /// five times over; start-up three times over, at least 5 s (an interpreter starting on a
@@ -153,6 +155,41 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// Execute one command of a run.
+    fn execute(
+        &mut self,
+        cmd: &super::runner::RunCommand,
+        limits: Limits,
+    ) -> Result<super::exec::Execution, Stop> {
+        let runner = self.runner;
+        let ex = self
+            .exec
+            .execute(&cmd.spec, limits, &|l| runner.is_progress(l))
+            .map_err(|source| {
+                Stop::Error(HuntError::Spawn {
+                    command: cmd.spec.display(),
+                    source,
+                })
+            })?;
+        self.total_runs += 1;
+        Ok(ex)
+    }
+
+    /// Whether `ex` hung before its runner reported any test starting or ending.
+    fn stalled_at_start(
+        &self,
+        cmd: &super::runner::RunCommand,
+        ex: &super::exec::Execution,
+    ) -> bool {
+        matches!(ex.termination, Termination::Hung { .. })
+            && !self.runner.parse_run(cmd, ex).iter().any(|e| {
+                matches!(
+                    e,
+                    super::runner::RunEvent::Started(_) | super::runner::RunEvent::Finished(..)
+                )
+            })
+    }
+
     /// Run `plan` once (every command of it, one after the other) and classify what happened.
     /// `capture_stacks`: dump a hung tree before killing it.
     pub fn run(
@@ -175,17 +212,20 @@ impl<'a> Session<'a> {
             }
             let mut limits = self.timeouts.limits(cmd.jobs, self.cfg.cores, remaining);
             limits.capture_stacks = capture_stacks;
-            let runner = self.runner;
-            let ex = self
-                .exec
-                .execute(&cmd.spec, limits, &|l| runner.is_progress(l))
-                .map_err(|source| {
-                    Stop::Error(HuntError::Spawn {
-                        command: cmd.spec.display(),
-                        source,
-                    })
-                })?;
-            self.total_runs += 1;
+            let mut ex = self.execute(cmd, limits)?;
+            if self.stalled_at_start(cmd, &ex) && self.timeouts.startup < Timeouts::MAX_STARTUP {
+                // Stuck before any test started: on a loaded machine, start-up (an
+                // interpreter, workers, collection) outgrew its allowance. That is no finding
+                // of the suite's: the allowance doubles and the command runs again, once.
+                self.timeouts.startup = (self.timeouts.startup * 2).min(Timeouts::MAX_STARTUP);
+                let remaining = self.remaining();
+                if remaining < Duration::from_millis(200) {
+                    return Err(Stop::Budget);
+                }
+                let mut limits = self.timeouts.limits(cmd.jobs, self.cfg.cores, remaining);
+                limits.capture_stacks = capture_stacks;
+                ex = self.execute(cmd, limits)?;
+            }
             match ex.termination {
                 Termination::OutOfTime => return Err(Stop::Budget),
                 Termination::Interrupted => return Err(Stop::Interrupted),

@@ -160,6 +160,31 @@ pub fn runs_for_power(p: f64, target: f64) -> u32 {
     }
 }
 
+/// How many runs of a set that reproduced in every run so far are worth making before its
+/// `members` are each checked for necessity: more confirmations raise the lower end of the
+/// set's rate, and so cut the runs each member check needs (at `target` power, at most `cap`).
+/// Returns the count in `floor..=most` that minimizes `confirm_cost · n + members · m(n)`,
+/// `m(n)` being the runs per member after `n` of `n` (a confirmation that reproduces a hang
+/// waits out its timeout: it costs more than a member check that passes).
+pub fn confirm_runs_for_members(
+    members: usize,
+    target: f64,
+    cap: u32,
+    confirm_cost: f64,
+    floor: u32,
+    most: u32,
+) -> u32 {
+    let floor = floor.max(1);
+    let cost = |n: u32| {
+        let (low, _) = clopper_pearson(n, n, 0.95);
+        let m = runs_for_power(low.max(0.01), target).min(cap.max(1));
+        confirm_cost * f64::from(n) + members as f64 * f64::from(m)
+    };
+    (floor..=most.max(floor))
+        .min_by(|a, b| cost(*a).total_cmp(&cost(*b)))
+        .unwrap_or(floor)
+}
+
 /// The smallest per-run rate that `n` clean runs rule out with probability `target`: a failure
 /// at least this frequent would have shown.
 pub fn detectable_rate(n: u32, target: f64) -> f64 {
@@ -204,6 +229,21 @@ mod tests {
         assert!((detectable_rate(5, 0.95) - 0.4507).abs() < 1e-3);
         assert_eq!(Rate::new(3, 3).planning(), 0.8);
         assert_eq!(Rate::new(1, 5).describe(), "1/5 (20%, 95% CI 0.5%–72%)");
+    }
+
+    #[test]
+    fn confirmations_are_worth_what_they_save_in_member_checks() {
+        // Three members at 95%/3 each: 3 of 3 would need 12 runs per member (39 in all);
+        // 8 of 8 needs 5 (23 in all).
+        let target = 1.0 - 0.05 / 3.0;
+        assert_eq!(runs_for_power(clopper_pearson(3, 3, 0.95).0, target), 12);
+        let n = confirm_runs_for_members(3, target, 20, 1.0, 3, 16);
+        assert!((8..=13).contains(&n), "{n}");
+        // Costlier confirmations (hangs) stop sooner; a lone member needs few.
+        assert!(confirm_runs_for_members(3, target, 20, 2.0, 3, 16) < n);
+        assert_eq!(confirm_runs_for_members(0, target, 20, 1.0, 3, 16), 3);
+        // Never below the floor, never above the most.
+        assert_eq!(confirm_runs_for_members(50, target, 20, 1.0, 5, 5), 5);
     }
 
     proptest! {
