@@ -174,8 +174,16 @@ pub fn cargo_guard(
     s
 }
 
-/// A `conftest.py` that puts each group's tests in one `xdist_group` (valid Python as a whole).
-pub fn pytest_conftest(groups: &[FixGroup]) -> String {
+/// A `conftest.py` that puts each group's tests in one `xdist_group`, and, where the racegate
+/// pytest plugin is registered, also marks them `racegate(<group>)`: a machine-wide gate that
+/// keeps them apart on any worker, in any process (valid Python as a whole).
+/// `verified_with_gate`: whether `--verify` ran with the plugin registered (both marks), or
+/// without it (`xdist_group` alone). With `leaks`, the mark alone is not offered.
+pub fn pytest_conftest(
+    groups: &[FixGroup],
+    leaks: &[LeakingFixture],
+    verified_with_gate: bool,
+) -> String {
     let mut s =
         String::from("# Run with: pytest -n <N> --dist loadgroup\n# Either mark each test:\n");
     for g in groups {
@@ -186,14 +194,42 @@ pub fn pytest_conftest(groups: &[FixGroup]) -> String {
             ));
         }
     }
-    s.push_str("# or add this to conftest.py (merge the hook into yours if you have one):\nimport pytest\n\n_RACEGATE_GROUPS = {\n");
+    if leaks.is_empty() {
+        s.push_str(
+            "# or, with the racegate pytest plugin (pip install racegate), under any `-n` and\n\
+             # without --dist (tests of one group may go to any worker, one at a time, also across\n\
+             # other pytest runs and Rust tests taking racegate::test_guard of the same name;\n\
+             # this form alone was not verified by this hunt):\n",
+        );
+        for g in groups {
+            for t in &g.tests {
+                s.push_str(&format!(
+                    "#   {t}\n#       @pytest.mark.racegate(\"{}\")\n",
+                    g.name
+                ));
+            }
+        }
+    } else {
+        // A leaking fixture's work outlives its test, and so outlives a gate held for the
+        // test: only one worker for the group (or fixing the fixture) keeps the users apart.
+        s.push_str(
+            "# (the racegate mark alone does not hold here: the leaking fixture's work outlives\n\
+             # the test, and the gate with it; keep the xdist_group, or fix the fixture.)\n",
+        );
+    }
+    s.push_str(if verified_with_gate {
+        "# --verify ran the conftest below with the racegate plugin registered: both marks.\n"
+    } else {
+        "# --verify ran the conftest below without the racegate plugin: xdist_group alone.\n"
+    });
+    s.push_str("# or add this to conftest.py (merge the hook into yours if you have one); it applies\n# both marks, racegate's only where its plugin is registered:\nimport pytest\n\n_RACEGATE_GROUPS = {\n");
     for g in groups {
         for t in &g.tests {
             s.push_str(&format!("    {}: {},\n", py_str(t), py_str(&g.name)));
         }
     }
     s.push_str(
-        "}\n\n\ndef pytest_collection_modifyitems(items):\n    for item in items:\n        group = _RACEGATE_GROUPS.get(item.nodeid)\n        if group:\n            item.add_marker(pytest.mark.xdist_group(name=group))\n",
+        "}\n\n\ndef pytest_collection_modifyitems(config, items):\n    gate = config.pluginmanager.hasplugin(\"racegate\")\n    for item in items:\n        group = _RACEGATE_GROUPS.get(item.nodeid)\n        if group:\n            item.add_marker(pytest.mark.xdist_group(name=group))\n            if gate:\n                item.add_marker(pytest.mark.racegate(group))\n",
     );
     s
 }
@@ -361,8 +397,14 @@ mod tests {
     #[test]
     fn conftest_is_valid_python_mapping_each_test_once() {
         let g = groups();
-        let text = pytest_conftest(&g);
+        let text = pytest_conftest(&g, &[], false);
         assert!(text.contains("--dist loadgroup"));
+        assert!(
+            text.contains("#       @pytest.mark.racegate(\"env\")\n"),
+            "{text}"
+        );
+        assert!(text.contains("without the racegate plugin"));
+        assert!(pytest_conftest(&g, &[], true).contains("racegate plugin registered: both marks"));
         assert!(text.contains("    \"env::a\": \"env\",\n"));
         let have_python = std::process::Command::new("python3")
             .arg("--version")

@@ -89,6 +89,8 @@ def pytest_sessionstart(session):
         if terminal is not None:
             xdist = session.config.pluginmanager.hasplugin("xdist")
             _emit(terminal, "racegate-xdist %s" % ("yes" if xdist else "no"))
+            gate = session.config.pluginmanager.hasplugin("racegate")
+            _emit(terminal, "racegate-gate %s" % ("yes" if gate else "no"))
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -111,6 +113,9 @@ def pytest_collection_modifyitems(config, items):
         items[:] = keep
     groups = os.environ.get("RACEGATE_HUNT_GROUPS")
     if groups:
+        # As the emitted conftest does: the xdist_group mark, and the racegate gate mark where
+        # the racegate plugin is registered.
+        gate = config.pluginmanager.hasplugin("racegate")
         membership = {}
         for i, group in enumerate(json.loads(groups)):
             for nodeid in group:
@@ -119,6 +124,8 @@ def pytest_collection_modifyitems(config, items):
             name = membership.get(item.nodeid)
             if name:
                 item.add_marker(pytest.mark.xdist_group(name=name))
+                if gate:
+                    item.add_marker(pytest.mark.racegate(name))
     out = os.environ.get("RACEGATE_HUNT_FIXTURES")
     if out:
         with open(out, "w") as f:
@@ -134,6 +141,8 @@ pub struct Pytest {
     scratch: PathBuf,
     /// Whether pytest-xdist is loaded, as the listing reported (unknown: assume it is).
     xdist: std::cell::Cell<Option<bool>>,
+    /// Whether the racegate pytest plugin is registered, as the listing reported.
+    gate: std::cell::Cell<bool>,
 }
 
 impl Pytest {
@@ -145,6 +154,7 @@ impl Pytest {
             command: command.to_vec(),
             scratch: scratch.to_path_buf(),
             xdist: std::cell::Cell::new(None),
+            gate: std::cell::Cell::new(false),
         })
     }
 
@@ -371,6 +381,8 @@ impl Runner for Pytest {
     }
 
     fn parse_list(&self, output: &str) -> Result<Vec<String>, String> {
+        self.gate
+            .set(output.lines().any(|l| l.trim() == "racegate-gate yes"));
         if output.lines().any(|l| l.trim() == "racegate-xdist no") {
             self.xdist.set(Some(false));
         } else if output.lines().any(|l| l.trim() == "racegate-xdist yes") {
@@ -419,6 +431,13 @@ impl Runner for Pytest {
             let groups = serde_json::to_string(plan.serialized).unwrap_or_default();
             spec.env
                 .push(("RACEGATE_HUNT_GROUPS".into(), groups.into()));
+            if self.gate.get() {
+                // The gates of this hunt's runs only: not another user's, not another hunt's.
+                spec.env.push((
+                    "RACEGATE_DIR".into(),
+                    self.scratch.join("gates").into_os_string(),
+                ));
+            }
         }
         vec![RunCommand {
             spec,
@@ -543,7 +562,7 @@ impl Runner for Pytest {
         Fix {
             nextest_toml: None,
             cargo_test_guard: None,
-            pytest: Some(emit::pytest_conftest(groups)),
+            pytest: Some(emit::pytest_conftest(groups, leaks, self.gate.get())),
             root_cause: emit::leak_note(leaks),
         }
     }
@@ -608,6 +627,7 @@ mod tests {
             command: vec![],
             scratch: PathBuf::new(),
             xdist: std::cell::Cell::new(None),
+            gate: std::cell::Cell::new(false),
         }
     }
 
@@ -833,6 +853,86 @@ mod tests {
         let out = "t.py::test_a\nt.py::test_b[1]\n\n2 tests collected in 0.01s\n";
         assert_eq!(parse_collect(out), vec!["t.py::test_a", "t.py::test_b[1]"]);
         assert!(parse_collect("no tests ran in 0.01s\n").is_empty());
+    }
+
+    /// The helper plugin (in `--verify` runs) and the emitted conftest apply the racegate gate
+    /// mark beside `xdist_group` exactly when the racegate plugin is registered (a stand-in
+    /// registered under its name here), and the listing probe says whether it is.
+    #[test]
+    fn the_gate_mark_goes_beside_xdist_group_where_the_racegate_plugin_is_registered() {
+        let has_pytest = std::process::Command::new("python3")
+            .args(["-c", "import pytest"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !has_pytest {
+            eprintln!("skipped: no pytest for python3 (tests/hunt_pytest.rs provisions it)");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join(format!("{PLUGIN}.py")), PLUGIN_SOURCE).unwrap();
+        std::fs::write(
+            d.join("standin_gate.py"),
+            "class _Gate:\n    pass\n\n\ndef pytest_configure(config):\n    config.pluginmanager.register(_Gate(), \"racegate\")\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("test_marks.py"),
+            "import os\n\n\ndef test_a(request):\n    group = request.node.get_closest_marker(\"xdist_group\")\n    assert group is not None and group.kwargs[\"name\"] == os.environ[\"WANT\"]\n    gate = request.node.get_closest_marker(\"racegate\")\n    if os.environ[\"WANT_GATE\"] == \"1\":\n        assert gate is not None and gate.args == (os.environ[\"WANT\"],)\n    else:\n        assert gate is None\n\n\ndef test_b(request):\n    assert request.node.get_closest_marker(\"racegate\") is None\n",
+        )
+        .unwrap();
+        let run = |standin: bool, conftest: bool, want: &str| {
+            let mut cmd = std::process::Command::new("python3");
+            cmd.args([
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "-p",
+                "no:xdist",
+            ])
+            .args(["-p", PLUGIN])
+            .current_dir(d)
+            .env("PYTHONPATH", d)
+            .env("RACEGATE_HUNT_PROBE", "1")
+            .env("WANT", want)
+            .env("WANT_GATE", if standin { "1" } else { "0" });
+            if standin {
+                cmd.args(["-p", "standin_gate"]);
+            }
+            if conftest {
+                let g = [FixGroup {
+                    name: want.into(),
+                    tests: vec!["test_marks.py::test_a".into()],
+                    shared: None,
+                }];
+                std::fs::write(
+                    d.join("conftest.py"),
+                    emit::pytest_conftest(&g, &[], standin),
+                )
+                .unwrap();
+            } else {
+                let _ = std::fs::remove_file(d.join("conftest.py"));
+                cmd.env("RACEGATE_HUNT_GROUPS", r#"[["test_marks.py::test_a"]]"#);
+            }
+            let out = cmd.output().unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(
+                out.status.success(),
+                "{text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            text
+        };
+        // --verify runs: racegate's groups by index.
+        let with = run(true, false, "racegate-conflict-1");
+        assert!(with.contains("racegate-gate yes"), "{with}");
+        let without = run(false, false, "racegate-conflict-1");
+        assert!(without.contains("racegate-gate no"), "{without}");
+        // The emitted conftest, by the group's name.
+        run(true, true, "ledger");
+        run(false, true, "ledger");
     }
 
     #[test]
