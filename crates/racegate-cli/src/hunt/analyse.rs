@@ -276,7 +276,39 @@ fn analyse(
         Some(s) => s,
         None => {
             session.emit(HuntEvent::Note("bisecting"));
-            let candidates = state.tracked[idx].candidates.clone();
+            let mut candidates = state.tracked[idx].candidates.clone();
+            let mut reproduced_by_all = false;
+            // A hang whose stacks show workers blocked under a fixture that leaks its work:
+            // the users of that fixture are the suspects, searched first (and alone when they
+            // reproduce it without the others).
+            let leak = if key.kind == super::model::FailureKind::Hang {
+                super::emit::leaking_fixtures(&state.tracked[idx].finding.stacks)
+                    .into_iter()
+                    .next()
+            } else {
+                None
+            };
+            if let Some(leak) = leak {
+                let users = super::converge::fixture_users(session, state, &leak.name)?;
+                let suspects: Vec<String> = candidates
+                    .iter()
+                    .filter(|t| users.contains(t))
+                    .cloned()
+                    .collect();
+                if suspects.len() >= 2 && suspects.len() < candidates.len() {
+                    let out = probe.run(session, state, RunPurpose::Probe, &suspects, per_probe)?;
+                    if out.reproduced {
+                        state.tracked[idx].finding.evidence.push(format!(
+                            "the {} users of fixture `{}` (the hung workers were blocked under it) reproduced it without the other {}: searched among them",
+                            suspects.len(),
+                            leak.name,
+                            candidates.len() - suspects.len()
+                        ));
+                        candidates = suspects;
+                        reproduced_by_all = true;
+                    }
+                }
+            }
             let fixed: Vec<String> = culprit
                 .iter()
                 .filter(|c| candidates.contains(c) || key.test() == Some(c.as_str()))
@@ -291,7 +323,14 @@ fn analyse(
             // The whole candidate set first: a finding that does not come back there is not
             // worth a search.
             let all: Vec<String> = fixed.iter().chain(rest.iter()).cloned().collect();
-            let first = probe.run(session, state, RunPurpose::Probe, &all, per_probe)?;
+            let first = if reproduced_by_all {
+                ProbeOutcome {
+                    reproduced: true,
+                    ..ProbeOutcome::default()
+                }
+            } else {
+                probe.run(session, state, RunPurpose::Probe, &all, per_probe)?
+            };
             if !first.reproduced {
                 let t = &mut state.tracked[idx];
                 t.finding.conflict_set = all;

@@ -170,7 +170,7 @@ fn update_groups(
 }
 
 /// Tests that use fixture `name`, when the runner can tell.
-fn fixture_users(
+pub(super) fn fixture_users(
     session: &mut Session<'_>,
     state: &HuntState,
     name: &str,
