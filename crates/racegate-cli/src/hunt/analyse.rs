@@ -259,9 +259,13 @@ fn analyse(
         .map(|(i, o)| (i, o.finding.conflict_set.clone()))
         .collect();
     let mut set: Option<Vec<String>> = None;
+    // Runs of the known set alone count toward its confirmation: a conflict seen from its
+    // rarer side (the test that loses less often) is measured on every run it had.
+    let mut prior: Option<ProbeOutcome> = None;
     for (other, s) in known {
         let out = probe.run(session, state, RunPurpose::Known, &s, per_probe)?;
         if out.reproduced {
+            prior = Some(out);
             state.tracked[idx]
                 .finding
                 .evidence
@@ -418,6 +422,11 @@ fn analyse(
             high: 1.0,
             other_failures: 0,
         };
+        if let Some(p) = prior.take() {
+            rep.runs = p.runs;
+            rep.reproduced = u32::from(p.reproduced);
+            rep.other_failures = p.other;
+        }
         // K runs (3 for a hang: each reproduction costs a whole timeout), more for a rare
         // one: until it showed 3 times, or twice as many runs (at least 10). The rate plans
         // the minimality runs, so a rare set is measured, not guessed.
