@@ -236,6 +236,7 @@ fn dense_environment_rewriting_converges_to_the_true_groups() {
 /// called broken (the clean-children checks among them pass: their process starts clean), a
 /// dead binary names the tests in flight, and the verdict is backed by the runs.
 #[test]
+#[ignore = "slow tier (3-5 min): cargo test -p racegate-cli --test hunt_fixtures -- --ignored"]
 fn process_wide_signal_races_are_found_precisely() {
     let _one = tools::one_at_a_time();
     let (code, r) = hunt(
@@ -271,6 +272,7 @@ fn process_wide_signal_races_are_found_precisely() {
 /// within the budget are precise, the fix is a valid conftest with each test in one group, and
 /// a hang, if one showed, has its stacks.
 #[test]
+#[ignore = "slow tier (3-5 min): cargo test -p racegate-cli --test hunt_fixtures -- --ignored"]
 fn pytest_classes_sharing_files_are_found_precisely() {
     let _one = tools::one_at_a_time();
     let (code, r) = hunt(
