@@ -29,6 +29,7 @@ pub mod progress;
 pub mod status;
 pub mod table;
 pub mod terminal;
+pub mod timeline;
 
 use std::time::Duration;
 
