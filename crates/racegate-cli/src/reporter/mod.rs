@@ -5,6 +5,7 @@
 //! - a stress run ([`crate::report::RunReport`]): [`terminal`], [`json`], [`markdown`],
 //!   [`junit`];
 //! - a comparison: [`compare`]; the demo: [`demo`]; both lay out a [`table::Table`];
+//! - a page a person looks at, for all three: [`html`] (charts of the run over time);
 //! - the machine-wide gates (`racegate status`, the library's
 //!   [`GateStatus`](racegate::machine::GateStatus)): [`status`];
 //! - while a command runs: [`progress`].
@@ -22,6 +23,7 @@
 
 pub mod compare;
 pub mod demo;
+pub mod html;
 pub mod json;
 pub mod junit;
 pub mod markdown;
