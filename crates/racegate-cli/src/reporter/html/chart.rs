@@ -216,11 +216,9 @@ mod tests {
         )
         .unwrap();
         assert!(svg.starts_with("<svg"), "{}", &svg[..80]);
-        assert_eq!(
-            svg.matches("<polyline").count(),
-            2 + 1,
-            "two segments and the marker"
-        );
+        let lines = |color: &str| svg.matches(&format!("stroke=\"#{color}\"")).count();
+        assert_eq!(lines("1F77B4"), 2, "two segments");
+        assert_eq!(lines("D62728"), 1, "the marker");
         assert!(svg.contains("assertion: &lt;commit&gt; &amp; co"), "{svg}");
         assert!(svg.contains("<span class=\"key\"><i style=\"border-top: 3px solid #1f77b4\"></i>text p99</span>"), "{svg}");
     }
