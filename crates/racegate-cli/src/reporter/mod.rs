@@ -7,7 +7,8 @@
 //! - a comparison: [`compare`]; the demo: [`demo`]; both lay out a [`table::Table`];
 //! - a page a person looks at, for all three: [`html`] (charts of the run over time);
 //! - the machine-wide gates (`racegate status`, the library's
-//!   [`GateStatus`](racegate::machine::GateStatus)): [`status`];
+//!   [`GateStatus`](racegate::machine::GateStatus)): [`status`], and for Prometheus
+//!   [`status_openmetrics`];
 //! - while a command runs: [`progress`].
 //!
 //! ```
@@ -29,6 +30,7 @@ pub mod junit;
 pub mod markdown;
 pub mod progress;
 pub mod status;
+pub mod status_openmetrics;
 pub mod table;
 pub mod terminal;
 pub mod timeline;

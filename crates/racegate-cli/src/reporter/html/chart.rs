@@ -29,8 +29,10 @@ pub(crate) struct Series {
 pub(crate) struct Marker {
     /// Seconds since the load phase started.
     pub at: f64,
-    /// Shown beside the line; empty for none.
+    /// Shown beside the line (once per distinct text); empty for none.
     pub label: String,
+    /// What it marks, for the legend (`crash`, `restart`, ...).
+    pub kind: String,
     /// Its colour.
     pub color: Rgb,
 }
@@ -38,7 +40,8 @@ pub(crate) struct Marker {
 /// Chart size in pixels (the page scales it to its width).
 const WIDTH: u32 = 960;
 const HEIGHT: u32 = 300;
-/// Marker labels drawn per chart; further markers are lines only (the events table lists all).
+/// Marker labels drawn per chart, one per distinct text; further markers are lines only (the
+/// events table lists all).
 const MAX_LABELS: usize = 8;
 /// Characters of a label kept.
 const LABEL_CHARS: usize = 48;
@@ -122,7 +125,8 @@ pub(crate) fn line_chart(
             .label_style(("sans-serif", 13))
             .draw()
             .map_err(to_io)?;
-        for (i, m) in markers.iter().enumerate() {
+        let mut labelled: Vec<&str> = Vec::new();
+        for m in markers {
             let c = color(m.color);
             chart
                 .draw_series(std::iter::once(PathElement::new(
@@ -130,7 +134,12 @@ pub(crate) fn line_chart(
                     c.stroke_width(2),
                 )))
                 .map_err(to_io)?;
-            if !m.label.is_empty() && i < MAX_LABELS {
+            if !m.label.is_empty()
+                && labelled.len() < MAX_LABELS
+                && !labelled.contains(&m.label.as_str())
+            {
+                let i = labelled.len();
+                labelled.push(&m.label);
                 // Stagger the labels down from the top so that neighbours do not overlap;
                 // right of the middle, a label ends at its line instead of starting there.
                 let y = y_max * (0.98 - 0.06 * (i % 4) as f64);
@@ -166,13 +175,13 @@ pub(crate) fn line_chart(
         }
         root.present().map_err(to_io)?;
     }
-    Ok(format!("{svg}\n{}", legend(series)))
+    Ok(format!("{svg}\n{}", legend(series, markers)))
 }
 
 /// The legend, in HTML below the chart rather than inside it, where it would hide lines and
 /// marker labels.
-fn legend(series: &[Series]) -> String {
-    let items: String = series
+fn legend(series: &[Series], markers: &[Marker]) -> String {
+    let mut items: String = series
         .iter()
         .map(|s| {
             let (r, g, b) = s.color;
@@ -183,6 +192,18 @@ fn legend(series: &[Series]) -> String {
             )
         })
         .collect();
+    let mut kinds: Vec<(&str, Rgb)> = Vec::new();
+    for m in markers {
+        if !kinds.iter().any(|(k, c)| *k == m.kind && *c == m.color) {
+            kinds.push((&m.kind, m.color));
+        }
+    }
+    for (kind, (r, g, b)) in kinds {
+        items.push_str(&format!(
+            "<span class=\"key\"><i class=\"marker\" style=\"border-left: 3px solid #{r:02x}{g:02x}{b:02x}\"></i>{}</span>",
+            super::esc(kind)
+        ));
+    }
     format!("<div class=\"legend\">{items}</div>")
 }
 
@@ -211,6 +232,7 @@ mod tests {
             &[Marker {
                 at: 3.0,
                 label: "assertion: <commit> & co".into(),
+                kind: "crash".into(),
                 color: (214, 39, 40),
             }],
         )

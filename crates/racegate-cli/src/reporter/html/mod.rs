@@ -57,6 +57,7 @@ code, .mono { font-family: ui-monospace, "SFMono-Regular", Menlo, monospace; fon
 .legend { font-size: 13px; margin: 0 0 14px 64px; }
 .legend .key { margin-right: 16px; white-space: nowrap; }
 .legend .key i { display: inline-block; width: 22px; margin-right: 5px; vertical-align: middle; }
+.legend .key i.marker { width: 0; height: 14px; margin: 0 6px; }
 footer { margin-top: 32px; color: #777; font-size: 12px; }
 "#;
 
@@ -130,7 +131,7 @@ const SIDE_A: [Rgb; 4] = [
 ];
 const SIDE_B: [Rgb; 4] = [(255, 127, 14), (214, 96, 20), (253, 174, 107), (166, 64, 3)];
 const CRASH: Rgb = (214, 39, 40);
-const EXIT: Rgb = (255, 152, 0);
+const EXIT: Rgb = (121, 85, 72);
 const RESTART: Rgb = (46, 125, 50);
 const PROBE: Rgb = (106, 27, 154);
 
@@ -146,31 +147,40 @@ fn x_end(r: &RunReport) -> f64 {
     r.duration.as_secs_f64().max(last)
 }
 
-/// Markers for a timeline's events; labels start with `prefix` (`A: ` in a comparison).
-fn markers(t: &Timeline, prefix: &str, tint: Option<Rgb>) -> Vec<Marker> {
+/// Markers for a timeline's events, coloured by kind; labels start with `prefix` (`A run 1: `
+/// in a comparison).
+fn markers(t: &Timeline, prefix: &str) -> Vec<Marker> {
     t.events
         .iter()
         .filter_map(|e| {
-            let (label, color) = match &e.kind {
-                TimelineEventKind::Crash { signature, .. } => (signature.clone(), CRASH),
-                TimelineEventKind::TargetExited { status } => (format!("exited: {status}"), EXIT),
+            // Labels name what differs (the signature, the exit status); each distinct one is
+            // drawn once, so a crash loop does not bury the chart in text.
+            let (label, kind, color) = match &e.kind {
+                TimelineEventKind::Crash { signature, .. } => (signature.clone(), "crash", CRASH),
+                TimelineEventKind::TargetExited { status } => {
+                    (format!("exited: {status}"), "target exited", EXIT)
+                }
                 TimelineEventKind::Restart { time_to_recover } => (
                     match time_to_recover {
-                        Some(t) => format!("restart (up again in {:.1} s)", t.as_secs_f64()),
+                        Some(_) => "restart".into(),
                         None => "restart (never up again)".into(),
                     },
+                    "restart",
                     RESTART,
                 ),
-                TimelineEventKind::SmokeProbeFailed { pipeline, .. } => {
-                    (format!("smoke probe failed: {pipeline}"), PROBE)
-                }
+                TimelineEventKind::SmokeProbeFailed { pipeline, .. } => (
+                    format!("smoke probe failed: {pipeline}"),
+                    "smoke probe failed",
+                    PROBE,
+                ),
                 // The first start is the run's beginning; restarts have their own event.
                 TimelineEventKind::TargetStarted { .. } => return None,
             };
             Some(Marker {
                 at: e.at.as_secs_f64(),
                 label: format!("{prefix}{label}"),
-                color: tint.unwrap_or(color),
+                kind: format!("{prefix}{kind}"),
+                color,
             })
         })
         .collect()
@@ -188,7 +198,7 @@ fn ms_opt(d: Option<std::time::Duration>) -> Option<f64> {
 fn run_charts<W: Write>(w: &mut W, r: &RunReport) -> io::Result<()> {
     let t = &r.timeline;
     let x = x_end(r);
-    let marks = markers(t, "", None);
+    let marks = markers(t, "");
     let color = |i: usize| PALETTE[i % PALETTE.len()];
     let mut latency = Vec::new();
     for (i, p) in t.pipelines.iter().enumerate() {
@@ -493,10 +503,10 @@ fn compare_charts<W: Write>(w: &mut W, c: &Comparison) -> io::Result<()> {
         .flat_map(|(_, rs, _)| rs.iter().map(x_end))
         .fold(0.0, f64::max);
     let mut marks = Vec::new();
-    for (side, reports, colors) in &sides {
+    for (side, reports, _) in &sides {
         for (i, r) in reports.iter().enumerate() {
             let prefix = format!("{} run {}: ", side.as_str().to_uppercase(), i + 1);
-            marks.extend(markers(&r.timeline, &prefix, Some(colors[0])));
+            marks.extend(markers(&r.timeline, &prefix));
         }
     }
     let name = |side: Side, i: usize, what: &str| {
