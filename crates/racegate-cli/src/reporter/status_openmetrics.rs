@@ -17,8 +17,10 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use racegate::machine::MachineStatus;
 
-/// The quantiles of the history's percentiles, in [`racegate::machine::HistorySummary`] order.
-const QUANTILES: [&str; 4] = ["0.5", "0.9", "0.99", "1"];
+/// The history's percentiles, in [`racegate::machine::HistorySummary`] order. One gauge each:
+/// a `quantile` label is for summaries only (`promtool check metrics`), and the history has no
+/// sum to make one.
+const PERCENTILES: [&str; 4] = ["p50", "p90", "p99", "max"];
 
 #[derive(Debug)]
 struct Row {
@@ -72,25 +74,19 @@ impl Collector for MachineGates {
                     .encode_gauge(&value(r))?;
             }
         }
-        type Quantiles = fn(&Row) -> &[Duration; 4];
-        let quantiles: [(&str, &str, Quantiles); 2] = [
-            (
-                "racegate_machine_gate_history_wait_seconds",
-                "Wait before being granted the gate, quantiles over the history log.",
-                |r| &r.wait,
-            ),
-            (
-                "racegate_machine_gate_history_hold_seconds",
-                "Hold time of the gate, quantiles over the history log.",
-                |r| &r.hold,
-            ),
+        type Percentiles = fn(&Row) -> &[Duration; 4];
+        let percentiles: [(&str, &str, Percentiles); 2] = [
+            ("wait", "Wait before being granted the gate", |r| &r.wait),
+            ("hold", "Hold time of the gate", |r| &r.hold),
         ];
-        for (name, help, value) in quantiles {
-            let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
-            for r in self.0.iter().filter(|r| r.history > 0) {
-                for (q, d) in QUANTILES.iter().zip(value(r)) {
-                    m.encode_family(&[("gate", r.gate.as_str()), ("quantile", q)])?
-                        .encode_gauge(&d.as_secs_f64())?;
+        for (what, help, value) in percentiles {
+            for (i, p) in PERCENTILES.iter().enumerate() {
+                let name = format!("racegate_machine_gate_history_{what}_{p}_seconds");
+                let help = format!("{help}, {p} over the history log.");
+                let mut m = enc.encode_descriptor(&name, &help, None, MetricType::Gauge)?;
+                for r in self.0.iter().filter(|r| r.history > 0) {
+                    m.encode_family(&[("gate", r.gate.as_str())])?
+                        .encode_gauge(&value(r)[i].as_secs_f64())?;
                 }
             }
         }
@@ -194,7 +190,7 @@ mod tests {
     }
 
     #[test]
-    fn gauges_per_gate_and_quantiles_only_with_history() {
+    fn gauges_per_gate_and_percentiles_only_with_history() {
         let mut out = Vec::new();
         write(
             &mut out,
@@ -206,13 +202,11 @@ mod tests {
         assert!(text.ends_with("# EOF\n"), "{text}");
         assert!(text.contains("# TYPE racegate_machine_gate_holders gauge"));
         assert!(text.contains(r#"racegate_machine_gate_capacity_units{gate="gpu"} 2"#));
-        assert!(text.contains(
-            r#"racegate_machine_gate_history_hold_seconds{gate="gpu",quantile="0.99"} 0.25"#
-        ));
         assert!(
-            !text.contains(r#"history_hold_seconds{gate="idle""#),
+            text.contains(r#"racegate_machine_gate_history_hold_p99_seconds{gate="gpu"} 0.25"#),
             "{text}"
         );
+        assert!(!text.contains(r#"hold_p99_seconds{gate="idle""#), "{text}");
         assert!(
             !text.contains("counter"),
             "gauges only: valid as classic text too"
@@ -228,7 +222,7 @@ mod tests {
             write(&mut out, &[status(&name, 1)], SystemTime::now()).unwrap();
             let text = String::from_utf8(out).unwrap();
             let got = samples(&text);
-            prop_assert_eq!(got.len(), 5 + 2 * 4);
+            prop_assert_eq!(got.len(), 5 + 2 * 4, "{}", text);
             for (_, gate, _) in got {
                 prop_assert_eq!(&gate, &name);
             }
