@@ -265,4 +265,37 @@ fn status_openmetrics_passes_promtool_and_names_the_holder() {
     let broken = d.join("broken.prom");
     std::fs::write(&broken, "racegate_machine_gate_holders{gate=\"x} 1\n").unwrap();
     assert!(!check(&broken).status.success());
+
+    // And node_exporter's textfile collector reads it, typed, without an error.
+    let exporter =
+        provision::debian_program("prometheus-node-exporter", "prometheus-node-exporter");
+    let textfiles = d.join("textfile");
+    std::fs::create_dir(&textfiles).unwrap();
+    std::fs::write(textfiles.join("racegate.prom"), &text).unwrap();
+    let port = free_port();
+    let _exporter = Killed(
+        Command::new(exporter)
+            .args(["--collector.disable-defaults", "--collector.textfile"])
+            .arg(format!(
+                "--collector.textfile.directory={}",
+                textfiles.display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let scraped = poll("node_exporter's /metrics", Duration::from_secs(30), || {
+        get(port, "/metrics")
+    });
+    assert!(
+        scraped.contains("node_textfile_scrape_error 0"),
+        "{scraped}"
+    );
+    assert!(
+        scraped.contains("# TYPE racegate_machine_gate_holders gauge")
+            && scraped.contains(r#"racegate_machine_gate_holders{gate="gpu-0"} 1"#),
+        "{scraped}"
+    );
 }
