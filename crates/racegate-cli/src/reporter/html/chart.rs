@@ -162,6 +162,13 @@ pub(crate) fn line_chart(
             let c = color(s.color);
             let style = c.stroke_width(2);
             for seg in segments(&s.points) {
+                if let [only] = seg[..] {
+                    // A value between two gaps: a dot, or it would not show at all.
+                    chart
+                        .draw_series(std::iter::once(Circle::new(only, 2, c.filled())))
+                        .map_err(to_io)?;
+                    continue;
+                }
                 if s.dashed {
                     chart
                         .draw_series(DashedLineSeries::new(seg, 6, 4, style))

@@ -113,15 +113,16 @@ fn chart_div<W: Write>(w: &mut W, svg: io::Result<String>) -> io::Result<()> {
     writeln!(w, "<div class=\"chart\">{}</div>", svg?)
 }
 
+/// Pipelines' colours: none of them red, brown or green, the markers' colours.
 const PALETTE: [Rgb; 8] = [
     (31, 119, 180),
-    (44, 160, 44),
     (148, 103, 189),
-    (140, 86, 75),
     (23, 190, 207),
     (227, 119, 194),
     (188, 189, 34),
     (127, 127, 127),
+    (255, 127, 14),
+    (57, 59, 121),
 ];
 const SIDE_A: [Rgb; 4] = [
     (31, 119, 180),
@@ -150,7 +151,8 @@ fn x_end(r: &RunReport) -> f64 {
 /// Markers for a timeline's events, coloured by kind; labels start with `prefix` (`A run 1: `
 /// in a comparison).
 fn markers(t: &Timeline, prefix: &str) -> Vec<Marker> {
-    t.events
+    let mut out = t
+        .events
         .iter()
         .filter_map(|e| {
             // Labels name what differs (the signature, the exit status); each distinct one is
@@ -183,7 +185,11 @@ fn markers(t: &Timeline, prefix: &str) -> Vec<Marker> {
                 color,
             })
         })
-        .collect()
+        .collect::<Vec<_>>();
+    // Crashes drawn last, on top of the exit and restart that follow them at once (a stable
+    // sort keeps time order within each).
+    out.sort_by_key(|m| m.color == CRASH);
+    out
 }
 
 fn mid(i: &crate::report::timeline::Interval) -> f64 {
