@@ -97,10 +97,8 @@ impl TimelineRecorder {
     /// Fold one event.
     pub fn apply(&mut self, event: &Event, pipeline_name: impl Fn(usize) -> String) {
         match event {
-            Event::RunStarted { duration, .. } => {
-                if self.pipes.iter().all(|(_, s)| s.is_empty()) {
-                    self.width = Self::start_width(*duration);
-                }
+            Event::RunStarted { duration, .. } if self.pipes.iter().all(|(_, s)| s.is_empty()) => {
+                self.width = Self::start_width(*duration);
             }
             Event::Response {
                 pipeline,
