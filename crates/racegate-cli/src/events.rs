@@ -24,6 +24,9 @@ pub struct CrashSeen {
     pub path: Option<PathBuf>,
     /// Extra words for humans (exit status, the raw line).
     pub detail: Option<String>,
+    /// Where it happened: the crashing thread's frames, the heap message, or why there are no
+    /// frames.
+    pub evidence: Box<crate::crash::Evidence>,
 }
 
 /// Why one request did not count as a success.

@@ -24,7 +24,13 @@
 pub mod coredump;
 pub mod defaults;
 pub mod errors;
+pub mod faulthandler;
+pub mod frames;
+pub mod hang;
+pub mod identity;
 pub mod ips;
+pub mod kmsg;
+pub mod native;
 pub mod signal;
 pub mod signature;
 pub mod stderr;
@@ -35,6 +41,8 @@ use serde::Serialize;
 
 pub use defaults::{default_crash_dirs, report_patterns, scoped_patterns, REPORT_PATTERNS};
 pub use errors::CrashError;
+pub use frames::{CrashClass, Frame, FrameKind, ThreadStack};
+pub use identity::{identify, Evidence, Traces};
 pub use signal::{signal_name, Termination};
 pub use signature::{CrashSignature, CrashSource, SignatureKind};
 pub use stderr::StderrScanner;
@@ -111,6 +119,8 @@ pub struct CrashReport {
     pub signature: CrashSignature,
     /// Top frames of the faulting thread (`image!symbol`), when the report has them.
     pub frames: Vec<String>,
+    /// The same frames, structured.
+    pub stack: Vec<Frame>,
 }
 
 /// The format of a crash-report file, from its name: `*.ips`, `*.crash` (apport; a legacy
@@ -133,7 +143,7 @@ pub fn parse_file(path: &Path) -> Result<CrashReport, CrashError> {
     let format = format_of(path).ok_or_else(|| CrashError::UnknownFormat {
         path: path.to_path_buf(),
     })?;
-    let report = |process, pid, signal, signature, frames| CrashReport {
+    let report = |process, pid, signal, signature, (frames, stack)| CrashReport {
         path: path.to_path_buf(),
         format,
         process,
@@ -141,6 +151,7 @@ pub fn parse_file(path: &Path) -> Result<CrashReport, CrashError> {
         signal,
         signature,
         frames,
+        stack,
     };
     match format {
         ReportFormat::Ips => {
@@ -150,7 +161,20 @@ pub fn parse_file(path: &Path) -> Result<CrashReport, CrashError> {
                 r.pid,
                 r.signal.clone(),
                 r.signature(),
-                r.top_frames(ips::TOP_FRAMES),
+                (
+                    r.top_frames(ips::TOP_FRAMES),
+                    r.frames
+                        .iter()
+                        .map(|f| Frame {
+                            kind: FrameKind::Native,
+                            function: f.symbol.clone(),
+                            library: f.image.clone(),
+                            file: None,
+                            line: None,
+                            address: f.image_offset,
+                        })
+                        .collect(),
+                ),
             ))
         }
         ReportFormat::Apport => {
@@ -160,7 +184,7 @@ pub fn parse_file(path: &Path) -> Result<CrashReport, CrashError> {
                 r.pid,
                 r.signal.and_then(signal_name).map(str::to_string),
                 r.signature(),
-                Vec::new(),
+                (Vec::new(), Vec::new()),
             ))
         }
         ReportFormat::Coredump => {
@@ -188,7 +212,7 @@ pub fn parse_file(path: &Path) -> Result<CrashReport, CrashError> {
                 Some(r.pid),
                 signal.map(str::to_string),
                 signature,
-                Vec::new(),
+                (Vec::new(), Vec::new()),
             ))
         }
     }

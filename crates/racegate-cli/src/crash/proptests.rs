@@ -117,6 +117,41 @@ proptest! {
         if let Ok(r) = coredump::parse_apport(apport.as_bytes(), "x.crash") {
             let _ = r.signature();
         }
+        // Every multi-line shape: the scanner, faulthandler, the kernel log and identify().
+        for name in [
+            "stderr-tsan-data-race.txt",
+            "stderr-compute-sanitizer.txt",
+            "stderr-candle-driver-error.txt",
+            "faulthandler-mlx-cpu.txt",
+            "faulthandler-glibc-heap.txt",
+            "kmsg-nvrm-xid.txt",
+        ] {
+            let text = mutate(&fixture(name), &muts);
+            let mut scanner = StderrScanner::new();
+            let mut found = Vec::new();
+            for line in text.lines() {
+                found.extend(scanner.feed(line));
+            }
+            while let Some(s) = scanner.finish() {
+                found.push(s);
+            }
+            for line in text.lines() {
+                let _ = kmsg::xid(kmsg::kmsg_message(line));
+            }
+            let _ = identify(Traces {
+                stderr: &found,
+                stderr_tail: &text,
+                signal: Some("SIGABRT"),
+                ..Traces::default()
+            });
+        }
+    }
+
+    /// Whatever the text, a crash is still named: unparseable traces give a generic signature.
+    #[test]
+    fn identify_always_names_a_signalled_crash(text in "\\PC{0,400}", sig in "SIG[A-Z]{2,5}") {
+        let (s, _) = identify(Traces { stderr_tail: &text, signal: Some(&sig), ..Traces::default() }).unwrap();
+        proptest::prop_assert!(!s.key().is_empty());
     }
 
     #[test]

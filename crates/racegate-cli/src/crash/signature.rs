@@ -53,10 +53,18 @@ pub enum SignatureKind {
     Fatal,
     /// The target stopped answering after being healthy, with no other trace.
     Unresponsive,
+    /// glibc found its heap corrupted and aborted (`double free or corruption (fasttop)`).
+    Heap,
+    /// A process stopped answering and its threads' stacks were captured: keyed by the frames
+    /// its threads were blocked in.
+    Hang,
+    /// A GPU driver fault reported by the kernel (NVIDIA `NVRM: Xid`).
+    Driver,
 }
 
 impl SignatureKind {
-    /// The key prefix: `assertion`, `panic`, `signal`, `sanitizer`, `gpu`, `fatal`, `unresponsive`.
+    /// The key prefix: `assertion`, `panic`, `signal`, `sanitizer`, `gpu`, `fatal`, `unresponsive`,
+    /// `heap`, `hang`, `driver`.
     pub fn as_str(self) -> &'static str {
         match self {
             SignatureKind::Assertion => "assertion",
@@ -66,6 +74,9 @@ impl SignatureKind {
             SignatureKind::Gpu => "gpu",
             SignatureKind::Fatal => "fatal",
             SignatureKind::Unresponsive => "unresponsive",
+            SignatureKind::Heap => "heap",
+            SignatureKind::Hang => "hang",
+            SignatureKind::Driver => "driver",
         }
     }
 }
@@ -84,10 +95,16 @@ pub enum CrashSource {
     ExitStatus,
     /// The target stopped answering.
     Unresponsive,
+    /// Frames captured from the process itself as it died or hung (racegate's tracer, a
+    /// debugger, py-spy).
+    Stacks,
+    /// The kernel log (`/dev/kmsg`).
+    KernelLog,
 }
 
 impl CrashSource {
-    /// `stderr`, `crash_report`, `core_dump`, `exit_status` or `unresponsive` (as in JSON).
+    /// `stderr`, `crash_report`, `core_dump`, `exit_status`, `unresponsive`, `stacks` or
+    /// `kernel_log` (as in JSON).
     pub fn as_str(self) -> &'static str {
         match self {
             CrashSource::Stderr => "stderr",
@@ -95,6 +112,8 @@ impl CrashSource {
             CrashSource::CoreDump => "core_dump",
             CrashSource::ExitStatus => "exit_status",
             CrashSource::Unresponsive => "unresponsive",
+            CrashSource::Stacks => "stacks",
+            CrashSource::KernelLog => "kernel_log",
         }
     }
 }
@@ -134,6 +153,21 @@ impl CrashSignature {
         CrashSignature {
             kind,
             key: format!("{}: {}", kind.as_str(), text),
+            source,
+        }
+    }
+
+    /// A signature whose text racegate composed from parts it parsed (`NVIDIA Xid 79: GPU has
+    /// fallen off the bus`): its numbers are identity, so only whitespace is normalized.
+    pub fn composed(kind: SignatureKind, text: &str, source: CrashSource) -> Self {
+        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        let mut end = text.len().min(MAX_TEXT_LEN);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        CrashSignature {
+            kind,
+            key: format!("{}: {}", kind.as_str(), &text[..end]),
             source,
         }
     }

@@ -5,25 +5,26 @@
 //! goes through a [`StderrScanner`], which holds the header until the message arrives.
 //!
 //! Recognized (first match wins, in this order): assertions (`failed assertion`, glibc and
-//! macOS libc `assert`), sanitizer reports, GPU runtime errors (CUDA error strings and codes,
-//! Metal command-buffer errors), `Fatal Python error`, `fatal error` / `fatal runtime error`,
-//! Rust panics, and fatal signals (`Segmentation fault`, `Abort trap`, `Aborted`, `Bus error`,
-//! `Illegal instruction`, `SIGSEGV`…). `SIGTERM`, `SIGINT` and `SIGKILL` are not crashes: a
-//! server logging `received SIGTERM` is being stopped.
+//! macOS libc `assert`), sanitizer reports (AddressSanitizer, ThreadSanitizer, … keyed by the
+//! function their `SUMMARY` line or first frame names; compute-sanitizer's `=========` reports,
+//! keyed by the kernel), NVIDIA `NVRM: Xid` lines, GPU runtime errors (CUDA error strings and
+//! codes, cudarc's `DriverError(CUDA_ERROR_…)`, ROCm's `Memory access fault by GPU node-N`, Metal
+//! command-buffer errors, MLX's `There is no Stream(gpu, N) in current thread`), glibc heap
+//! checks (`double free or corruption (fasttop)`), `Fatal Python error`, `fatal error` / `fatal
+//! runtime error`, Rust panics (a panic whose message is a GPU error is that GPU error), and
+//! fatal signals (`Segmentation fault`, `Abort trap`, `Aborted`, `Bus error`, `Illegal
+//! instruction`, `SIGSEGV`…). `SIGTERM`, `SIGINT` and `SIGKILL` are not crashes: a server
+//! logging `received SIGTERM` is being stopped.
 
 use super::signature::{assertion_text, find_ascii_ci, CrashSignature, CrashSource, SignatureKind};
 
-/// Classify one stderr line on its own. A new-format panic header (message on the next line)
-/// gives a panic without its message; use [`StderrScanner`] for streams.
+/// Classify one stderr line on its own. A report that spans lines (a new-format panic header,
+/// a sanitizer report) gives what its first line says; use [`StderrScanner`] for streams.
 pub fn scan_line(line: &str) -> Option<CrashSignature> {
     let line = clean(line);
     match classify(&line)? {
         Hit::Done(sig) => Some(sig),
-        Hit::PanicHeader { location } => Some(CrashSignature::panic(
-            "",
-            Some(&location),
-            CrashSource::Stderr,
-        )),
+        Hit::Open(pending) => Some(pending.close()),
     }
 }
 
@@ -39,8 +40,152 @@ pub fn scan_line(line: &str) -> Option<CrashSignature> {
 /// ```
 #[derive(Debug, Default)]
 pub struct StderrScanner {
-    /// The location of a panic header whose message is on the next line.
-    pending_panic: Option<String>,
+    /// A report whose first line was seen; the lines after it complete it.
+    open: Option<Pending>,
+    /// A crash completed while another line also started one: returned next.
+    ready: Option<CrashSignature>,
+}
+
+/// A crash report that spans lines, waiting for the line that completes it.
+#[derive(Debug, Clone)]
+enum Pending {
+    /// A Rust panic header (1.73+): the next line is the message.
+    Panic { location: String },
+    /// A sanitizer's `WARNING:`/`ERROR:` line: the first `#0 func …` frame or the `SUMMARY:`
+    /// line names where.
+    Sanitizer { what: String, frame: Option<String> },
+    /// A compute-sanitizer error line: the `at …` line names the kernel.
+    Compute { what: String },
+}
+
+impl Pending {
+    /// The signature with what has been seen so far.
+    fn close(self) -> CrashSignature {
+        match self {
+            Pending::Panic { location } => {
+                CrashSignature::panic("", Some(&location), CrashSource::Stderr)
+            }
+            Pending::Sanitizer { what, frame } => CrashSignature::new(
+                SignatureKind::Sanitizer,
+                &match frame {
+                    Some(f) => format!("{what} in {f}"),
+                    None => what,
+                },
+                CrashSource::Stderr,
+            ),
+            Pending::Compute { what } => CrashSignature::new(
+                SignatureKind::Sanitizer,
+                &format!("compute-sanitizer: {what}"),
+                CrashSource::Stderr,
+            ),
+        }
+    }
+
+    /// Feed the next line: `Ok(sig)` completes the report, `Err(self)` keeps waiting, and
+    /// `None`... is never returned: a line that does not belong ends it (the caller closes it).
+    fn next(self, line: &str) -> Step {
+        match self {
+            // The line after a two-line panic header is its message, whatever it says; a GPU
+            // error in it names the crash better than the panic's location (GPU errors surface
+            // at whatever call synchronized next).
+            Pending::Panic { location } => Step::Done(match gpu_error(line) {
+                Some(message) => {
+                    CrashSignature::new(SignatureKind::Gpu, &message, CrashSource::Stderr)
+                }
+                None => CrashSignature::panic(line, Some(&location), CrashSource::Stderr),
+            }),
+            Pending::Sanitizer { what, frame } => {
+                let t = line.trim_start();
+                if let Some(rest) = t.strip_prefix("SUMMARY: ") {
+                    // `SUMMARY: ThreadSanitizer: data race input/fifo.c:47 in input_fifo`
+                    let func = rest.rsplit_once(" in ").map(|(_, f)| f.trim().to_string());
+                    return Step::Done(
+                        Pending::Sanitizer {
+                            what,
+                            frame: func.or(frame),
+                        }
+                        .close(),
+                    );
+                }
+                let frame = match frame {
+                    Some(f) => Some(f),
+                    // `#0 input_fifo input/fifo.c:49 (cava+0x9acb)`: a `<null>` frame names nothing.
+                    None => t
+                        .strip_prefix("#0 ")
+                        .and_then(|r| r.split_whitespace().next())
+                        .filter(|f| !f.starts_with('<'))
+                        .map(str::to_string),
+                };
+                let other_report =
+                    t.starts_with("WARNING: ") || t.starts_with("==") && t.contains("ERROR: ");
+                if other_report {
+                    return Step::Ends(Pending::Sanitizer { what, frame });
+                }
+                Step::Wait(Pending::Sanitizer { what, frame })
+            }
+            Pending::Compute { what } => {
+                let Some(body) = line.trim_start().strip_prefix("=========") else {
+                    return Step::Ends(Pending::Compute { what });
+                };
+                let body = body.trim();
+                if let Some(at) = body.strip_prefix("at ") {
+                    let kernel = kernel_name(at);
+                    let what = if kernel.is_empty() {
+                        what
+                    } else {
+                        format!("{what} in {kernel}")
+                    };
+                    return Step::Done(Pending::Compute { what }.close());
+                }
+                if body.is_empty() || body.starts_with("ERROR SUMMARY") {
+                    return Step::Ends(Pending::Compute { what });
+                }
+                Step::Wait(Pending::Compute { what })
+            }
+        }
+    }
+}
+
+enum Step {
+    /// The report is complete.
+    Done(CrashSignature),
+    /// Not yet.
+    Wait(Pending),
+    /// This line is not part of the report: close it, then read the line on its own.
+    Ends(Pending),
+}
+
+/// `col_kernel(const unsigned int *, …)+0x490`, `0x3b0 in void k<T>(T*)`, `__half
+/// cub::X<…>::F<…>(T2, …)+0x6320 in /x/f.cuh:118` → the function's qualified name, without
+/// templates, parameters, offset or file.
+fn kernel_name(at: &str) -> String {
+    let mut s = at.trim();
+    // `0x3b0 in NAME`: an address first.
+    if let Some(rest) = s.strip_prefix("0x").and_then(|r| r.split_once(" in ")) {
+        s = rest.1;
+    }
+    // `NAME in /path/file.cu:12`
+    if let Some((name, file)) = s.rsplit_once(" in ") {
+        if file.contains('/') || file.contains(':') {
+            s = name;
+        }
+    }
+    let s = match s.rfind("+0x") {
+        Some(i) => &s[..i],
+        None => s,
+    };
+    // Drop `<…>` and `(…)` groups, balanced.
+    let mut out = String::new();
+    let mut depth = 0usize;
+    for c in s.chars() {
+        match c {
+            '<' | '(' => depth += 1,
+            '>' | ')' => depth = depth.saturating_sub(1),
+            _ if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    out.split_whitespace().last().unwrap_or("").to_string()
 }
 
 impl StderrScanner {
@@ -52,20 +197,43 @@ impl StderrScanner {
     /// Feed one line (without its newline); returns the crash it completes, if any.
     pub fn feed(&mut self, line: &str) -> Option<CrashSignature> {
         let line = clean(line);
-        if let Some(location) = self.pending_panic.take() {
-            // The line after a two-line panic header is its message, whatever it says.
-            return Some(CrashSignature::panic(
-                &line,
-                Some(&location),
-                CrashSource::Stderr,
-            ));
+        if let Some(ready) = self.ready.take() {
+            // A crash completed by the previous line while it also started one: report it now,
+            // and this line after it.
+            let now = self.feed_clean(&line);
+            self.ready = now;
+            return Some(ready);
         }
-        match classify(&line)? {
-            Hit::Done(sig) => Some(sig),
-            Hit::PanicHeader { location } => {
-                self.pending_panic = Some(location);
+        self.feed_clean(&line)
+    }
+
+    fn feed_clean(&mut self, line: &str) -> Option<CrashSignature> {
+        let mut closed = None;
+        if let Some(open) = self.open.take() {
+            match open.next(line) {
+                Step::Done(sig) => return Some(sig),
+                Step::Wait(p) => {
+                    self.open = Some(p);
+                    return None;
+                }
+                Step::Ends(p) => closed = Some(p.close()),
+            }
+        }
+        let now = match classify(line) {
+            Some(Hit::Done(sig)) => Some(sig),
+            Some(Hit::Open(p)) => {
+                self.open = Some(p);
                 None
             }
+            None => None,
+        };
+        match (closed, now) {
+            (Some(c), Some(n)) => {
+                self.ready = Some(n);
+                Some(c)
+            }
+            (Some(c), None) => Some(c),
+            (None, n) => n,
         }
     }
 
@@ -74,17 +242,19 @@ impl StderrScanner {
         self.feed(&String::from_utf8_lossy(line))
     }
 
-    /// The stream ended: a panic header still waiting for its message becomes a panic.
+    /// The stream ended: a report still waiting for its next lines is closed with what it has.
+    /// Call it until it returns `None`.
     pub fn finish(&mut self) -> Option<CrashSignature> {
-        self.pending_panic
-            .take()
-            .map(|location| CrashSignature::panic("", Some(&location), CrashSource::Stderr))
+        if let Some(r) = self.ready.take() {
+            return Some(r);
+        }
+        self.open.take().map(Pending::close)
     }
 }
 
 enum Hit {
     Done(CrashSignature),
-    PanicHeader { location: String },
+    Open(Pending),
 }
 
 /// Strip ANSI escape sequences, the line ending and surrounding blanks.
@@ -127,8 +297,17 @@ fn classify(line: &str) -> Option<Hit> {
     if let Some(hit) = sanitizer(line) {
         return Some(hit);
     }
+    if let Some(hit) = compute_sanitizer(line) {
+        return Some(hit);
+    }
+    if let Some(xid) = super::kmsg::xid(line) {
+        return Some(Hit::Done(xid.signature(CrashSource::Stderr)));
+    }
     if let Some(message) = gpu_error(line) {
         return done(SignatureKind::Gpu, &message);
+    }
+    if let Some(message) = super::faulthandler::heap_message(line) {
+        return done(SignatureKind::Heap, &message);
     }
     if let Some(at) = line.find("Fatal Python error: ") {
         let msg = &line[at + "Fatal Python error: ".len()..];
@@ -183,10 +362,47 @@ fn sanitizer(line: &str) -> Option<Hit> {
             end = end.min(i);
         }
     }
-    done(
-        SignatureKind::Sanitizer,
-        &format!("{tool}: {}", rest[..end].trim()),
-    )
+    // The report's frames follow: wait for the first one or the SUMMARY line.
+    Some(Hit::Open(Pending::Sanitizer {
+        what: format!("{tool}: {}", rest[..end].trim()),
+        frame: None,
+    }))
+}
+
+/// compute-sanitizer's error lines: `========= Invalid __global__ read of size 4 bytes`,
+/// `========= Error: Race reported between Write access at …`, `========= Program hit
+/// cudaErrorLaunchFailure (error 719) …`.
+fn compute_sanitizer(line: &str) -> Option<Hit> {
+    let body = line.strip_prefix("=========")?.trim();
+    const ERRORS: [&str; 12] = [
+        "Invalid ",
+        "Uninitialized ",
+        "Error: Race reported",
+        "Race reported",
+        "Barrier error",
+        "Program hit ",
+        "Out-of-range ",
+        "Misaligned ",
+        "Malloc/Free error",
+        "Hardware Exception",
+        "Leaked ",
+        "Warning: Race reported",
+    ];
+    if !ERRORS.iter().any(|e| body.starts_with(e)) {
+        return None;
+    }
+    // `Program hit cudaErrorLaunchFailure (error 719) due to "…" on CUDA API call to …`
+    let what = match body.find(" due to ").or_else(|| body.find(" between ")) {
+        Some(i) => &body[..i],
+        None => body,
+    };
+    let what = match what.find(" (error ") {
+        Some(i) => &what[..i],
+        None => what,
+    };
+    Some(Hit::Open(Pending::Compute {
+        what: what.trim().to_string(),
+    }))
 }
 
 /// CUDA runtime and driver error codes with the message `cudaGetErrorString` gives for them.
@@ -245,6 +461,22 @@ const CUDA_CODES: [(&str, &str, &str); 10] = [
 
 /// The GPU runtime error a line reports, as its message.
 fn gpu_error(line: &str) -> Option<String> {
+    // ROCm: `Memory access fault by GPU node-2 (Agent handle: 0x…) on address 0x…. Reason: Page
+    // not present or supervisor privilege.`
+    if let Some(at) = line.find("Memory access fault by GPU node-") {
+        let reason = line[at..]
+            .split_once("Reason: ")
+            .map(|(_, r)| r.trim().trim_end_matches('.'))
+            .filter(|r| !r.is_empty());
+        return Some(match reason {
+            Some(r) => format!("ROCm memory access fault: {r}"),
+            None => "ROCm memory access fault".to_string(),
+        });
+    }
+    // MLX: `RuntimeError: There is no Stream(gpu, 1) in current thread.`
+    if let Some(at) = line.find("There is no Stream(") {
+        return Some(format!("MLX: {}", line[at..].trim().trim_end_matches('.')));
+    }
     for (runtime, driver, message) in CUDA_CODES {
         if line.contains(runtime) || line.contains(driver) || line.contains(message) {
             return Some(message.to_string());
@@ -269,6 +501,18 @@ fn gpu_error(line: &str) -> Option<String> {
             .take_while(|c| c.is_ascii_alphanumeric())
             .collect();
         return Some(format!("Metal {ident}"));
+    }
+    // MLX's Metal backend without an IOGPU code: `[METAL] Command buffer execution failed:
+    // Internal Error (0000000e:Internal Error)`.
+    if let Some(at) = line.find("[METAL] Command buffer execution failed: ") {
+        let rest = &line[at + "[METAL] Command buffer execution failed: ".len()..];
+        let what = rest
+            .split(" (")
+            .next()
+            .unwrap_or(rest)
+            .trim()
+            .trim_end_matches('.');
+        return Some(format!("Metal command buffer execution failed: {what}"));
     }
     None
 }
@@ -299,9 +543,9 @@ fn panic_line(line: &str) -> Option<Hit> {
         });
     }
     if let Some(location) = rest.strip_suffix(':') {
-        return Some(Hit::PanicHeader {
+        return Some(Hit::Open(Pending::Panic {
             location: location.to_string(),
-        });
+        }));
     }
     // `panicked at src/x.rs:1:2: message` on one line (custom hooks, log forwarders).
     let loc_end = location_end(rest);

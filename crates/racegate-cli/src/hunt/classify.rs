@@ -9,6 +9,34 @@ use crate::crash::signal::signal_name;
 use crate::crash::signature::{CrashSignature, CrashSource};
 use crate::crash::stderr::StderrScanner;
 
+/// The signature of a crash by `signal` in this execution: its native frames when the tracer
+/// caught the process that died of it, else what stderr says (see [`crate::crash::identify`]).
+fn crash_signature(exec: &Execution, signal: Option<&str>) -> Option<String> {
+    let native = exec
+        .native_crashes
+        .iter()
+        .rev()
+        .find(|c| signal.map_or(true, |s| c.signal == s))
+        .cloned();
+    let signal = signal
+        .map(str::to_string)
+        .or_else(|| native.as_ref().map(|c| c.signal.clone()))?;
+    let mut scanner = StderrScanner::new();
+    let mut found: Vec<CrashSignature> = exec
+        .stderr
+        .lines()
+        .filter_map(|l| scanner.feed(l))
+        .collect();
+    found.extend(scanner.finish());
+    crate::crash::identify(crate::crash::Traces {
+        stderr: &found,
+        stderr_tail: &exec.stderr,
+        native: native.map(Ok),
+        signal: Some(&signal),
+    })
+    .map(|(sig, _)| sig.key().to_string())
+}
+
 /// The first crash signature in `stderr`, as the crash module reads it.
 pub fn stderr_signature(stderr: &str) -> Option<String> {
     let mut scanner = StderrScanner::new();
@@ -88,7 +116,8 @@ pub fn classify(
             let name = signal_name(*sig).map(str::to_string);
             push(Failure {
                 key: FailureKey::Crash(name.clone()),
-                signature: stderr_signature(&exec.stderr)
+                signature: crash_signature(exec, name.as_deref())
+                    .or_else(|| stderr_signature(&exec.stderr))
                     .or(name)
                     .unwrap_or_else(|| format!("signal {sig}")),
                 test: None,
@@ -177,6 +206,7 @@ mod tests {
             stdout: String::new(),
             stderr: stderr.into(),
             stacks: Vec::new(),
+            native_crashes: Vec::new(),
             elapsed: Duration::from_millis(10),
         }
     }

@@ -83,6 +83,9 @@ pub struct Execution {
     pub stderr: String,
     /// Thread dumps captured before a hung tree was killed.
     pub stacks: Vec<ProcessStack>,
+    /// Native frames of processes in the tree that died of a fatal signal (Linux; see
+    /// [`crate::crash::native`]).
+    pub native_crashes: Vec<crate::crash::native::NativeCrash>,
     /// Wall time.
     pub elapsed: Duration,
 }
@@ -207,8 +210,32 @@ mod unix {
             if let Some(dir) = &spec.cwd {
                 cmd.current_dir(dir);
             }
+            // Frames of a test process that crashes (crash::native), in the runs that gather
+            // evidence; bisection probes and verify runs only need the verdict and keep the
+            // suite's own timing (tracing every thread start shifts a race's odds). The run
+            // goes on without frames where ptrace is not permitted.
+            // Opt-in for now (`RACEGATE_NATIVE_FRAMES=1`): with the tracer attached to the
+            // evidence runs, the leaky-pool fixture's hang is attributed differently in about
+            // half the hunts (tests/hunt_pytest.rs); stress targets trace by default.
+            let wanted =
+                std::env::var_os(crate::crash::native::DISABLE_ENV).is_some_and(|v| v == "1");
+            let prepared = if limits.capture_stacks && wanted {
+                crate::crash::native::Prepared::for_racegate()
+            } else {
+                Err(crate::crash::native::Unavailable(
+                    "hunt takes native frames with RACEGATE_NATIVE_FRAMES=1, in evidence runs"
+                        .into(),
+                ))
+            };
+            if let Ok(p) = &prepared {
+                // SAFETY: the hook makes only async-signal-safe system calls.
+                unsafe {
+                    cmd.pre_exec(p.hook());
+                }
+            }
             let mut child = cmd.spawn()?;
             let pid = child.id();
+            let mut tracer = prepared.ok().map(|p| p.started(pid));
             RUNNING.store(pid, Ordering::SeqCst);
             let (tx, rx) = mpsc::channel();
             pump(child.stdout.take().expect("piped"), false, tx.clone());
@@ -243,6 +270,10 @@ mod unix {
                     };
                     let tree = super::super::stacks::process_tree(pid);
                     if limits.capture_stacks && matches!(termination, Termination::Hung { .. }) {
+                        // A traced process cannot be attached by gdb or py-spy: release it.
+                        if let Some(t) = tracer.take() {
+                            t.detach();
+                        }
                         let captured = super::super::stacks::capture(&tree, self.tools);
                         stacks = captured.stacks;
                         if !captured.faulthandler.is_empty() {
@@ -302,11 +333,13 @@ mod unix {
                 },
                 (None, None) => Termination::Exited(-1),
             };
+            let native_crashes = tracer.map(|t| t.deaths()).unwrap_or_default();
             Ok(Execution {
                 termination,
                 stdout,
                 stderr,
                 stacks,
+                native_crashes,
                 elapsed: start.elapsed(),
             })
         }
@@ -488,7 +521,7 @@ mod tests {
         let ex = ProcessExecutor::new()
             .execute(&sh(&script), limits, &|_| false)
             .unwrap();
-        assert!(matches!(ex.termination, Termination::Hung { .. }));
+        assert!(matches!(ex.termination, Termination::Hung { .. }), "{ex:?}");
         let children: Vec<u32> = std::fs::read_to_string(&pids)
             .unwrap()
             .lines()

@@ -941,6 +941,7 @@ mod tests {
                 stdout,
                 stderr: stderr.to_string(),
                 stacks: Vec::new(),
+                native_crashes: Vec::new(),
                 elapsed: Duration::from_millis(5),
             };
             if args.iter().any(|a| a == "--list") {

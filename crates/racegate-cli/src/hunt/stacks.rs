@@ -4,8 +4,7 @@
 //! (`thread apply all bt`), else `eu-stack`, else `lldb` (macOS). Build drivers and shells
 //! (`cargo`, `sh`) are skipped: their stacks never explain a hang. Every tool call is bounded.
 
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
 use super::model::ProcessStack;
@@ -79,11 +78,7 @@ fn is_driver(command: &str) -> bool {
     )
 }
 
-fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).any(|p| p.join(tool).is_file()))
-        .unwrap_or(false)
-}
+use crate::crash::hang::{bounded_output, on_path};
 
 /// Which dump tools are available.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -227,36 +222,6 @@ fn tidy(tool: &str, text: &str) -> String {
         .filter(|l| l.starts_with('#') || l.starts_with("Thread "))
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-/// Run `cmd`, returning its stdout if it finished within `timeout`; kills it otherwise.
-fn bounded_output(cmd: &mut Command, timeout: Duration) -> Option<String> {
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(timeout) {
-        Ok(Ok(out)) => Some(String::from_utf8_lossy(&out.stdout).into_owned()),
-        Ok(Err(_)) => None,
-        Err(_) => {
-            #[cfg(unix)]
-            {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid as i32),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-            let _ = pid;
-            None
-        }
-    }
 }
 
 /// The part of a dump worth showing in a terminal: the threads that run user code (not only

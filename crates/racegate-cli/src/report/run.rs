@@ -66,6 +66,9 @@ pub struct CrashGroup {
     pub path: Option<PathBuf>,
     /// Extra words from the first sighting.
     pub detail: Option<String>,
+    /// Where it happened: frames, heap message, thread stacks (the first sighting that had
+    /// any), or why there are no frames.
+    pub evidence: crate::crash::Evidence,
 }
 
 impl CrashGroup {

@@ -64,6 +64,26 @@ struct JsonCrash<'a> {
     path: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     detail: Option<&'a str>,
+    /// The crashing thread's frames, innermost first (additive: schema 1 readers ignore it).
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    frames: &'a [crate::crash::Frame],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    frames_from: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thread: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    python_frames: &'a [crate::crash::Frame],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    heap_message: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    frames_unavailable: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    frames_at_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    capture_ms: Option<f64>,
+    /// Every thread's stack (hangs).
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    threads: &'a [crate::crash::ThreadStack],
 }
 
 #[derive(Serialize)]
@@ -120,6 +140,15 @@ pub fn write<W: Write>(r: &RunReport, mut w: W) -> std::io::Result<()> {
                 first_at_s: secs(c.first_at),
                 path: c.path.as_ref().map(|p| p.display().to_string()),
                 detail: c.detail.as_deref(),
+                frames: &c.evidence.frames,
+                frames_from: c.evidence.frames_from.as_deref(),
+                thread: c.evidence.thread.as_deref(),
+                python_frames: &c.evidence.python_frames,
+                heap_message: c.evidence.heap_message.as_deref(),
+                frames_unavailable: c.evidence.frames_unavailable.as_deref(),
+                frames_at_s: c.evidence.frames_at.map(secs),
+                capture_ms: c.evidence.capture.map(ms),
+                threads: &c.evidence.threads,
             })
             .collect(),
         restarts: r

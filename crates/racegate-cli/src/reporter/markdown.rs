@@ -66,6 +66,16 @@ pub fn write<W: Write>(r: &RunReport, mut w: W) -> std::io::Result<()> {
                 secs(c.first_at)
             )?;
         }
+        for c in r.crashes.iter().filter(|c| !c.evidence.is_empty()) {
+            writeln!(w)?;
+            writeln!(w, "`{}`:", cell(&c.signature).replace('`', "'"))?;
+            writeln!(w)?;
+            writeln!(w, "```text")?;
+            for line in super::crash_excerpt(&c.evidence, 8) {
+                writeln!(w, "{line}")?;
+            }
+            writeln!(w, "```")?;
+        }
     }
     if !r.restarts.is_empty() {
         writeln!(w)?;

@@ -6,6 +6,9 @@ use super::{latency_cell, secs};
 use crate::events::EndedBy;
 use crate::report::RunReport;
 
+/// Frames shown per crash group in the terminal (all of them are in the JSON).
+const TERMINAL_FRAMES: usize = 3;
+
 /// Write the human-readable summary.
 pub fn write<W: Write>(r: &RunReport, mut w: W) -> std::io::Result<()> {
     writeln!(
@@ -65,6 +68,9 @@ pub fn write<W: Write>(r: &RunReport, mut w: W) -> std::io::Result<()> {
                 write!(w, "  {}", p.display())?;
             }
             writeln!(w)?;
+            for line in super::crash_excerpt(&c.evidence, TERMINAL_FRAMES) {
+                writeln!(w, "      {line}")?;
+            }
         }
     }
     if !r.restarts.is_empty() {

@@ -360,6 +360,9 @@ impl Drive<'_> {
                 .filter(|_| s.stop_on_exit)
                 .map(|r| r.gone().clone());
             let watch_unresponsive = s.stop_on_exit && s.target_process.is_none();
+            // A managed target that stops answering without dying is hung: its stacks are taken
+            // once per outage, then it is stopped (and restarted like a crash).
+            let mut hang_reported = false;
             let mut dead_poll = tokio::time::interval(DEAD_TARGET_POLL);
             dead_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             // An unmanaged target the detector gave up on: when its probation ends.
@@ -380,8 +383,14 @@ impl Drive<'_> {
                         early = Some(EndedBy::TargetExited);
                         break;
                     }
-                    _ = dead_poll.tick(), if watch_unresponsive && probation.is_none() => {
-                        if self.target_unresponsive.load(Ordering::SeqCst) {
+                    _ = dead_poll.tick(), if (watch_unresponsive && probation.is_none()) || running.is_some() => {
+                        let unresponsive = self.target_unresponsive.load(Ordering::SeqCst);
+                        if let Some(r) = &running {
+                            if unresponsive && !hang_reported {
+                                r.capture_hang();
+                            }
+                            hang_reported = unresponsive;
+                        } else if unresponsive {
                             probation = Some(Instant::now() + SETTLE_AFTER_UNRESPONSIVE);
                         }
                     }
@@ -559,10 +568,14 @@ pub async fn run<S: EventSink + ?Sized>(
         load_origin.clone(),
         tx.clone(),
     );
+    let kernel_log = super::watch::watch_kernel_log(tx.clone(), clock.clone());
     let names: Vec<String> = scenario.pipelines.iter().map(|p| p.name.clone()).collect();
     let mut stats = RunStats::new(&names, base_url.clone(), scenario.target_process.is_some());
     for w in super::watch::folder_warnings(&scenario.crash.dirs) {
         stats.warn(w);
+    }
+    if let Err(Some(w)) = &kernel_log {
+        stats.warn(w.clone());
     }
     let done = CancelToken::new();
     let drive = Drive {
@@ -581,6 +594,9 @@ pub async fn run<S: EventSink + ?Sized>(
     };
     let driving = async {
         let d = drive.go(watcher).await;
+        if let Ok(k) = kernel_log {
+            let _ = tokio::task::spawn_blocking(move || k.stop()).await;
+        }
         done.cancel();
         d
     };

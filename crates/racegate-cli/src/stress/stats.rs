@@ -38,6 +38,7 @@ struct GroupBuild {
     first_at: Duration,
     path: Option<PathBuf>,
     detail: Option<String>,
+    evidence: crate::crash::Evidence,
     order: usize,
 }
 
@@ -228,6 +229,7 @@ impl RunStats {
             detail: Some(format!(
                 "every pipeline failed {UNRESPONSIVE_STREAK}+ times in a row to reach the target"
             )),
+            evidence: Default::default(),
         }))
     }
 
@@ -256,6 +258,16 @@ impl RunStats {
         }
         if g.detail.is_none() {
             g.detail = c.detail.clone();
+        }
+        // The first sighting with frames shows them; one without keeps the reason why not.
+        if g.evidence.frames.is_empty() && g.evidence.threads.is_empty() {
+            let reason = g.evidence.frames_unavailable.take();
+            if !c.evidence.is_empty() || c.evidence.frames_unavailable.is_some() {
+                g.evidence = (*c.evidence).clone();
+            }
+            if g.evidence.frames_unavailable.is_none() && g.evidence.frames.is_empty() {
+                g.evidence.frames_unavailable = reason;
+            }
         }
         self.fail_at(c.at);
     }
@@ -346,6 +358,7 @@ impl RunStats {
                         first_at: g.first_at,
                         path: g.path,
                         detail: g.detail,
+                        evidence: g.evidence,
                     },
                 )
             })
@@ -452,6 +465,7 @@ mod tests {
                 at: ms(5),
                 path: None,
                 detail: None,
+                evidence: Default::default(),
             }));
         }
         let r = s.finish(ms(1000), &Thresholds::default());

@@ -18,7 +18,10 @@ use tokio::task::JoinHandle;
 
 use super::client::{Conn, Connector, RequestTemplate};
 use super::Clock;
-use crate::crash::{CrashSignature, CrashSource, SignatureKind, StderrScanner, Termination};
+use crate::crash::native::{self, NativeCrash, Tracer, Unavailable};
+use crate::crash::{
+    CrashSignature, CrashSource, Evidence, SignatureKind, StderrScanner, Termination, Traces,
+};
 use crate::events::{CrashSeen, ErrorKind, Event};
 use crate::plumbing::{CancelToken, Children, Registration};
 use crate::scenario::{Pipeline, TargetProcess};
@@ -29,6 +32,10 @@ const MAX_RESTARTS: u32 = 100;
 const TAIL_LINES: usize = 20;
 /// Crash lines this close to a first one describe the same crash.
 const SAME_CRASH_WINDOW: Duration = Duration::from_secs(2);
+/// stderr lines kept for identifying a crash (a faulthandler dump of a few dozen threads).
+const CRASH_TAIL_LINES: usize = 400;
+/// How long an exit waits for the tracer's frames (they are normally there before the exit).
+const FRAMES_WAIT: Duration = Duration::from_secs(2);
 
 /// Pick a free loopback port. The port is released before the target binds it; another process
 /// could take it in between, which then shows up as a target that never becomes healthy.
@@ -43,12 +50,72 @@ pub struct StartFailure(pub String);
 
 struct Incarnation {
     child: Child,
-    stderr: JoinHandle<Vec<String>>,
+    stderr: JoinHandle<()>,
     tail: Arc<Mutex<VecDeque<String>>>,
+    crash_lines: CrashLines,
+    /// The frame tracer of this process (Linux), or why there is none.
+    tracer: Result<Arc<Tracer>, Unavailable>,
     /// Its pid, which is also its process group's id.
     pid: Option<u32>,
     /// Listed until this incarnation is dropped (after it was waited for, or killed on drop).
     _listed: Option<Registration>,
+}
+
+/// stderr as the crash identification needs it: the last lines, and the crash lines seen but
+/// not reported yet. A crash line waits [`SAME_CRASH_WINDOW`] for the process to die: if it does,
+/// the line is reported with the exit under one signature (it may name the crash less well than
+/// the frames do); if not, it is reported alone.
+#[derive(Clone, Default)]
+struct CrashLines {
+    tail: Arc<Mutex<VecDeque<String>>>,
+    pending: Arc<Mutex<Vec<(u64, CrashSignature, CrashSeen)>>>,
+}
+
+impl CrashLines {
+    fn push_tail(&self, line: &str) {
+        if let Ok(mut t) = self.tail.lock() {
+            if t.len() == CRASH_TAIL_LINES {
+                t.pop_front();
+            }
+            t.push_back(line.to_string());
+        }
+    }
+
+    fn text(&self) -> String {
+        let t = self.tail.lock().map(|t| t.clone()).unwrap_or_default();
+        let mut s = String::new();
+        for l in t {
+            s.push_str(&l);
+            s.push('\n');
+        }
+        s
+    }
+
+    /// Hold `seen` back; report it alone unless an exit takes it first.
+    fn hold(&self, id: u64, sig: CrashSignature, seen: CrashSeen, tx: UnboundedSender<Event>) {
+        if let Ok(mut p) = self.pending.lock() {
+            p.push((id, sig, seen));
+        }
+        let pending = self.pending.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(SAME_CRASH_WINDOW).await;
+            let taken = pending.lock().ok().and_then(|mut p| {
+                let i = p.iter().position(|(x, _, _)| *x == id)?;
+                Some(p.remove(i))
+            });
+            if let Some((_, _, seen)) = taken {
+                let _ = tx.send(Event::Crash(seen));
+            }
+        });
+    }
+
+    /// Take every held line (the process died).
+    fn take(&self) -> Vec<(CrashSignature, CrashSeen)> {
+        self.pending
+            .lock()
+            .map(|mut p| p.drain(..).map(|(_, s, c)| (s, c)).collect())
+            .unwrap_or_default()
+    }
 }
 
 /// A running managed target.
@@ -67,6 +134,7 @@ pub struct Running {
     stop: CancelToken,
     gone: CancelToken,
     ready: Arc<Readiness>,
+    hang: Arc<Notify>,
     task: JoinHandle<()>,
 }
 
@@ -163,7 +231,16 @@ impl Supervisor {
             .iter()
             .map(|a| a.replace("{port}", &port))
             .collect();
+        // The tracer attaches from the child's pre_exec, before the target runs a line of its own.
+        let prepared = native::Prepared::for_racegate();
         let mut cmd = Command::new(&args[0]);
+        #[cfg(unix)]
+        if let Ok(p) = &prepared {
+            // SAFETY: the hook makes only async-signal-safe system calls.
+            unsafe {
+                cmd.pre_exec(p.hook());
+            }
+        }
         cmd.args(&args[1..])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -188,7 +265,9 @@ impl Supervisor {
         // The leader of its own group: a second interrupt kills the group (cli/interrupt.rs).
         let pid = child.id();
         let listed = pid.map(|pid| self.children.register(pid));
+        let tracer = prepared.map(|p| Arc::new(p.started(pid.unwrap_or(0))));
         let tail = Arc::new(Mutex::new(VecDeque::new()));
+        let crash_lines = CrashLines::default();
         if let Some(out) = child.stdout.take() {
             // Drained so a chatty target never blocks on a full pipe.
             tokio::spawn(read_lines(out, tail.clone(), None));
@@ -197,9 +276,9 @@ impl Supervisor {
             Some(err) => tokio::spawn(read_lines(
                 err,
                 tail.clone(),
-                Some((self.tx.clone(), self.clock.clone())),
+                Some((self.tx.clone(), self.clock.clone(), crash_lines.clone())),
             )),
-            None => tokio::spawn(async { Vec::new() }),
+            None => tokio::spawn(async {}),
         };
         let _ = self.tx.send(Event::TargetStarted {
             pid: child.id().unwrap_or(0),
@@ -210,6 +289,8 @@ impl Supervisor {
             child,
             stderr,
             tail,
+            crash_lines,
+            tracer,
             pid,
             _listed: listed,
         })
@@ -278,13 +359,43 @@ impl Supervisor {
         let stop = CancelToken::new();
         let gone = CancelToken::new();
         let ready = Arc::new(Readiness::new());
-        let task = tokio::spawn(self.watch(inc, stop.clone(), gone.clone(), ready.clone()));
+        let hang = Arc::new(Notify::new());
+        let task =
+            tokio::spawn(self.watch(inc, stop.clone(), gone.clone(), ready.clone(), hang.clone()));
         Ok(Running {
             stop,
             gone,
             ready,
+            hang,
             task,
         })
+    }
+
+    /// Every thread's stack of a target that stopped answering, as a crash sighting keyed by
+    /// where its threads are blocked.
+    async fn capture_hang(&self, inc: &Incarnation) {
+        let pid = inc.pid.unwrap_or(0);
+        let tracer = inc.tracer.as_ref().ok().cloned();
+        let captured = tokio::task::spawn_blocking(move || {
+            crate::crash::hang::capture(pid, tracer.as_deref())
+        })
+        .await;
+        let Ok((signature, mut evidence)) = captured else {
+            return;
+        };
+        let at = self.clock.elapsed();
+        evidence.frames_at = Some(at);
+        let _ = self.tx.send(Event::Crash(CrashSeen {
+            source: CrashSource::Stacks,
+            signature: signature.key().to_string(),
+            at,
+            path: None,
+            detail: Some(format!(
+                "the target stopped answering; {} threads captured, then it was stopped",
+                evidence.threads.len()
+            )),
+            evidence: Box::new(evidence),
+        }));
     }
 
     /// Watch until stopped. `gone` is cancelled once the target exited for good (no restart
@@ -296,14 +407,25 @@ impl Supervisor {
         stop: CancelToken,
         gone: CancelToken,
         ready: Arc<Readiness>,
+        hang: Arc<Notify>,
     ) {
         let mut restarts = 0u32;
         loop {
+            let mut hung = false;
             let status = tokio::select! {
                 s = inc.child.wait() => s,
                 _ = stop.cancelled() => {
                     terminate(&mut inc.child).await;
+                    release_tracer(&mut inc.tracer);
                     return;
+                }
+                _ = hang.notified() => {
+                    // Alive but not answering: take every thread's stack, then stop it (it will
+                    // not recover by itself); its exit is ours, not a second crash.
+                    self.capture_hang(&inc).await;
+                    hung = true;
+                    terminate(&mut inc.child).await;
+                    inc.child.wait().await
                 }
             };
             let exited_at = self.clock.elapsed();
@@ -317,43 +439,33 @@ impl Supervisor {
             if will_restart {
                 ready.set(false);
             }
-            // The crash line is usually the last thing written: read stderr to its end (bounded:
-            // a grandchild could keep the pipe open).
-            let signatures = tokio::time::timeout(Duration::from_secs(1), &mut inc.stderr)
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .unwrap_or_default();
             let termination = match status {
                 Ok(s) => Termination::from_status(s),
                 Err(_) => Termination::Exited(-1),
             };
+            let pid = inc.pid.unwrap_or(0);
+            // The crash line is usually the last thing written: read stderr to its end (bounded:
+            // a grandchild could keep the pipe open). The tracer's frames arrive meanwhile.
+            let frames = native_frames(&inc.tracer, pid, termination);
+            let (_, frames) = tokio::join!(
+                tokio::time::timeout(Duration::from_secs(1), &mut inc.stderr),
+                frames
+            );
             let _ = self.tx.send(Event::TargetExited {
                 at: exited_at,
                 status: termination.to_string(),
             });
-            // One crash seen through two channels carries one signature: prefer what stderr
-            // said (it names the assertion), else the signal, else the exit code.
-            let signature = match signatures.first() {
-                Some(s) => s.clone(),
-                None => match termination.signature() {
-                    Some(s) => s.key().to_string(),
-                    None => CrashSignature::new(
-                        SignatureKind::Fatal,
-                        &format!("target exited during the run ({termination})"),
-                        CrashSource::ExitStatus,
-                    )
-                    .key()
-                    .to_string(),
-                },
-            };
-            let _ = self.tx.send(Event::Crash(CrashSeen {
-                source: CrashSource::ExitStatus,
-                signature,
-                at: exited_at,
-                path: None,
-                detail: Some(termination.to_string()),
-            }));
+            let seen = identify_exit(
+                &inc.crash_lines,
+                frames,
+                termination,
+                exited_at,
+                &self.clock,
+            );
+            for seen in seen.into_iter().filter(|_| !hung) {
+                let _ = self.tx.send(Event::Crash(seen));
+            }
+            release_tracer(&mut inc.tracer);
             if !will_restart || stop.is_cancelled() {
                 ready.set(true);
                 gone.cancel();
@@ -389,6 +501,7 @@ impl Supervisor {
                 // Keep watching the new process: if it is alive but slow, its exit still counts.
                 if stop.is_cancelled() {
                     terminate(&mut inc.child).await;
+                    release_tracer(&mut inc.tracer);
                     return;
                 }
             }
@@ -401,6 +514,12 @@ impl Running {
     /// are already on the event stream by then.
     pub fn gone(&self) -> &CancelToken {
         &self.gone
+    }
+
+    /// The target is alive but stopped answering: capture every thread's stack, report the hang,
+    /// and stop it (restarted like a crash when `restart = true`).
+    pub fn capture_hang(&self) {
+        self.hang.notify_one();
     }
 
     /// Whether the target may be sent load (false while it is being restarted).
@@ -443,18 +562,121 @@ async fn terminate(child: &mut Child) {
     let _ = tokio::time::timeout(Duration::from_secs(2), child.wait()).await;
 }
 
-/// Read lines into `tail`; with a sender, scan each for crash lines and report them. Returns
-/// the signature keys seen.
+/// The tracer's frames of this exit, when it was a crash: the process's own fatal signal, else
+/// (a shell wrapper that exits 128+N) the last process it started that died of one.
+async fn native_frames(
+    tracer: &Result<Arc<Tracer>, Unavailable>,
+    pid: u32,
+    termination: Termination,
+) -> Option<Result<NativeCrash, Unavailable>> {
+    let tracer = match tracer {
+        Ok(t) => t.clone(),
+        Err(why) => return termination.is_crash().then(|| Err(why.clone())),
+    };
+    let signal = termination.signal_name().map(str::to_string);
+    let crashed = termination.is_crash();
+    tokio::task::spawn_blocking(move || match signal.filter(|_| crashed) {
+        Some(sig) => Some(tracer.crash(pid, &sig, FRAMES_WAIT)),
+        None => tracer.deaths().pop().map(Ok),
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// The crash events of one exit: the held stderr lines and the exit itself, under the one
+/// signature [`crate::crash::identify`] gives them.
+fn identify_exit(
+    lines: &CrashLines,
+    frames: Option<Result<NativeCrash, Unavailable>>,
+    termination: Termination,
+    exited_at: Duration,
+    clock: &Clock,
+) -> Vec<CrashSeen> {
+    let held = lines.take();
+    let stderr: Vec<CrashSignature> = held.iter().map(|(s, _)| s.clone()).collect();
+    let tail = lines.text();
+    let received = frames
+        .as_ref()
+        .and_then(|f| f.as_ref().ok())
+        .map(|c| clock.elapsed().saturating_sub(c.received.elapsed()));
+    let signal = match (&frames, termination.signal_name()) {
+        (_, Some(sig)) if termination.is_crash() => Some(sig.to_string()),
+        // A wrapper's child died of the signal the wrapper then reported as an exit code.
+        (Some(Ok(c)), _) => Some(c.signal.clone()),
+        _ => None,
+    };
+    let identified = crate::crash::identify(Traces {
+        stderr: &stderr,
+        stderr_tail: &tail,
+        native: frames,
+        signal: signal.as_deref(),
+    });
+    let (signature, mut evidence) = identified.unwrap_or_else(|| {
+        (
+            CrashSignature::new(
+                SignatureKind::Fatal,
+                &format!("target exited during the run ({termination})"),
+                CrashSource::ExitStatus,
+            ),
+            Evidence::default(),
+        )
+    });
+    evidence.frames_at = received;
+    let key = signature.key().to_string();
+    let mut out: Vec<CrashSeen> = held
+        .into_iter()
+        .map(|(_, mut seen)| {
+            seen.signature = key.clone();
+            seen
+        })
+        .collect();
+    out.push(CrashSeen {
+        source: CrashSource::ExitStatus,
+        signature: key,
+        at: exited_at,
+        path: None,
+        detail: Some(termination.to_string()),
+        evidence: Box::new(evidence),
+    });
+    out
+}
+
+/// Stop the tracer of a process that is gone (it detaches within milliseconds then; bounded).
+fn release_tracer(tracer: &mut Result<Arc<Tracer>, Unavailable>) {
+    let old = std::mem::replace(tracer, Err(Unavailable("released".into())));
+    if let Ok(t) = old {
+        tokio::task::spawn_blocking(move || drop(t));
+    }
+}
+
+/// Read lines into `tail`; with a sender, scan each for crash lines and hold them for the exit
+/// (see [`CrashLines`]).
 async fn read_lines<R: AsyncRead + Unpin>(
     r: R,
     tail: Arc<Mutex<VecDeque<String>>>,
-    report: Option<(UnboundedSender<Event>, Clock)>,
-) -> Vec<String> {
+    report: Option<(UnboundedSender<Event>, Clock, CrashLines)>,
+) {
     let mut reader = BufReader::new(r);
     let mut scanner = StderrScanner::new();
-    let mut seen = Vec::new();
     let mut last_crash: Option<Instant> = None;
+    let mut held = 0u64;
     let mut buf = Vec::new();
+    let hold = |held: &mut u64, sig: CrashSignature, line: Option<&str>| {
+        let Some((tx, clock, lines)) = report.as_ref() else {
+            return;
+        };
+        *held += 1;
+        let seen = CrashSeen {
+            source: CrashSource::Stderr,
+            signature: sig.key().to_string(),
+            at: clock.elapsed(),
+            path: None,
+            detail: line.map(|l| l.chars().take(300).collect()),
+            evidence: Box::default(),
+        };
+        lines.hold(*held, sig, seen, tx.clone());
+    };
     loop {
         buf.clear();
         match reader.read_until(b'\n', &mut buf).await {
@@ -471,7 +693,8 @@ async fn read_lines<R: AsyncRead + Unpin>(
             }
             t.push_back(line.clone());
         }
-        if let Some((tx, clock)) = &report {
+        if let Some((_, _, lines)) = &report {
+            lines.push_tail(&line);
             if let Some(sig) = scanner.feed(&line) {
                 // A dying process often prints several crash lines (the assertion, then "Abort
                 // trap"): lines right after the first belong to the same crash.
@@ -479,33 +702,18 @@ async fn read_lines<R: AsyncRead + Unpin>(
                     continue;
                 }
                 last_crash = Some(Instant::now());
-                seen.push(sig.key().to_string());
-                let _ = tx.send(Event::Crash(CrashSeen {
-                    source: CrashSource::Stderr,
-                    signature: sig.key().to_string(),
-                    at: clock.elapsed(),
-                    path: None,
-                    detail: Some(line.chars().take(300).collect()),
-                }));
+                hold(&mut held, sig, Some(&line));
             }
         }
     }
-    if let Some((tx, clock)) = &report {
+    if report.is_some() {
         if let Some(sig) = scanner
             .finish()
             .filter(|_| !last_crash.is_some_and(|t| t.elapsed() < SAME_CRASH_WINDOW))
         {
-            seen.push(sig.key().to_string());
-            let _ = tx.send(Event::Crash(CrashSeen {
-                source: CrashSource::Stderr,
-                signature: sig.key().to_string(),
-                at: clock.elapsed(),
-                path: None,
-                detail: None,
-            }));
+            hold(&mut held, sig, None);
         }
     }
-    seen
 }
 
 fn tail_text(tail: &Arc<Mutex<VecDeque<String>>>) -> String {

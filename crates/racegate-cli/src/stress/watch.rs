@@ -154,6 +154,12 @@ impl DirScanner {
                             at,
                             path: Some(path),
                             detail: (!detail.is_empty()).then(|| detail.join(", ")),
+                            evidence: Box::new(crate::crash::Evidence {
+                                frames_from: (!report.stack.is_empty())
+                                    .then(|| format!("{:?}", report.format).to_lowercase()),
+                                frames: report.stack,
+                                ..Default::default()
+                            }),
                         },
                     });
                 }
@@ -181,6 +187,7 @@ impl DirScanner {
                             at,
                             path: Some(path),
                             detail: Some(err.to_string()),
+                            evidence: Default::default(),
                         },
                     });
                 }
@@ -188,6 +195,34 @@ impl DirScanner {
         }
         found
     }
+}
+
+/// Watch the kernel log for NVIDIA `NVRM: Xid` lines during the run; each is a crash sighting
+/// (a GPU fault fails the gate whichever process caused it). `Err(Some(warning))` when the log
+/// cannot be read on a machine with an NVIDIA driver; `Err(None)` elsewhere (nothing to watch).
+pub fn watch_kernel_log(
+    tx: UnboundedSender<Event>,
+    clock: super::Clock,
+) -> Result<crate::crash::kmsg::KernelLogWatcher, Option<String>> {
+    crate::crash::kmsg::KernelLogWatcher::start(move |xid| {
+        let sig = xid.signature(CrashSource::KernelLog);
+        let mut detail = format!("GPU {}", xid.pci);
+        if let Some(p) = &xid.process {
+            detail.push_str(&format!(", process {p}"));
+        }
+        if let Some(p) = xid.pid {
+            detail.push_str(&format!(" (pid {p})"));
+        }
+        let _ = tx.send(Event::Crash(CrashSeen {
+            source: CrashSource::KernelLog,
+            signature: sig.key().to_string(),
+            at: clock.elapsed(),
+            path: None,
+            detail: Some(detail),
+            evidence: Box::default(),
+        }));
+    })
+    .map_err(|why| Path::new("/dev/nvidiactl").exists().then_some(why))
 }
 
 /// Commands to the watcher thread.
