@@ -412,6 +412,7 @@ mod tests {
                 at,
                 path: None,
                 detail: None,
+                evidence: Default::default(),
             })
         };
         r.apply(&crash(CrashSource::Stderr, ms(1200)), name);

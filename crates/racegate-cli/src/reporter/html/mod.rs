@@ -317,9 +317,16 @@ fn run_tables<W: Write>(w: &mut W, r: &RunReport) -> io::Result<()> {
     } else {
         let mut t = Table::new(["count", "signature", "seen by", "first at s", "report"]);
         for c in &r.crashes {
+            // The signature, then the frames that name the code that crashed (as the
+            // Markdown report shows them).
+            let mut signature = c.signature.clone();
+            for line in super::crash_excerpt(&c.evidence, 8) {
+                signature.push('\n');
+                signature.push_str(&line);
+            }
             t.row([
                 c.count.to_string(),
-                c.signature.clone(),
+                signature,
                 c.source_label(),
                 format!("{:.3}", secs(c.first_at)),
                 c.path
