@@ -52,6 +52,26 @@ pub(crate) fn latency_cell(p: &crate::report::run::PipelineReport, d: Duration) 
     }
 }
 
+/// `restarts: N (time to recover: 0.120 s, never)`, when the target was restarted.
+pub(crate) fn restarts_line(r: &crate::report::RunReport) -> Option<String> {
+    if r.restarts.is_empty() {
+        return None;
+    }
+    let recovered: Vec<String> = r
+        .restarts
+        .iter()
+        .map(|x| match x.time_to_recover {
+            Some(t) => format!("{:.3} s", secs(t)),
+            None => "never".into(),
+        })
+        .collect();
+    Some(format!(
+        "restarts: {} (time to recover: {})",
+        r.restarts.len(),
+        recovered.join(", ")
+    ))
+}
+
 /// Seconds with three decimals.
 pub(crate) fn secs(d: Duration) -> f64 {
     (d.as_secs_f64() * 1000.0).round() / 1000.0

@@ -20,21 +20,9 @@ use crate::report::timeline::{Timeline, TimelineEventKind};
 use crate::report::RunReport;
 use crate::verdict::Verdict;
 
-/// Escape text for HTML (element content and quoted attributes).
-pub(crate) fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+/// Escape text for HTML (element content and quoted attributes): the XML escaping of the
+/// JUnit report is valid HTML too.
+pub(crate) use super::junit::escape as esc;
 
 const CSS: &str = r#"
 :root { --fail: #c62828; --pass: #2e7d32; --partial: #ef6c00; --error: #6a1b9a; --aborted: #546e7a; }
@@ -337,22 +325,7 @@ fn run_tables<W: Write>(w: &mut W, r: &RunReport) -> io::Result<()> {
         }
         write_table(w, &t)?;
     }
-    let mut facts = Vec::new();
-    if !r.restarts.is_empty() {
-        let recovered: Vec<String> = r
-            .restarts
-            .iter()
-            .map(|x| match x.time_to_recover {
-                Some(t) => format!("{:.3} s", secs(t)),
-                None => "never".into(),
-            })
-            .collect();
-        facts.push(format!(
-            "restarts: {} (time to recover: {})",
-            r.restarts.len(),
-            recovered.join(", ")
-        ));
-    }
+    let mut facts: Vec<String> = super::restarts_line(r).into_iter().collect();
     facts.extend(
         r.probe_failures
             .iter()
@@ -665,7 +638,7 @@ mod tests {
     fn text_is_escaped() {
         assert_eq!(
             esc(r#"<a href="x">'&'</a>"#),
-            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+            "&lt;a href=&quot;x&quot;&gt;&apos;&amp;&apos;&lt;/a&gt;"
         );
     }
 }
