@@ -26,7 +26,9 @@ fn demo_tells_the_story_and_leaves_no_child() {
     let json = dir.path().join("demo.json");
     let out = assert_cmd::Command::cargo_bin("racegate")
         .unwrap()
-        .args(["demo", "--duration", "2s", "--quiet", "--json"])
+        // The racing modes end at their first crash; 6 s leaves room for the dispatches to
+        // overlap on a loaded 2-core machine (2 s sometimes saw none there).
+        .args(["demo", "--duration", "6s", "--quiet", "--json"])
         .arg(&json)
         .timeout(Duration::from_secs(120))
         .output()

@@ -274,3 +274,262 @@ fn sigkill_of_racegate_run_hands_the_gate_on_and_takes_the_command_with_it() {
         "the gate was not handed on"
     );
 }
+
+/// Starts `racegate run <args> -- sh -c <script>` that writes its device variables to `env`,
+/// touches `ready`, and holds until its stdin closes.
+fn holding(d: &Path, name: &str, args: &[&str]) -> (Child, std::path::PathBuf) {
+    let ready = d.join(format!("{name}.ready"));
+    let script = format!(
+        "echo \"$CUDA_VISIBLE_DEVICES|$HIP_VISIBLE_DEVICES|$ROCR_VISIBLE_DEVICES|$RACEGATE_DEVICES|$CUDA_DEVICE_ORDER\" > {0}.tmp; mv {0}.tmp {0}; read line || true",
+        ready.display()
+    );
+    let child = racegate(d)
+        .arg("run")
+        .args(args)
+        .args(["--", "sh", "-c", &script])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || ready.exists()),
+        "{name} never ran"
+    );
+    (child, ready)
+}
+
+fn release(mut child: Child) {
+    drop(child.stdin.take());
+    assert!(wait_child(&mut child, Duration::from_secs(10)).success());
+}
+
+#[test]
+fn gpus_take_whole_devices_and_the_command_is_told_which() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let dev = ["--gate", "gpus", "--devices", "0,1,2,3"];
+    let (two, seen) = holding(d, "two", &[&dev[..], &["--gpus", "2"]].concat());
+    assert_eq!(
+        fs::read_to_string(&seen).unwrap().trim(),
+        "0,1|0,1|0,1|0,1|"
+    );
+    let (one, seen) = holding(d, "one", &[&dev[..], &["--gpus", "1"]].concat());
+    assert_eq!(fs::read_to_string(&seen).unwrap().trim(), "2|2|2|2|");
+    // Two more devices are not free: a timeout names the holders and their devices.
+    let out = racegate(d)
+        .args(["run", "--timeout", "300ms"])
+        .args(dev)
+        .args(["--gpus", "2", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(124), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("with 2 units on 0,1"), "{err}");
+    let out = racegate(d)
+        .args(["status", "--gate", "gpus"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("capacity 1 per device, 4 devices"), "{text}");
+    assert!(text.contains("used    3 of 4 units"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "device  0        1/1 units  held by pid {}",
+            two.id()
+        )),
+        "{text}"
+    );
+    assert!(text.contains("device  3        0/1 units\n"), "{text}");
+    release(two);
+    release(one);
+    // More devices than the gate has, and a share that fits no placement, are usage errors.
+    let out = racegate(d)
+        .args(["run"])
+        .args(dev)
+        .args(["--gpus", "5", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`--gpus 5`"));
+    let out = racegate(d)
+        .args([
+            "run",
+            "--gate",
+            "halves",
+            "--capacity",
+            "2",
+            "--devices",
+            "0,1",
+        ])
+        .args(["--need", "3", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot place `3` units"), "{err}");
+}
+
+/// A fake `nvidia-smi` on the `PATH` stands in for the driver: `--gpus` discovers its GPUs,
+/// numbers them by PCI bus (and says so to CUDA), and `CUDA_VISIBLE_DEVICES` overrides it.
+#[test]
+fn gpus_discover_devices_from_nvidia_smi_or_cuda_visible_devices() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let bin = d.join("bin");
+    fs::create_dir(&bin).unwrap();
+    let smi = bin.join("nvidia-smi");
+    fs::write(
+        &smi,
+        "#!/bin/sh\n[ \"$1\" = -L ] || exit 9\n\
+         echo 'GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-0f0e0d0c-1111-2222-3333-444455556666)'\n\
+         echo 'GPU 1: NVIDIA H100 80GB HBM3 (UUID: GPU-1a1b1c1d-1111-2222-3333-444455556666)'\n",
+    )
+    .unwrap();
+    fs::set_permissions(&smi, fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let run = |gate: &str, visible: Option<&str>| {
+        let mut cmd = racegate(d);
+        cmd.env("PATH", &path)
+            .env_remove("CUDA_DEVICE_ORDER")
+            .env_remove("CUDA_VISIBLE_DEVICES")
+            .args(["run", "--gate", gate, "--gpus", "1", "--", "sh", "-c"])
+            .arg("echo \"$CUDA_VISIBLE_DEVICES $CUDA_DEVICE_ORDER\"");
+        if let Some(v) = visible {
+            cmd.env("CUDA_VISIBLE_DEVICES", v);
+        }
+        cmd.output().unwrap()
+    };
+    let out = run("smi", None);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0 PCI_BUS_ID");
+    let out = run("visible", Some("1"));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
+    let out = run("none", Some(""));
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("CUDA_VISIBLE_DEVICES="),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn need_takes_a_share_of_the_budget_and_every_user_must_agree_on_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let (fifty, _) = holding(
+        d,
+        "fifty",
+        &[
+            "--gate",
+            "vram",
+            "--capacity",
+            "80",
+            "--need",
+            "50",
+            "--label",
+            "trainer",
+        ],
+    );
+    // 30 more fit beside it; 40 do not, and the timeout names the trainer's share.
+    assert_eq!(
+        code(
+            d,
+            &[
+                "run",
+                "--gate",
+                "vram",
+                "--capacity",
+                "80",
+                "--need",
+                "30",
+                "--timeout",
+                "10s",
+                "--",
+                "true"
+            ]
+        ),
+        0
+    );
+    let out = racegate(d)
+        .args([
+            "run",
+            "--gate",
+            "vram",
+            "--capacity",
+            "80",
+            "--need",
+            "40",
+            "--timeout",
+            "300ms",
+            "--",
+            "true",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(124), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("`trainer`") && err.contains("with 50 of 80 units"),
+        "{err}"
+    );
+    let out = racegate(d)
+        .args(["run", "--gate", "vram", "--capacity", "40", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("capacity `80`") && err.contains("capacity `40`"),
+        "{err}"
+    );
+    let doc: serde_json::Value = serde_json::from_slice(
+        &racegate(d)
+            .args(["status", "--json", "--gate", "vram"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let g = &doc["gates"][0];
+    assert_eq!(
+        (g["units_used"].as_u64(), g["units_total"].as_u64()),
+        (Some(50), Some(80))
+    );
+    assert_eq!(g["holders"][0]["units"], 50);
+    release(fifty);
+}
+
+/// `--prepare` runs before the gate is held: a run inside the preparation gets the same gate
+/// (it would time out if the preparation held it), and a failed preparation ends the run with
+/// its status before the gate or the command.
+#[test]
+fn prepare_runs_unguarded_and_its_failure_stops_the_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let racegate_bin = assert_cmd::cargo::cargo_bin("racegate");
+    let nested = format!(
+        "{} run --timeout 5s -- sh -c 'echo inside > {}'",
+        racegate_bin.display(),
+        d.join("prepared").display()
+    );
+    let out = racegate(d)
+        .args(["run", "--prepare", &nested, "--", "sh", "-c"])
+        .arg(format!("echo ran > {}", d.join("ran").display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        fs::read_to_string(d.join("prepared")).unwrap().trim(),
+        "inside"
+    );
+    assert_eq!(fs::read_to_string(d.join("ran")).unwrap().trim(), "ran");
+
+    let out = racegate(d)
+        .args(["run", "--prepare", "exit 3", "--", "touch"])
+        .arg(d.join("never"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`--prepare`"));
+    assert!(!d.join("never").exists());
+}

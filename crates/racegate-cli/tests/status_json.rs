@@ -64,6 +64,9 @@ fn opt_str(v: &Value) -> bool {
 fn opt_words(v: &Value) -> bool {
     v.is_null() || v.as_array().is_some_and(|a| a.iter().all(Value::is_string))
 }
+fn words(v: &Value) -> bool {
+    v.as_array().is_some_and(|a| a.iter().all(Value::is_string))
+}
 fn pcts(v: &Value) -> bool {
     object(
         v,
@@ -89,6 +92,9 @@ fn check_schema(doc: &Value) {
                 ("name", &Value::is_string),
                 ("capacity", &uint),
                 ("slots", &uint),
+                ("units_total", &uint),
+                ("units_used", &uint),
+                ("devices", &Value::is_array),
                 ("holders", &Value::is_array),
                 ("waiters", &Value::is_array),
                 ("history", &|h| {
@@ -116,6 +122,21 @@ fn check_schema(doc: &Value) {
                     ("command", &opt_words),
                     ("since_ms", &opt_uint),
                     ("held_ms", &opt_num),
+                    ("units", &opt_uint),
+                    ("devices", &words),
+                ],
+            );
+        }
+        for d in g["devices"].as_array().unwrap() {
+            object(
+                d,
+                &[
+                    ("id", &Value::is_string),
+                    ("capacity", &uint),
+                    ("used", &uint),
+                    ("holder_lanes", &|v| {
+                        v.as_array().is_some_and(|a| a.iter().all(Value::is_u64))
+                    }),
                 ],
             );
         }
@@ -239,4 +260,62 @@ fn a_gate_nobody_used_is_reported_unknown_not_free() {
         !d.join("nosuch").exists(),
         "status must not create the gate"
     );
+}
+
+/// A gate with a budget on devices: used/total, each holder's share and devices, and each
+/// device's holders, in the documented schema.
+#[test]
+fn status_shows_shares_and_devices_in_the_documented_schema() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let ready = d.join("ready");
+    let hold = format!("echo > {}; read line || true", ready.display());
+    let mut holder = racegate(d)
+        .args([
+            "run",
+            "--gate",
+            "gpus",
+            "--capacity",
+            "80",
+            "--devices",
+            "0,1",
+        ])
+        .args(["--need", "20", "--label", "share", "--", "sh", "-c", &hold])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(10), || ready.exists()));
+    let doc = status_json(d, Some("gpus"));
+    check_schema(&doc);
+    let g = &doc["gates"][0];
+    assert_eq!(
+        (
+            g["capacity"].as_u64(),
+            g["units_total"].as_u64(),
+            g["units_used"].as_u64()
+        ),
+        (Some(80), Some(160), Some(20))
+    );
+    let h = &g["holders"][0];
+    assert_eq!(
+        (h["units"].as_u64(), h["label"].as_str()),
+        (Some(20), Some("share"))
+    );
+    assert_eq!(h["devices"], serde_json::json!(["0"]));
+    assert_eq!(
+        g["devices"],
+        serde_json::json!([
+            { "id": "0", "capacity": 80, "used": 20, "holder_lanes": [h["lane"]] },
+            { "id": "1", "capacity": 80, "used": 0, "holder_lanes": [] },
+        ])
+    );
+    let text = racegate(d)
+        .args(["status", "--gate", "gpus"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("used    20 of 160 units"), "{text}");
+    assert!(text.contains("20 units on 0"), "{text}");
+    drop(holder.stdin.take());
+    assert!(holder.wait().unwrap().success());
 }

@@ -1,6 +1,8 @@
 //! The machine-wide gate's uncontended acquire+release (records and history included) against
 //! the floor it is built on: a bare open + flock + unlock + close of a file in the same
-//! directory. Both run side by side in one process, in one run.
+//! directory; and weighted acquisitions (n = 1, 8, 40 of an 80-unit budget, alone and beside
+//! two other holders, whose lanes each acquisition probes) against both. All run side by side
+//! in one process, in one run.
 //!
 //! `cargo bench -p racegate --bench machine -- --warm-up-time 1 --measurement-time 3`
 //! Results and ratios go to BENCHMARKS.md ("Machine-wide gate"). The lock directory is a
@@ -61,6 +63,30 @@ fn machine(c: &mut Criterion) {
     g.bench_function("machine_gate_acquire_release_no_records", |b| {
         b.iter(|| drop(black_box(bare_gate.acquire_blocking().unwrap())))
     });
+
+    let budget = MachineGate::builder("bench-budget")
+        .dir(tmp.path())
+        .capacity(80)
+        .open()
+        .unwrap();
+    for n in [1, 8, 40] {
+        g.bench_function(format!("weighted_acquire_release/{n}_of_80"), |b| {
+            b.iter(|| drop(black_box(budget.acquire_many_blocking(n).unwrap())))
+        });
+    }
+    let others = MachineGate::builder("bench-budget")
+        .dir(tmp.path())
+        .capacity(80)
+        .open()
+        .unwrap();
+    let held = (
+        others.acquire_many_blocking(10).unwrap(),
+        others.acquire_many_blocking(10).unwrap(),
+    );
+    g.bench_function("weighted_acquire_release/40_of_80_beside_2_holders", |b| {
+        b.iter(|| drop(black_box(budget.acquire_many_blocking(40).unwrap())))
+    });
+    drop(held);
     g.finish();
 }
 

@@ -265,16 +265,58 @@ pub enum MachineGateError {
         /// Capacity requested.
         requested: u32,
     },
-    /// A weighted request (more than one unit at once).
+    /// Other users of the gate declare different devices.
     #[error(
-        "gate `{gate}`: a machine-wide acquisition takes exactly one unit, `{units}` were requested; \
-         hint: give each holder one unit and the gate a larger capacity"
+        "gate `{gate}` is in use with devices `{}`, cannot use it with devices `{}`; \
+         hint: every user of a gate must declare the same devices (`--devices`, \
+         `RACEGATE_TEST_GUARD_DEVICES`), or use another gate name",
+        devices_or_none(existing),
+        devices_or_none(requested)
     )]
-    Weighted {
+    DevicesMismatch {
+        /// The gate.
+        gate: String,
+        /// Devices in force (empty: none declared).
+        existing: Vec<String>,
+        /// Devices requested.
+        requested: Vec<String>,
+    },
+    /// A device list that cannot be declared.
+    #[error("gate `{gate}`: {reason}; hint: list each device once, as `CUDA_VISIBLE_DEVICES` names it (`0`, `GPU-8a1f…`)")]
+    BadDevices {
+        /// The gate.
+        gate: String,
+        /// What is wrong, with the offending id.
+        reason: String,
+    },
+    /// A request that no placement can ever satisfy: more units than one device has, and not
+    /// a whole number of devices.
+    #[error(
+        "gate `{gate}` cannot place `{requested}` units: it has `{devices}` device(s) of `{capacity}` units; \
+         hint: ask for at most `{capacity}` units (on one device) or a multiple of `{capacity}` (whole devices)"
+    )]
+    Unplaceable {
         /// The gate.
         gate: String,
         /// Units requested.
-        units: u32,
+        requested: u32,
+        /// Units per device.
+        capacity: u32,
+        /// Devices (1 for a gate without declared devices).
+        devices: u32,
+    },
+    /// The gate's `queue` file (its declaration and ledger) is unreadable while the gate is in
+    /// use: nobody can tell how much of it is held.
+    #[error(
+        "the declaration of gate `{gate}` in `{}` is unreadable while the gate is in use; \
+         hint: it is rewritten once nothing holds or waits for the gate",
+        path.display()
+    )]
+    Damaged {
+        /// The gate.
+        gate: String,
+        /// The `queue` file.
+        path: std::path::PathBuf,
     },
     /// A file in the gate's directory could not be used.
     #[error("machine-wide gate `{gate}`: cannot {op} `{}`: {source}", path.display())]
@@ -312,4 +354,13 @@ pub enum MachineGateError {
         /// What happened to the call.
         reason: String,
     },
+}
+
+/// A device list in messages: `0,1` or `(none)`.
+fn devices_or_none(d: &[String]) -> String {
+    if d.is_empty() {
+        "(none)".to_owned()
+    } else {
+        d.join(",")
+    }
 }

@@ -94,7 +94,10 @@ pub use holder::Holder;
 pub use holder::HolderInfo;
 pub use machine::{configure_machine_wide, MachineGate, MachineGateBuilder};
 pub use stats::{GateStats, Label, LabelStats, Percentiles};
-pub use test_guard::{test_guard, TestGuard};
+pub use test_guard::{
+    test_guard, test_guard_with, TestGuard, TEST_GUARD_CAPACITY_ENV, TEST_GUARD_DEVICES_ENV,
+    TEST_GUARD_TIMEOUT_ENV,
+};
 
 /// The README's Rust examples, compiled and run as doctests so they cannot rot.
 #[cfg(doctest)]

@@ -132,33 +132,53 @@ async fn a_cancelled_owned_timeout_wait_leaves_the_machine_queue() {
     assert!(st.holders.is_empty() && st.waiters.is_empty(), "{st:?}");
 }
 
-/// A machine-wide acquisition takes one unit: the in-process face refuses a weighted request
-/// with each kind of call's own error, and gives the units it took back.
+/// Weighted requests take shares of the budget; one that no placement can satisfy (more than a
+/// device's units, not whole devices) is refused at once with each kind of call's own error, and
+/// the units it took in-process come back.
 #[test]
-fn weighted_requests_are_refused_with_each_kinds_error() {
+fn weighted_requests_take_shares_and_unplaceable_ones_are_refused_with_each_kinds_error() {
     let tmp = tempfile::tempdir().unwrap();
     let m = MachineGate::builder("gpu")
         .dir(tmp.path())
         .capacity(2)
+        .devices(["a", "b"])
         .open()
         .unwrap();
-    let weighted = |e: &MachineGateError| matches!(e, MachineGateError::Weighted { units: 2, .. });
-    match m.gate().acquire_many_blocking(2) {
-        Err(AcquireError::Machine(e)) => assert!(weighted(&e), "{e}"),
+    assert_eq!(
+        m.gate().capacity(),
+        4,
+        "the in-process gate covers both devices"
+    );
+    let unplaceable =
+        |e: &MachineGateError| matches!(e, MachineGateError::Unplaceable { requested: 3, .. });
+    match m.acquire_many_blocking(3) {
+        Err(AcquireError::Machine(e)) => assert!(unplaceable(&e), "{e}"),
         other => panic!("{other:?}"),
     }
-    match m.gate().acquire_many_blocking_timeout(2, LIMIT) {
-        Err(AcquireTimeoutError::Machine(e)) => assert!(weighted(&e), "{e}"),
+    match m.acquire_many_blocking_timeout(3, LIMIT) {
+        Err(AcquireTimeoutError::Machine(e)) => assert!(unplaceable(&e), "{e}"),
         other => panic!("{other:?}"),
     }
-    match m.gate().try_acquire_many(2) {
-        Err(TryAcquireError::Machine(e)) => assert!(weighted(&e), "{e}"),
+    match m.try_acquire_many(3) {
+        Err(TryAcquireError::Machine(e)) => assert!(unplaceable(&e), "{e}"),
         other => panic!("{other:?}"),
     }
-    assert_eq!(m.gate().available(), 2);
-    let (one, two) = (m.try_acquire().unwrap(), m.try_acquire_owned().unwrap());
-    assert_eq!(m.status().holders.len(), 2);
-    drop((one, two));
+    assert_eq!(m.gate().available(), 4);
+    let (two, one) = (
+        m.acquire_many_blocking(2).unwrap(),
+        m.try_acquire_many_owned(1).unwrap(),
+    );
+    assert_eq!(
+        (two.devices(), one.devices()),
+        (&["a".to_owned()][..], &["b".to_owned()][..])
+    );
+    let st = m.status();
+    let units: Vec<Option<u32>> = st.holders.iter().map(|h| h.units).collect();
+    assert_eq!(units, [Some(2), Some(1)]);
+    assert_eq!((st.units_used, st.units_total), (3, 4));
+    drop((two, one));
+    let whole = m.acquire_many_owned_blocking(4).unwrap();
+    assert_eq!(whole.devices(), ["a", "b"]);
 }
 
 /// The lock directory failing under an acquisition is an error of the call, not a panic, on the

@@ -5,187 +5,18 @@
 //! log's line order is the real order of events, so overlap is read off it without clocks.
 //! Every wait has a deadline; no sleep is used to order events.
 
-use std::fs::{self, OpenOptions};
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{entered, inside, max_inside, read_log, run_children, wait_child, wait_until, Env};
 use racegate::machine::read_status;
 use racegate::{AcquireTimeoutError, MachineGate};
 
-const CHILD_ENV: &str = "RG_CHILD";
-
-/// Not a test of its own: the body of a child process when `RG_CHILD` is set (a no-op otherwise).
+/// Not a test of its own: the body of a child process (see `common::child_main`).
 #[test]
 fn child_entry() {
-    if std::env::var_os(CHILD_ENV).is_none() {
-        return;
-    }
-    let var = |k: &str| std::env::var(k).unwrap_or_default();
-    let id = var("RG_ID");
-    let log = PathBuf::from(var("RG_LOG"));
-    let rounds: u32 = var("RG_ROUNDS").parse().unwrap_or(1);
-    let capacity: u32 = var("RG_CAPACITY").parse().unwrap_or(1);
-    let timeout = Duration::from_millis(var("RG_TIMEOUT_MS").parse().unwrap_or(20_000));
-    let gate = MachineGate::with_capacity(&var("RG_GATE"), capacity).expect("open gate");
-    for _ in 0..rounds {
-        let guard = if var("RG_NO_GATE") == "1" {
-            None
-        } else {
-            Some(
-                gate.labeled(format!("child-{id}"))
-                    .acquire_blocking_timeout(timeout)
-                    .expect("acquire"),
-            )
-        };
-        append(&log, &format!("enter {id}"));
-        match var("RG_HOLD").as_str() {
-            // Hold until the parent closes our stdin (or kills us).
-            "stdin" => {
-                let mut buf = String::new();
-                let _ = std::io::stdin().read_line(&mut buf);
-            }
-            // Hold until another child is inside, or `ms` passed: with the gate, nobody can be,
-            // so this holds the full time; without it, children meet and the overlap shows.
-            ms => {
-                let limit = Duration::from_millis(ms.parse().unwrap_or(50));
-                wait_until(limit, || inside(&read_log(&log)).iter().any(|o| *o != id));
-            }
-        }
-        append(&log, &format!("leave {id}"));
-        drop(guard);
-    }
-}
-
-fn append(log: &Path, line: &str) {
-    let mut f = OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(log)
-        .unwrap();
-    f.write_all(format!("{line}\n").as_bytes()).unwrap();
-}
-
-fn read_log(log: &Path) -> Vec<(String, String)> {
-    fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split_once(' ').map(|(a, b)| (a.to_owned(), b.to_owned())))
-        .collect()
-}
-
-/// Who is inside after the last event.
-fn inside(events: &[(String, String)]) -> Vec<String> {
-    let mut now = Vec::new();
-    for (what, id) in events {
-        match what.as_str() {
-            "enter" => now.push(id.clone()),
-            _ => now.retain(|x| x != id),
-        }
-    }
-    now
-}
-
-/// Largest number of children inside at once.
-fn max_inside(events: &[(String, String)]) -> usize {
-    let mut now: Vec<&str> = Vec::new();
-    let mut max = 0;
-    for (what, id) in events {
-        match what.as_str() {
-            "enter" => {
-                now.push(id);
-                max = max.max(now.len());
-            }
-            _ => now.retain(|x| x != id),
-        }
-    }
-    max
-}
-
-fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + limit;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
-struct Env {
-    dir: tempfile::TempDir,
-    gate: String,
-}
-
-impl Env {
-    fn new(gate: &str) -> Env {
-        Env {
-            dir: tempfile::tempdir().unwrap(),
-            gate: gate.into(),
-        }
-    }
-    fn log(&self) -> PathBuf {
-        self.dir.path().join("events.log")
-    }
-    fn lock_dir(&self) -> PathBuf {
-        self.dir.path().join("locks")
-    }
-    fn child(&self, id: &str, hold: &str, extra: &[(&str, &str)]) -> Child {
-        let mut cmd = Command::new(std::env::current_exe().unwrap());
-        cmd.args([
-            "--exact",
-            "child_entry",
-            "--nocapture",
-            "--test-threads=1",
-            "-q",
-        ])
-        .env(CHILD_ENV, "1")
-        .env("RACEGATE_DIR", self.lock_dir())
-        .env("RG_GATE", &self.gate)
-        .env("RG_ID", id)
-        .env("RG_LOG", self.log())
-        .env("RG_HOLD", hold)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null());
-        for (k, v) in extra {
-            cmd.env(k, v);
-        }
-        cmd.spawn().unwrap()
-    }
-    fn gate_dir(&self) -> PathBuf {
-        self.lock_dir().join(&self.gate)
-    }
-}
-
-fn wait_child(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let end = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() >= end {
-            let _ = child.kill();
-            panic!("child {} did not finish within {limit:?}", child.id());
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// `hold`: how long (ms) each child waits inside for another child to show up. With an
-/// exclusive gate nobody can, so every child holds that long; where overlap is expected it is
-/// generous, so that children started far apart on a loaded machine still meet.
-fn run_children(env: &Env, n: usize, hold: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
-    let mut children: Vec<Child> = (0..n)
-        .map(|i| env.child(&format!("c{i}"), hold, extra))
-        .collect();
-    for c in &mut children {
-        assert!(wait_child(c, Duration::from_secs(30)).success());
-    }
-    read_log(&env.log())
+    common::child_main();
 }
 
 #[test]
@@ -243,9 +74,7 @@ fn sigkilled_holder_hands_the_gate_to_the_next_waiter() {
     holder.kill().unwrap(); // SIGKILL: no destructor, no cleanup, only the kernel
     holder.wait().unwrap();
     let got_it = wait_until(Duration::from_secs(5), || {
-        read_log(&env.log())
-            .iter()
-            .any(|(w, id)| w == "enter" && id == "waiter")
+        entered(&read_log(&env.log())).contains(&"waiter".to_owned())
     });
     let handover = killed_at.elapsed();
     eprintln!("handover after SIGKILL: {handover:?}");
@@ -276,11 +105,7 @@ fn waiters_are_served_in_arrival_order() {
     for w in &mut waiters {
         assert!(wait_child(w, Duration::from_secs(20)).success());
     }
-    let order: Vec<String> = read_log(&env.log())
-        .into_iter()
-        .filter(|(w, _)| w == "enter")
-        .map(|(_, id)| id)
-        .collect();
+    let order = entered(&read_log(&env.log()));
     assert_eq!(order, ["holder", "w0", "w1", "w2", "w3"]);
 }
 
@@ -312,12 +137,7 @@ fn a_waiter_that_dies_in_the_queue_does_not_stall_it() {
     drop(holder.stdin.take());
     assert!(wait_child(&mut holder, Duration::from_secs(10)).success());
     assert!(wait_child(&mut last, Duration::from_secs(10)).success());
-    let entered: Vec<String> = read_log(&env.log())
-        .into_iter()
-        .filter(|(w, _)| w == "enter")
-        .map(|(_, id)| id)
-        .collect();
-    assert_eq!(entered, ["holder", "last"]);
+    assert_eq!(entered(&read_log(&env.log())), ["holder", "last"]);
 }
 
 #[test]

@@ -60,13 +60,17 @@ impl From<GateError> for CliError {
     fn from(e: GateError) -> Self {
         match e {
             // Lock-directory problems are the user's environment: fixed by the user.
-            GateError::Setup(_) | GateError::Acquire(_) => CliError::Usage(e.into()),
+            GateError::Setup(_) | GateError::Acquire(_) | GateError::Request(_) => {
+                CliError::Usage(e.into())
+            }
             GateError::Timeout { ref gate, .. } => CliError::GateTimeout(anyhow::anyhow!(
                 "{e}; hint: `racegate status --gate {gate}` shows the queue"
             )),
-            GateError::Signals(_) | GateError::NotStarted { .. } | GateError::Wait { .. } => {
-                CliError::Other(e.into())
-            }
+            GateError::Signals(_)
+            | GateError::NotStarted { .. }
+            | GateError::Wait { .. }
+            | GateError::PrepareNotStarted { .. }
+            | GateError::PrepareFailed { .. } => CliError::Other(e.into()),
         }
     }
 }

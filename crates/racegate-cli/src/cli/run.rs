@@ -10,6 +10,7 @@ use crate::gate_cmd::{self, GateError, RunConfig};
 pub const ABOUT: &str = "Run a command while holding a machine-wide gate";
 
 use super::parse_duration_or_zero;
+use crate::gate_cmd::DeviceChoice;
 
 /// Run a command while holding a machine-wide gate.
 ///
@@ -23,10 +24,36 @@ pub struct RunArgs {
     #[arg(long, default_value = "gpu", value_name = "NAME")]
     pub gate: String,
 
-    /// Capacity of the gate: how many commands may hold it at once. Every user must agree.
+    /// Capacity of the gate in units (per device, with `--devices`): how many commands may
+    /// hold it at once, or a budget they take shares of with `--need` (e.g. 80 GiB). Every user
+    /// must agree.
     #[arg(long, visible_alias = "slots", default_value_t = 1, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=racegate::machine::MAX_CAPACITY as i64))]
     pub capacity: u32,
+
+    /// Units to take of the capacity (default 1), on one device when the gate has devices;
+    /// the command waits, in arrival order, until they are free.
+    #[arg(long, value_name = "UNITS", conflicts_with = "gpus",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub need: Option<u32>,
+
+    /// Take this many whole devices and run the command with `CUDA_VISIBLE_DEVICES`,
+    /// `HIP_VISIBLE_DEVICES`, `ROCR_VISIBLE_DEVICES` and `RACEGATE_DEVICES` set to them.
+    /// Discovers the devices unless `--devices` lists them.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub gpus: Option<u32>,
+
+    /// The devices the gate spans: ids as `CUDA_VISIBLE_DEVICES` takes them (`0,1,2,3`), or
+    /// `auto`: `CUDA_VISIBLE_DEVICES` when set, else `nvidia-smi -L`. Default: none (`auto`
+    /// with `--gpus`). Every user must agree.
+    #[arg(long, value_name = "LIST|auto", value_parser = parse_devices)]
+    pub devices: Option<DeviceChoice>,
+
+    /// Run this shell command first, without holding the gate (e.g. `cargo test --no-run`, a
+    /// model download), and wait for the gate only once it succeeded (its failure status is
+    /// racegate's).
+    #[arg(long, value_name = "SHELL_CMD")]
+    pub prepare: Option<String>,
 
     /// Give up waiting after this long (e.g. `30s`, `5m`); default: wait as long as it takes.
     #[arg(long, value_name = "DUR", value_parser = parse_duration_or_zero)]
@@ -44,6 +71,16 @@ pub struct RunArgs {
         value_name = "CMD"
     )]
     pub command: Vec<OsString>,
+}
+
+/// `--devices LIST|auto`.
+fn parse_devices(s: &str) -> Result<DeviceChoice, String> {
+    if s.trim() == "auto" {
+        return Ok(DeviceChoice::Auto);
+    }
+    racegate::machine::parse_device_list(s)
+        .map(DeviceChoice::List)
+        .map_err(|e| e.to_string())
 }
 
 /// `racegate` with `run` as its only subcommand: the same top-level settings as
@@ -83,6 +120,10 @@ impl RunArgs {
         RunConfig {
             gate: self.gate,
             capacity: self.capacity,
+            need: self.need,
+            gpus: self.gpus,
+            devices: self.devices.unwrap_or_default(),
+            prepare: self.prepare,
             timeout: self.timeout,
             label: self.label,
             command: self.command,
@@ -95,7 +136,7 @@ impl RunArgs {
 pub fn run(args: RunArgs) -> Result<u8, CliError> {
     match gate_cmd::run(&args.config()) {
         Ok(code) => Ok(code),
-        Err(e @ GateError::NotStarted { code, .. }) => {
+        Err(e @ (GateError::NotStarted { code, .. } | GateError::PrepareFailed { code })) => {
             eprintln!("racegate: {e}");
             Ok(code)
         }
@@ -131,6 +172,19 @@ mod tests {
         let by_alias = parse_run(["racegate", "run", "--slots", "3", "--", "true"]).unwrap();
         let by_name = parse_run(["racegate", "run", "--capacity", "3", "--", "true"]).unwrap();
         assert_eq!((by_alias.capacity, by_name.capacity), (3, 3));
+    }
+
+    #[test]
+    fn device_lists_and_auto_parse() {
+        let a = parse_run(["racegate", "run", "--devices", "auto", "--", "true"]).unwrap();
+        assert_eq!(a.devices, Some(DeviceChoice::Auto));
+        let l = parse_run(["racegate", "run", "--devices", "0, 2", "--", "true"]).unwrap();
+        assert_eq!(
+            l.devices,
+            Some(DeviceChoice::List(vec!["0".into(), "2".into()]))
+        );
+        let err = parse_run(["racegate", "run", "--devices", "0,0", "--", "true"]).unwrap_err();
+        assert!(err.to_string().contains("listed twice"), "{err}");
     }
 
     #[test]
@@ -177,6 +231,35 @@ mod tests {
                 "true",
             ],
             &["racegate", "run", "--timeout", "soon", "--", "true"],
+            &[
+                "racegate",
+                "run",
+                "--capacity",
+                "80",
+                "--need",
+                "20",
+                "--devices",
+                "0,1",
+                "--prepare",
+                "make",
+                "--",
+                "true",
+            ],
+            &[
+                "racegate",
+                "run",
+                "--gpus",
+                "2",
+                "--devices",
+                "auto",
+                "--",
+                "true",
+            ],
+            &[
+                "racegate", "run", "--gpus", "2", "--need", "3", "--", "true",
+            ],
+            &["racegate", "run", "--devices", "0,,1", "--", "true"],
+            &["racegate", "run", "--need", "0", "--", "true"],
             &["racegate", "run", "--bogus", "--", "true"],
             &["racegate", "run", "help"],
             &["/usr/local/bin/racegate", "run", "--help"],

@@ -8,6 +8,7 @@
 //! Both take a resolved config from `cli/` and return a result or a [`GateError`]; `cli/` maps
 //! the error to its exit status and prints the status with [`crate::reporter::status`].
 
+mod share;
 #[cfg(unix)]
 mod signals;
 
@@ -17,16 +18,27 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use racegate::machine::{read_status, LockDir, MachineStatus};
+use racegate::machine::{read_status, LockDir, MachineStatus, SystemProbe};
 use racegate::{AcquireTimeoutError, Label, Labeled, MachineGate, MachineGateError};
+
+pub use share::{device_env, resolve, DeviceChoice, Share, DEVICE_VARS};
 
 /// A resolved `racegate run`.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
     /// The gate's name.
     pub gate: String,
-    /// How many commands may hold it at once; every user must agree.
+    /// Its units (per device, with devices); every user must agree.
     pub capacity: u32,
+    /// Units to take (`None` with `gpus`: whole devices; neither: one unit).
+    pub need: Option<u32>,
+    /// Whole devices to take.
+    pub gpus: Option<u32>,
+    /// The devices the gate spans (discovered by the run for [`DeviceChoice::Auto`], or for
+    /// `gpus` without a list).
+    pub devices: DeviceChoice,
+    /// A shell command to run to its end before waiting for the gate, without holding it.
+    pub prepare: Option<String>,
     /// Give up waiting after this long.
     pub timeout: Option<Duration>,
     /// Shown to others in `racegate status` and their timeout messages.
@@ -62,6 +74,25 @@ pub enum GateError {
     /// The gate refused the request itself (e.g. more units than its capacity).
     #[error(transparent)]
     Acquire(AcquireTimeoutError),
+    /// The request cannot be made: no devices found for `--gpus`, or more devices than the
+    /// gate has (the message names the flag and the fix).
+    #[error("{0}")]
+    Request(String),
+    /// The `--prepare` command could not be run.
+    #[error("cannot run the `--prepare` command `{line}`: {source}")]
+    PrepareNotStarted {
+        /// The shell command.
+        line: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The `--prepare` command failed: the run stops with its status, before the gate.
+    #[error("the `--prepare` command failed with exit status `{code}`; not waiting for the gate")]
+    PrepareFailed {
+        /// Its exit status as a shell reports it.
+        code: u8,
+    },
     /// The gate was not granted within the timeout.
     #[error("gate `{gate}` not granted within {}: {queue}", humantime::format_duration(*.waited))]
     Timeout {
@@ -111,17 +142,32 @@ pub fn run(cfg: &RunConfig) -> Result<u8, GateError> {
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
+    let probe = SystemProbe;
+    let share = resolve(&cfg.devices, cfg.need, cfg.gpus, cfg.capacity, &probe)
+        .map_err(GateError::Request)?;
     let gate = MachineGate::builder(&cfg.gate)
         .capacity(cfg.capacity)
+        .devices(share.devices.iter().cloned())
         .command(words.clone())
         // One acquisition per process: in-process histograms would cost more to allocate than
         // the whole lock protocol. The history log keeps the machine-wide figures.
         .config(racegate::GateConfig::default().with_stats(false))
         .open()?;
+    if let Some(line) = &cfg.prepare {
+        // Unguarded: the gate is only opened (its declaration checked), not held.
+        let status = prepare_status(line)?;
+        if !status.success() {
+            return Err(GateError::PrepareFailed {
+                code: exit_code_of(status),
+            });
+        }
+    }
     let view = Labeled::new(&gate, cfg.label.clone().map(Label::from));
     let acquired = match cfg.timeout {
-        Some(t) => view.acquire_blocking_timeout(t),
-        None => view.acquire_blocking().map_err(AcquireTimeoutError::from),
+        Some(t) => view.acquire_many_blocking_timeout(share.units, t),
+        None => view
+            .acquire_many_blocking(share.units)
+            .map_err(AcquireTimeoutError::from),
     };
     let guard = match acquired {
         Ok(g) => g,
@@ -139,6 +185,7 @@ pub fn run(cfg: &RunConfig) -> Result<u8, GateError> {
 
     let mut cmd = Command::new(&cfg.command[0]);
     cmd.args(&cfg.command[1..]);
+    cmd.envs(device_env(guard.devices(), share.pci_order, &probe));
     #[cfg(target_os = "linux")]
     die_with_parent(&mut cmd);
     #[cfg(unix)]
@@ -173,6 +220,19 @@ pub fn run(cfg: &RunConfig) -> Result<u8, GateError> {
         source,
     })?;
     Ok(exit_code_of(status))
+}
+
+/// Runs `racegate run --prepare`'s shell command to its end. It shares our process group (a
+/// Ctrl-C at the terminal reaches it directly) and, on Linux, dies with us.
+fn prepare_status(line: &str) -> Result<std::process::ExitStatus, GateError> {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg(line);
+    #[cfg(target_os = "linux")]
+    die_with_parent(&mut cmd);
+    cmd.status().map_err(|source| GateError::PrepareNotStarted {
+        line: line.to_owned(),
+        source,
+    })
 }
 
 /// If `racegate run` is killed (even by SIGKILL, which it cannot forward), the kernel releases
@@ -217,12 +277,14 @@ fn round_ms(d: std::time::Duration) -> std::time::Duration {
     std::time::Duration::from_millis(d.as_millis() as u64)
 }
 
-/// "held by pid 4242 (`vision`) running `sleep 30` for 12.3s; 2 waiting"
+/// "held by pid 4242 (`vision`) running `sleep 30` for 12.3s; 2 waiting", with each holder's
+/// share ("with 20 of 80 units", "with 20 units on 1") when the gate has a budget or devices.
 fn describe_queue(status: &MachineStatus, now: SystemTime) -> String {
     let mut out = String::new();
     if status.holders.is_empty() {
         out.push_str("no holder seen (it may have just left)");
     }
+    let shared = status.units_total > 1;
     for (i, h) in status.holders.iter().enumerate() {
         out.push_str(if i == 0 { "held by " } else { ", " });
         match &h.record {
@@ -240,6 +302,17 @@ fn describe_queue(status: &MachineStatus, now: SystemTime) -> String {
                 "an unknown process on lane {} (no current record)",
                 h.lane
             )),
+        }
+        if shared {
+            match (h.units, h.devices.is_empty()) {
+                (Some(u), true) => {
+                    out.push_str(&format!(" with {u} of {} units", status.units_total))
+                }
+                (Some(u), false) => {
+                    out.push_str(&format!(" with {u} units on {}", h.devices.join(",")))
+                }
+                (None, _) => out.push_str(" with an unknown share"),
+            }
         }
     }
     if !status.waiters.is_empty() {

@@ -53,6 +53,8 @@ pub fn status_json(lock_dir: &Path, gates: &[MachineStatus], now: SystemTime) ->
                 .map(|h| {
                     let mut v = person(h.record.as_ref(), now, "held_ms");
                     v["lane"] = json!(h.lane);
+                    v["units"] = json!(h.units);
+                    v["devices"] = json!(h.devices);
                     v
                 })
                 .collect();
@@ -67,12 +69,27 @@ pub fn status_json(lock_dir: &Path, gates: &[MachineStatus], now: SystemTime) ->
                     v
                 })
                 .collect();
+            let devices: Vec<Value> = g
+                .devices
+                .iter()
+                .map(|d| {
+                    json!({
+                        "id": d.id,
+                        "capacity": d.capacity,
+                        "used": d.used,
+                        "holder_lanes": d.holder_lanes,
+                    })
+                })
+                .collect();
             let h = &g.history;
             json!({
                 "name": g.name,
                 "capacity": g.capacity,
                 // The same number under its old name: a schema-1 field, kept for its readers.
                 "slots": g.capacity,
+                "units_total": g.units_total,
+                "units_used": g.units_used,
+                "devices": devices,
                 "holders": holders,
                 "waiters": waiters,
                 "history": {
@@ -133,20 +150,58 @@ pub fn write_status_text<W: Write>(
         if i > 0 {
             writeln!(out)?;
         }
+        let per_device = if g.devices.is_empty() {
+            String::new()
+        } else {
+            format!(" per device, {} devices", g.devices.len())
+        };
         writeln!(
             out,
-            "gate {} (capacity {}) in {}",
+            "gate {} (capacity {}{per_device}) in {}",
             g.name,
             g.capacity,
             lock_dir.display()
         )?;
+        let shared = g.units_total > 1;
+        if shared {
+            writeln!(out, "  used    {} of {} units", g.units_used, g.units_total)?;
+        }
+        for d in &g.devices {
+            let holders: Vec<String> = d
+                .holder_lanes
+                .iter()
+                .filter_map(|lane| g.holders.iter().find(|h| h.lane == *lane))
+                .map(|h| match &h.record {
+                    Some(r) => format!("pid {}", r.pid),
+                    None => format!("lane {}", h.lane),
+                })
+                .collect();
+            writeln!(
+                out,
+                "  device  {:<8} {}/{} units{}",
+                d.id,
+                d.used,
+                d.capacity,
+                if holders.is_empty() {
+                    String::new()
+                } else {
+                    format!("  held by {}", holders.join(", "))
+                }
+            )?;
+        }
         if g.holders.is_empty() {
             writeln!(out, "  free")?;
         }
         for h in &g.holders {
+            let share = match (shared, h.units) {
+                (false, _) => String::new(),
+                (true, Some(u)) if h.devices.is_empty() => format!("{u} units  "),
+                (true, Some(u)) => format!("{u} units on {}  ", h.devices.join(",")),
+                (true, None) => "share unknown  ".to_owned(),
+            };
             writeln!(
                 out,
-                "  holder  lane {:<3} {}",
+                "  holder  lane {:<3} {share}{}",
                 h.lane,
                 line_for(h.record.as_ref(), now)
             )?;

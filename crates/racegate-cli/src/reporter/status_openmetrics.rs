@@ -26,6 +26,10 @@ const PERCENTILES: [&str; 4] = ["p50", "p90", "p99", "max"];
 struct Row {
     gate: String,
     capacity: u32,
+    units_total: u64,
+    units_used: u64,
+    /// Declared devices: id, units used, units.
+    devices: Vec<(String, u32, u32)>,
     holders: u64,
     waiters: u64,
     longest_hold: Duration,
@@ -40,11 +44,21 @@ struct MachineGates(Vec<Row>);
 impl Collector for MachineGates {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), fmt::Error> {
         type Value = fn(&Row) -> f64;
-        let plain: [(&str, &str, Value); 5] = [
+        let plain: [(&str, &str, Value); 7] = [
             (
                 "racegate_machine_gate_capacity_units",
-                "Units of the machine-wide gate's capacity (its lanes).",
+                "Units of the machine-wide gate's capacity per device (its lanes without devices).",
                 |r| f64::from(r.capacity),
+            ),
+            (
+                "racegate_machine_gate_units_total",
+                "Units of the gate's budget, all devices together.",
+                |r| r.units_total as f64,
+            ),
+            (
+                "racegate_machine_gate_units_used",
+                "Units of the budget held right now, all devices together.",
+                |r| r.units_used as f64,
             ),
             (
                 "racegate_machine_gate_holders",
@@ -74,6 +88,31 @@ impl Collector for MachineGates {
                     .encode_gauge(&value(r))?;
             }
         }
+        type Device = fn(&(String, u32, u32)) -> u32;
+        let per_device: [(&str, &str, Device); 2] = [
+            (
+                "racegate_machine_gate_device_capacity_units",
+                "Units of one declared device of the gate.",
+                |d| d.2,
+            ),
+            (
+                "racegate_machine_gate_device_used_units",
+                "Units held right now on one declared device of the gate.",
+                |d| d.1,
+            ),
+        ];
+        for (name, help, value) in per_device {
+            if self.0.iter().all(|r| r.devices.is_empty()) {
+                continue;
+            }
+            let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for r in &self.0 {
+                for d in &r.devices {
+                    m.encode_family(&[("gate", r.gate.as_str()), ("device", d.0.as_str())])?
+                        .encode_gauge(&f64::from(value(d)))?;
+                }
+            }
+        }
         type Percentiles = fn(&Row) -> &[Duration; 4];
         let percentiles: [(&str, &str, Percentiles); 2] = [
             ("wait", "Wait before being granted the gate", |r| &r.wait),
@@ -101,6 +140,13 @@ pub fn write<W: Write>(mut w: W, gates: &[MachineStatus], now: SystemTime) -> io
         .map(|g| Row {
             gate: g.name.clone(),
             capacity: g.capacity,
+            units_total: g.units_total,
+            units_used: g.units_used,
+            devices: g
+                .devices
+                .iter()
+                .map(|d| (d.id.clone(), d.used, d.capacity))
+                .collect(),
             holders: g.holders.len() as u64,
             waiters: g.waiters.len() as u64,
             longest_hold: g
@@ -126,15 +172,20 @@ pub fn write<W: Write>(mut w: W, gates: &[MachineStatus], now: SystemTime) -> io
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use racegate::machine::{HistorySummary, MachineHolder};
+    use racegate::machine::{DeviceStatus, HistorySummary, MachineHolder};
 
     fn status(name: &str, history: u64) -> MachineStatus {
         MachineStatus {
             name: name.to_string(),
             capacity: 2,
+            devices: Vec::new(),
+            units_used: 1,
+            units_total: 2,
             holders: vec![MachineHolder {
                 lane: 0,
                 record: None,
+                units: Some(1),
+                devices: Vec::new(),
             }],
             waiters: Vec::new(),
             history: HistorySummary {
@@ -207,10 +258,50 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains(r#"hold_p99_seconds{gate="idle""#), "{text}");
+        assert!(text.contains(r#"racegate_machine_gate_units_used{gate="gpu"} 1"#));
+        assert!(
+            !text.contains("device_used_units"),
+            "no device series without declared devices: {text}"
+        );
         assert!(
             !text.contains("counter"),
             "gauges only: valid as classic text too"
         );
+    }
+
+    #[test]
+    fn declared_devices_get_one_series_each() {
+        let mut g = status("gpu", 0);
+        g.capacity = 40;
+        g.units_total = 80;
+        g.units_used = 48;
+        g.devices = vec![
+            DeviceStatus {
+                id: "0".into(),
+                used: 40,
+                capacity: 40,
+                holder_lanes: vec![0],
+            },
+            DeviceStatus {
+                id: "GPU-1".into(),
+                used: 8,
+                capacity: 40,
+                holder_lanes: vec![1],
+            },
+        ];
+        let mut out = Vec::new();
+        write(&mut out, &[g], SystemTime::now()).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains(r#"racegate_machine_gate_units_total{gate="gpu"} 80"#));
+        assert!(
+            text.contains(
+                r#"racegate_machine_gate_device_used_units{gate="gpu",device="GPU-1"} 8"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains(
+            r#"racegate_machine_gate_device_capacity_units{gate="gpu",device="0"} 40"#
+        ));
     }
 
     proptest! {
@@ -222,7 +313,7 @@ mod tests {
             write(&mut out, &[status(&name, 1)], SystemTime::now()).unwrap();
             let text = String::from_utf8(out).unwrap();
             let got = samples(&text);
-            prop_assert_eq!(got.len(), 5 + 2 * 4, "{}", text);
+            prop_assert_eq!(got.len(), 7 + 2 * 4, "{}", text);
             for (_, gate, _) in got {
                 prop_assert_eq!(&gate, &name);
             }

@@ -8,7 +8,6 @@
 //! pool, so the runtime is never blocked. A backend result that arrives after its caller left
 //! (a cancelled future) is dropped on that pool, which releases the lock at once.
 
-use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 use std::thread;
@@ -20,7 +19,13 @@ use crate::holder::Holder;
 use crate::stats::Label;
 
 /// What a backend hands back: dropping it releases the machine-wide lock.
-pub(crate) type MachineHold = Box<dyn Any + Send + Sync>;
+pub(crate) type MachineHold = Box<dyn Hold>;
+
+/// A machine-wide lock as held by a guard.
+pub(crate) trait Hold: Send + Sync {
+    /// The devices it holds (empty for a gate without devices).
+    fn devices(&self) -> &[String];
+}
 
 /// Why a backend did not grant its lock.
 #[derive(Debug)]
@@ -34,6 +39,10 @@ pub(crate) enum BackendError {
 
 /// A machine-wide lock behind a gate (see the module docs).
 pub(crate) trait Backend: Send + Sync + fmt::Debug + 'static {
+    /// Whether a request for `units` can ever be granted; checked before the caller queues
+    /// in-process, so a request no placement can satisfy fails at once.
+    fn check(&self, units: u32) -> Result<(), MachineGateError>;
+
     /// Takes the machine-wide lock for `units`, blocking at most `timeout` (`None`: no limit,
     /// `Some(ZERO)`: do not wait). Called only by a caller that holds the in-process units, from
     /// a thread where blocking is allowed.

@@ -58,6 +58,13 @@ pub(crate) struct Grant {
     machine: Option<MachineHold>,
 }
 
+impl Grant {
+    /// The devices the machine-wide lock holds (empty: none, or an in-process gate).
+    pub(crate) fn devices(&self) -> &[String] {
+        self.machine.as_ref().map_or(&[], |m| m.devices())
+    }
+}
+
 /// One request: how many units, under which label.
 pub(crate) struct Request {
     pub(crate) label: Option<Label>,
@@ -308,6 +315,9 @@ impl Inner {
         deadline: Option<Instant>,
     ) -> Result<Grant, GrantError> {
         self.check_units(req.units).map_err(GrantError::TooLarge)?;
+        if let Some(b) = &self.backend {
+            b.check(req.units).map_err(GrantError::Machine)?;
+        }
         // Fast path first: it cannot barge (the semaphore hands released units straight to
         // queued waiters), and when it succeeds the wait is zero without reading the clock.
         let (permit, asked_at) = match self.sem.try_acquire_many(req.units) {
@@ -358,6 +368,9 @@ impl Inner {
 
     fn try_grant(&self, req: Request) -> Result<Grant, TryAcquireError> {
         self.check_units(req.units)?;
+        if let Some(b) = &self.backend {
+            b.check(req.units)?;
+        }
         let busy = |holders| TryAcquireError::WouldBlock {
             gate: self.name.to_string(),
             holders,

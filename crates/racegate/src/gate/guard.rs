@@ -38,6 +38,12 @@ impl<'a> GateGuard<'a> {
     pub fn gate_name(&self) -> &str {
         &self.inner.name
     }
+
+    /// The devices this guard holds units on, by id (what `CUDA_VISIBLE_DEVICES` would name):
+    /// those of a [`MachineGate`](crate::MachineGate) with declared devices; empty otherwise.
+    pub fn devices(&self) -> &[String] {
+        self.grant.devices()
+    }
 }
 
 impl Drop for GateGuard<'_> {
@@ -90,6 +96,11 @@ impl OwnedGateGuard {
     #[deprecated(note = "renamed to `units`")]
     pub fn weight(&self) -> u32 {
         self.units()
+    }
+
+    /// The devices this guard holds units on (see [`GateGuard::devices`]).
+    pub fn devices(&self) -> &[String] {
+        self.grant.devices()
     }
 }
 

@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
-pub(crate) use backend::{Backend, BackendError, MachineHold};
+pub(crate) use backend::{Backend, BackendError, Hold, MachineHold};
 pub use config::GateConfig;
 #[cfg(feature = "metrics")]
 pub(crate) use grant::Inner as GateInner;

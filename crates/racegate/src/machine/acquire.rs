@@ -2,8 +2,8 @@
 //! untimed calls (the lock directory can fail under any call).
 //!
 //! Every method goes through the [`Labeled`] view of the in-process gate in front of the file
-//! locks: the timed and non-waiting forms are the gate's own, and the untimed ones are its
-//! fallible weighted forms with `n = 1`.
+//! locks: the timed, non-waiting and weighted forms are the gate's own, and the untimed unit
+//! forms are its fallible weighted forms with `n = 1`.
 
 use std::time::Duration;
 
@@ -157,6 +157,170 @@ impl MachineGate {
     pub fn try_acquire_owned(&self) -> Result<OwnedGateGuard, TryAcquireError> {
         self.unlabeled().try_acquire_owned()
     }
+
+    // --- weighted -----------------------------------------------------------------------------
+
+    /// Waits for `n` units of the gate's budget: on one device if `n` is at most the
+    /// [capacity](MachineGate::capacity), else `n / capacity` whole devices (see
+    /// [`MachineGateBuilder::devices`](super::MachineGateBuilder::devices)). First-in, first-out
+    /// across processes: a large request at the head of the queue holds back smaller ones
+    /// behind it until it fits, so it is never starved. `n = 0` is granted at once and holds
+    /// nothing.
+    ///
+    /// # Errors
+    ///
+    /// At once: [`AcquireError::TooLarge`] if `n` exceeds all devices' units together,
+    /// [`AcquireError::Machine`] with [`MachineGateError::Unplaceable`] if it is neither at most
+    /// one device's units nor whole devices. Later, [`AcquireError::Machine`] if the lock
+    /// directory fails.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`MachineGate::acquire`].
+    ///
+    /// [`MachineGateError::Unplaceable`]: crate::MachineGateError::Unplaceable
+    pub async fn acquire_many(&self, n: u32) -> Result<GateGuard<'_>, AcquireError> {
+        self.unlabeled().acquire_many(n).await
+    }
+
+    /// [`MachineGate::acquire_many`] with an owned guard.
+    ///
+    /// # Errors
+    ///
+    /// As [`MachineGate::acquire_many`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`MachineGate::acquire`].
+    pub async fn acquire_many_owned(&self, n: u32) -> Result<OwnedGateGuard, AcquireError> {
+        self.unlabeled().acquire_many_owned(n).await
+    }
+
+    /// Waits at most `timeout` for `n` units (see [`MachineGate::acquire_many`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`MachineGate::acquire_many`], and [`AcquireTimeoutError::TimedOut`] naming the
+    /// holders and their shares.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`MachineGate::acquire`].
+    ///
+    /// # Panics
+    ///
+    /// As [`MachineGate::acquire_timeout`].
+    pub async fn acquire_many_timeout(
+        &self,
+        n: u32,
+        timeout: Duration,
+    ) -> Result<GateGuard<'_>, AcquireTimeoutError> {
+        self.unlabeled().acquire_many_timeout(n, timeout).await
+    }
+
+    /// [`MachineGate::acquire_many_timeout`] with an owned guard.
+    ///
+    /// # Errors
+    ///
+    /// As [`MachineGate::acquire_many_timeout`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`MachineGate::acquire`].
+    ///
+    /// # Panics
+    ///
+    /// As [`MachineGate::acquire_timeout`].
+    pub async fn acquire_many_owned_timeout(
+        &self,
+        n: u32,
+        timeout: Duration,
+    ) -> Result<OwnedGateGuard, AcquireTimeoutError> {
+        self.unlabeled()
+            .acquire_many_owned_timeout(n, timeout)
+            .await
+    }
+
+    /// Blocks the current thread until `n` units are granted (see
+    /// [`MachineGate::acquire_many`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`MachineGate::acquire_many`].
+    ///
+    /// # Panics
+    ///
+    /// As [`MachineGate::acquire_blocking`].
+    pub fn acquire_many_blocking(&self, n: u32) -> Result<GateGuard<'_>, AcquireError> {
+        self.unlabeled().acquire_many_blocking(n)
+    }
+
+    /// [`MachineGate::acquire_many_blocking`] with an owned guard.
+    ///
+    /// # Errors
+    ///
+    /// As [`MachineGate::acquire_many`].
+    ///
+    /// # Panics
+    ///
+    /// As [`MachineGate::acquire_blocking`].
+    pub fn acquire_many_owned_blocking(&self, n: u32) -> Result<OwnedGateGuard, AcquireError> {
+        self.unlabeled().acquire_many_owned_blocking(n)
+    }
+
+    /// Blocks the current thread at most `timeout` for `n` units.
+    ///
+    /// # Errors
+    ///
+    /// As [`MachineGate::acquire_many_timeout`].
+    ///
+    /// # Panics
+    ///
+    /// As [`MachineGate::acquire_blocking`].
+    pub fn acquire_many_blocking_timeout(
+        &self,
+        n: u32,
+        timeout: Duration,
+    ) -> Result<GateGuard<'_>, AcquireTimeoutError> {
+        self.unlabeled().acquire_many_blocking_timeout(n, timeout)
+    }
+
+    /// [`MachineGate::acquire_many_blocking_timeout`] with an owned guard.
+    ///
+    /// # Errors
+    ///
+    /// As [`MachineGate::acquire_many_timeout`].
+    ///
+    /// # Panics
+    ///
+    /// As [`MachineGate::acquire_blocking`].
+    pub fn acquire_many_owned_blocking_timeout(
+        &self,
+        n: u32,
+        timeout: Duration,
+    ) -> Result<OwnedGateGuard, AcquireTimeoutError> {
+        self.unlabeled()
+            .acquire_many_owned_blocking_timeout(n, timeout)
+    }
+
+    /// Takes `n` units only if they fit now and nobody is queued for the gate, in any process.
+    ///
+    /// # Errors
+    ///
+    /// [`TryAcquireError::WouldBlock`] naming the holders and their shares; otherwise as
+    /// [`MachineGate::acquire_many`].
+    pub fn try_acquire_many(&self, n: u32) -> Result<GateGuard<'_>, TryAcquireError> {
+        self.unlabeled().try_acquire_many(n)
+    }
+
+    /// [`MachineGate::try_acquire_many`] with an owned guard.
+    ///
+    /// # Errors
+    ///
+    /// As [`MachineGate::try_acquire_many`].
+    pub fn try_acquire_many_owned(&self, n: u32) -> Result<OwnedGateGuard, TryAcquireError> {
+        self.unlabeled().try_acquire_many_owned(n)
+    }
 }
 
 /// The [`MachineGate`] variant matrix with this view's label. Each method behaves exactly like
@@ -309,5 +473,152 @@ impl<'a> Labeled<'a, MachineGate> {
     /// As [`MachineGate::try_acquire`].
     pub fn try_acquire_owned(self) -> Result<OwnedGateGuard, TryAcquireError> {
         self.on_gate().try_acquire_owned()
+    }
+
+    /// [`MachineGate::acquire_many`] with this label.
+    ///
+    /// # Errors
+    ///
+    /// As [`MachineGate::acquire_many`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`MachineGate::acquire`].
+    pub async fn acquire_many(self, n: u32) -> Result<GateGuard<'a>, AcquireError> {
+        self.on_gate().acquire_many(n).await
+    }
+
+    /// [`MachineGate::acquire_many_owned`] with this label.
+    ///
+    /// # Errors
+    ///
+    /// As [`MachineGate::acquire_many`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`MachineGate::acquire`].
+    pub async fn acquire_many_owned(self, n: u32) -> Result<OwnedGateGuard, AcquireError> {
+        self.on_gate().acquire_many_owned(n).await
+    }
+
+    /// [`MachineGate::acquire_many_timeout`] with this label.
+    ///
+    /// # Errors
+    ///
+    /// As [`MachineGate::acquire_many_timeout`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`MachineGate::acquire`].
+    ///
+    /// # Panics
+    ///
+    /// As [`MachineGate::acquire_timeout`].
+    pub async fn acquire_many_timeout(
+        self,
+        n: u32,
+        timeout: Duration,
+    ) -> Result<GateGuard<'a>, AcquireTimeoutError> {
+        self.on_gate().acquire_many_timeout(n, timeout).await
+    }
+
+    /// [`MachineGate::acquire_many_owned_timeout`] with this label.
+    ///
+    /// # Errors
+    ///
+    /// As [`MachineGate::acquire_many_timeout`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`MachineGate::acquire`].
+    ///
+    /// # Panics
+    ///
+    /// As [`MachineGate::acquire_timeout`].
+    pub async fn acquire_many_owned_timeout(
+        self,
+        n: u32,
+        timeout: Duration,
+    ) -> Result<OwnedGateGuard, AcquireTimeoutError> {
+        self.on_gate().acquire_many_owned_timeout(n, timeout).await
+    }
+
+    /// [`MachineGate::acquire_many_blocking`] with this label.
+    ///
+    /// # Errors
+    ///
+    /// As [`MachineGate::acquire_many`].
+    ///
+    /// # Panics
+    ///
+    /// As [`MachineGate::acquire_blocking`].
+    pub fn acquire_many_blocking(self, n: u32) -> Result<GateGuard<'a>, AcquireError> {
+        self.on_gate().acquire_many_blocking(n)
+    }
+
+    /// [`MachineGate::acquire_many_owned_blocking`] with this label.
+    ///
+    /// # Errors
+    ///
+    /// As [`MachineGate::acquire_many`].
+    ///
+    /// # Panics
+    ///
+    /// As [`MachineGate::acquire_blocking`].
+    pub fn acquire_many_owned_blocking(self, n: u32) -> Result<OwnedGateGuard, AcquireError> {
+        self.on_gate().acquire_many_owned_blocking(n)
+    }
+
+    /// [`MachineGate::acquire_many_blocking_timeout`] with this label.
+    ///
+    /// # Errors
+    ///
+    /// As [`MachineGate::acquire_many_timeout`].
+    ///
+    /// # Panics
+    ///
+    /// As [`MachineGate::acquire_blocking`].
+    pub fn acquire_many_blocking_timeout(
+        self,
+        n: u32,
+        timeout: Duration,
+    ) -> Result<GateGuard<'a>, AcquireTimeoutError> {
+        self.on_gate().acquire_many_blocking_timeout(n, timeout)
+    }
+
+    /// [`MachineGate::acquire_many_owned_blocking_timeout`] with this label.
+    ///
+    /// # Errors
+    ///
+    /// As [`MachineGate::acquire_many_timeout`].
+    ///
+    /// # Panics
+    ///
+    /// As [`MachineGate::acquire_blocking`].
+    pub fn acquire_many_owned_blocking_timeout(
+        self,
+        n: u32,
+        timeout: Duration,
+    ) -> Result<OwnedGateGuard, AcquireTimeoutError> {
+        self.on_gate()
+            .acquire_many_owned_blocking_timeout(n, timeout)
+    }
+
+    /// [`MachineGate::try_acquire_many`] with this label.
+    ///
+    /// # Errors
+    ///
+    /// As [`MachineGate::try_acquire_many`].
+    pub fn try_acquire_many(self, n: u32) -> Result<GateGuard<'a>, TryAcquireError> {
+        self.on_gate().try_acquire_many(n)
+    }
+
+    /// [`MachineGate::try_acquire_many_owned`] with this label.
+    ///
+    /// # Errors
+    ///
+    /// As [`MachineGate::try_acquire_many`].
+    pub fn try_acquire_many_owned(self, n: u32) -> Result<OwnedGateGuard, TryAcquireError> {
+        self.on_gate().try_acquire_many_owned(n)
     }
 }

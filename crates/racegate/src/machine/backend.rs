@@ -7,10 +7,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::lock::{Failure, GateFiles, Spec};
+use super::lock::{Failure, GateFiles, Lease, Spec};
 use super::record::Record;
 use crate::errors::MachineGateError;
-use crate::gate::{Backend, BackendError, MachineHold};
+use crate::gate::{Backend, BackendError, Hold, MachineHold};
 use crate::holder::Holder;
 
 pub(super) struct MachineBackend {
@@ -33,9 +33,10 @@ impl MachineBackend {
         self.files
             .holders()
             .into_iter()
-            .map(|r| Holder {
+            .map(|(r, units)| Holder {
                 label: Some(describe_holder(&r)),
-                units: 1,
+                // Unknown shares are counted as the whole gate by takers: say so here too.
+                units: units.unwrap_or(self.files.decl.total() as u32),
                 held_for: now.duration_since(r.since()).unwrap_or_default(),
             })
             .collect()
@@ -54,19 +55,35 @@ fn describe_holder(r: &Record) -> String {
     s
 }
 
+impl Hold for Lease {
+    fn devices(&self) -> &[String] {
+        &self.devices
+    }
+}
+
+/// What a request for no units holds: nothing.
+struct Nothing;
+
+impl Hold for Nothing {
+    fn devices(&self) -> &[String] {
+        &[]
+    }
+}
+
 impl Backend for MachineBackend {
+    fn check(&self, units: u32) -> Result<(), MachineGateError> {
+        self.files.check_request(units)
+    }
+
     fn lock(
         &self,
-        gate: &str,
+        _gate: &str,
         label: Option<&str>,
         units: u32,
         timeout: Option<Duration>,
     ) -> Result<MachineHold, BackendError> {
-        if units != 1 {
-            return Err(BackendError::Failed(MachineGateError::Weighted {
-                gate: gate.to_owned(),
-                units,
-            }));
+        if units == 0 {
+            return Ok(Box::new(Nothing));
         }
         let try_only = timeout == Some(Duration::ZERO);
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
@@ -74,7 +91,7 @@ impl Backend for MachineBackend {
             label,
             command: &self.command,
         };
-        match self.files.acquire(&spec, deadline, try_only) {
+        match self.files.acquire(&spec, units, deadline, try_only) {
             Ok(lease) => Ok(Box::new(lease)),
             Err(Failure::WouldBlock | Failure::TimedOut) => Err(BackendError::Timeout {
                 holders: self.holders(),

@@ -42,6 +42,16 @@ pub fn configure_machine_wide(
 ///
 /// As [`configure_machine_wide`].
 pub fn machine_wide(name: &str, capacity: u32) -> Result<GlobalMachineGate, MachineGateError> {
+    machine_wide_on(name, capacity, &[])
+}
+
+/// [`machine_wide`] for a gate that spans `devices` (see
+/// [`MachineGateBuilder::devices`](super::MachineGateBuilder::devices)).
+pub(crate) fn machine_wide_on(
+    name: &str,
+    capacity: u32,
+    devices: &[String],
+) -> Result<GlobalMachineGate, MachineGateError> {
     static MACHINE: OnceLock<Mutex<HashMap<String, MachineGate>>> = OnceLock::new();
     let mut reg = MACHINE
         .get_or_init(Default::default)
@@ -54,6 +64,13 @@ pub fn machine_wide(name: &str, capacity: u32) -> Result<GlobalMachineGate, Mach
                 existing: m.capacity(),
             });
         }
+        if m.devices() != devices {
+            return Err(MachineGateError::DevicesMismatch {
+                gate: name.to_owned(),
+                existing: m.devices().to_vec(),
+                requested: devices.to_vec(),
+            });
+        }
         let (global, _) =
             crate::global::get_or_try_register(name, || Ok::<_, MachineGateError>(m.gate.clone()))?;
         return Ok(GlobalMachineGate {
@@ -63,7 +80,10 @@ pub fn machine_wide(name: &str, capacity: u32) -> Result<GlobalMachineGate, Mach
     }
     let mut built = None;
     let (global, created) = crate::global::get_or_try_register(name, || {
-        let m = MachineGate::with_capacity(name, capacity)?;
+        let m = MachineGate::builder(name)
+            .capacity(capacity)
+            .devices(devices.iter().cloned())
+            .open()?;
         let gate = m.gate.clone();
         built = Some(m);
         Ok::<_, MachineGateError>(gate)

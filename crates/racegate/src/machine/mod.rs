@@ -1,12 +1,14 @@
 //! Machine-wide gates: one gate shared by every process of a user on the machine.
 //!
-//! A [`MachineGate`] is a [`Gate`] whose units also hold OS advisory file locks (`flock`): one
-//! *lane* file per unit of capacity. Threads of one process queue on the in-process gate first;
-//! the winner then queues with other processes for a lane. Because the kernel owns the lock, a
-//! holder that dies (even by SIGKILL) releases it at once. Records of holders and waiters make the
-//! gate visible ([`MachineStatus`], `racegate status`); they are never trusted for ownership.
-//! See `lock.rs` for the protocol, its fairness and why it cannot deadlock, and
-//! `docs/machine-gate.md` for the files.
+//! A [`MachineGate`] is a [`Gate`] whose guards also hold an OS advisory file lock (`flock`):
+//! one *lane* file per holder, whose lock is the holder's whole share — a number of units of the
+//! gate's capacity (a budget: GiB of VRAM, percent), on one device or on whole devices. Threads
+//! of one process queue on the in-process gate first; the winner then queues with other
+//! processes. Because the kernel owns the lock, a holder that dies (even by SIGKILL) releases
+//! its whole share at once. Records of holders and waiters make the gate visible
+//! ([`MachineStatus`], `racegate status`); they are never trusted for ownership. See `lock.rs`
+//! for the protocol, its fairness and why it cannot deadlock, `budget.rs` for the declaration
+//! and the ledger, and `docs/machine-gate.md` for the files.
 //!
 //! Rooms: `mod.rs` the handle and its builder; `acquire.rs` its variant matrix; `backend.rs` the
 //! file-lock backend it plugs into the [`Gate`]; `global.rs` the process-wide machine-wide gates
@@ -29,17 +31,26 @@
 
 mod acquire;
 mod backend;
+mod budget;
+mod devices;
 mod dir;
-mod global;
+pub(crate) mod global;
 mod history;
 mod lock;
 mod record;
 mod status;
+mod watch;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
+pub use budget::{MAX_DEVICES, MAX_DEVICE_ID_LEN, MAX_HOLDERS};
+pub use devices::{
+    discover_devices, discover_devices_with, parse_device_list, parse_nvidia_smi_list,
+    parse_visible_devices, DeviceListError, DeviceProbe, DeviceSource, Discovered, NvidiaGpu,
+    SystemProbe, CUDA_VISIBLE_DEVICES, NVIDIA_SMI_TIMEOUT,
+};
 pub use dir::{validate_gate_name, LockDir, DIR_ENV};
 pub use global::{configure_machine_wide, machine_wide, GlobalMachineGate};
 pub use history::{read_history, HistoryEntry, HISTORY_CAP};
@@ -48,19 +59,30 @@ pub use lock::{MAX_CAPACITY, MAX_SLOTS};
 pub use record::Record;
 #[allow(deprecated)]
 pub use status::{
-    gate_status, read_status, GateStatus, HistorySummary, MachineHolder, MachineStatus,
-    MachineWaiter, STATUS_SCHEMA_VERSION,
+    gate_status, read_status, DeviceStatus, GateStatus, HistorySummary, MachineHolder,
+    MachineStatus, MachineWaiter, STATUS_SCHEMA_VERSION,
 };
 
 pub use crate::errors::MachineGateError;
 use crate::gate::{Backend, Gate, GateConfig, Labeled};
 use crate::stats::Label;
 use backend::MachineBackend;
+use budget::Declaration;
 use lock::GateFiles;
 
-/// A machine-wide gate: a [`Gate`] whose guards also hold a lane (an OS file lock), so that at
-/// most [`capacity`](MachineGate::capacity) holders run at once across every process of the
-/// machine.
+/// A machine-wide gate: a [`Gate`] whose guards also hold a lane (an OS file lock), so that the
+/// shares held at once across every process of the machine never exceed its
+/// [`capacity`](MachineGate::capacity) (per device, with [`devices`](MachineGateBuilder::devices)).
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// # std::env::set_var("RACEGATE_DIR", dir.path());
+/// let vram = racegate::MachineGate::builder("doc-vram").capacity(80).devices(["0", "1"]).open().unwrap();
+/// let a = vram.acquire_many_blocking(60).unwrap(); // 60 of 80 units on device 0
+/// let b = vram.acquire_many_blocking(60).unwrap(); // does not fit beside it: device 1
+/// assert_eq!((a.devices(), b.devices()), (&["0".to_owned()][..], &["1".to_owned()][..]));
+/// assert!(vram.try_acquire_many(80).is_err()); // no whole device is free
+/// ```
 ///
 /// Cloning is cheap and yields the same gate. Its guards are the [`Gate`]'s: dropping one releases
 /// the file lock, then the in-process unit, and logs the acquisition to the gate's history. The
@@ -69,17 +91,20 @@ use lock::GateFiles;
 ///
 /// # Variant matrix
 ///
-/// The same names, guards and error types as [`Gate`]'s unit forms (borrowed/owned ×
-/// async/async bounded/blocking/blocking bounded/non-waiting), and the same [`labeled`] view.
-/// Unlike [`Gate`]'s, the untimed calls return a `Result` ([`AcquireError`]): the lock directory
-/// can fail under any of them. A machine-wide acquisition takes exactly one unit, so there are no
-/// weighted (`*_many`) forms yet.
+/// The same names, guards and error types as [`Gate`]'s whole matrix (borrowed/owned ×
+/// async/async bounded/blocking/blocking bounded/non-waiting, each with a weighted `_many` form
+/// taking `n` units), and the same [`labeled`] view. Unlike [`Gate`]'s, the untimed calls return
+/// a `Result` ([`AcquireError`]): the lock directory can fail under any of them. `n` units go on
+/// one device if `n` is at most the capacity, or take `n / capacity` whole devices; the guard's
+/// `devices()` says which.
 ///
 /// # Fairness
 ///
 /// First-in, first-out across processes (by ticket number) and, within a process, across tasks
 /// and threads (the in-process gate queues them first). A `try_*` call never overtakes a waiter
-/// of any process.
+/// of any process. With weights, a large request at the head of the queue holds back smaller
+/// ones behind it until it fits: it is never starved, and a small request waits at most for
+/// the holders it found and the holds of the waiters ahead of it (docs/machine-gate.md).
 ///
 /// [`labeled`]: MachineGate::labeled
 /// [`AcquireError`]: crate::AcquireError
@@ -93,7 +118,8 @@ impl fmt::Debug for MachineGate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MachineGate")
             .field("name", &self.backend.files.name)
-            .field("capacity", &self.backend.files.capacity)
+            .field("capacity", &self.backend.files.decl.capacity)
+            .field("devices", &self.backend.files.decl.devices)
             .field("dir", &self.backend.files.dir)
             .finish()
     }
@@ -105,6 +131,7 @@ impl fmt::Debug for MachineGate {
 pub struct MachineGateBuilder {
     name: String,
     capacity: u32,
+    devices: Vec<String>,
     dir: Option<PathBuf>,
     command: Option<Vec<String>>,
     config: GateConfig,
@@ -121,10 +148,27 @@ impl MachineGateBuilder {
         self
     }
 
-    /// How many may hold the gate at once, machine-wide (default 1: exclusive; at most
-    /// [`MAX_CAPACITY`]). Every user of the gate must agree.
+    /// Units of the gate, per device (default 1: exclusive; at most [`MAX_CAPACITY`]): how
+    /// many may hold it at once when each takes one unit, or a budget that weighted
+    /// acquisitions take shares of (e.g. 80 for the GiB of an 80 GiB GPU, or 100 for percent).
+    /// Every user of the gate must agree.
     pub fn capacity(mut self, capacity: u32) -> Self {
         self.capacity = capacity;
+        self
+    }
+
+    /// The devices the gate spans, by the ids `CUDA_VISIBLE_DEVICES` takes (`"0"`, `"1"`, or
+    /// UUIDs), each with [`capacity`](Self::capacity) units (default: none declared, the gate
+    /// is one device). An acquisition of `n` units takes them on one device when `n` is at
+    /// most the capacity, or `n / capacity` whole devices when `n` is a multiple of it; the
+    /// guard's [`devices`](crate::GateGuard::devices) says which. Every user of the gate must agree;
+    /// [`discover_devices`] finds them on this machine.
+    pub fn devices<I, S>(mut self, devices: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.devices = devices.into_iter().map(Into::into).collect();
         self
     }
 
@@ -163,12 +207,19 @@ impl MachineGateBuilder {
             Some(d) => LockDir::at(d)?,
             None => LockDir::from_env()?,
         };
-        let mut files = GateFiles::open(&root, &self.name, self.capacity)?;
+        let decl = Declaration {
+            capacity: self.capacity,
+            devices: self.devices,
+        };
+        let mut files = GateFiles::open(&root, &self.name, decl)?;
         files.records = self.records;
+        let total = files.decl.total() as u32;
         let files = Arc::new(files);
         let command = self.command.unwrap_or_else(|| own_command().to_vec());
         let backend = Arc::new(MachineBackend { files, command });
-        let config = self.config.with_capacity(self.capacity);
+        // The in-process gate in front covers every device: a whole-device request takes
+        // `capacity` units per device from it.
+        let config = self.config.with_capacity(total);
         let gate = Gate::with_backend(&self.name, config, Arc::clone(&backend) as Arc<dyn Backend>)
             .map_err(|_| MachineGateError::BadCapacity {
                 gate: self.name.clone(),
@@ -209,6 +260,7 @@ impl MachineGate {
         MachineGateBuilder {
             name: name.to_owned(),
             capacity: 1,
+            devices: Vec::new(),
             dir: None,
             command: None,
             config: GateConfig::default(),
@@ -227,9 +279,14 @@ impl MachineGate {
         &self.backend.files.name
     }
 
-    /// How many may hold the gate at once, machine-wide.
+    /// Units of the gate per device (for a gate without declared devices, all its units).
     pub fn capacity(&self) -> u32 {
-        self.backend.files.capacity
+        self.backend.files.decl.capacity
+    }
+
+    /// The declared devices (empty: none).
+    pub fn devices(&self) -> &[String] {
+        &self.backend.files.decl.devices
     }
 
     /// The old name of [`MachineGate::capacity`].

@@ -8,10 +8,11 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+use super::budget::{decode_entry, Declaration, Slot, ENTRY_LEN, MAX_HOLDERS};
 use super::history::read_history;
 use super::lock::{
     believed_holder, invalidate_record, lane_path, live_tickets, open_ro, open_rw, read_capped,
-    read_header, rec_path, try_flock, MAX_CAPACITY,
+    read_queue_state, rec_path, try_flock,
 };
 use super::record::Record;
 
@@ -30,6 +31,25 @@ pub struct MachineHolder {
     /// Its record, when one can be believed (`None`: the lane is locked but its record is
     /// missing or stale, e.g. a plain `flock` user of the file or a record being written).
     pub record: Option<Record>,
+    /// Units it holds, on all its devices together (`None`: the ledger has no readable share
+    /// for it: a holder that is releasing, a plain `flock` user of the lane, or garbage, which
+    /// takers count as the whole gate).
+    pub units: Option<u32>,
+    /// The devices it holds units on (empty for a gate without declared devices).
+    pub devices: Vec<String>,
+}
+
+/// One declared device of a machine-wide gate and its use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceStatus {
+    /// The device id.
+    pub id: String,
+    /// Units in use on it (at most the capacity).
+    pub used: u32,
+    /// Its units: the gate's capacity.
+    pub capacity: u32,
+    /// Lanes of the holders counted on it.
+    pub holder_lanes: Vec<u32>,
 }
 
 /// A process queued for a machine-wide gate, as read from its directory.
@@ -65,8 +85,14 @@ pub struct HistorySummary {
 pub struct MachineStatus {
     /// The gate's name.
     pub name: String,
-    /// The gate's capacity (from the queue header; 1 if unknown).
+    /// The gate's capacity in units per device (from the queue header; 1 if unknown).
     pub capacity: u32,
+    /// Its declared devices and their use (empty: none declared).
+    pub devices: Vec<DeviceStatus>,
+    /// Units in use, all devices together.
+    pub units_used: u64,
+    /// Units of all devices together.
+    pub units_total: u64,
     /// Current holders.
     pub holders: Vec<MachineHolder>,
     /// Current waiters in queue order.
@@ -96,15 +122,33 @@ pub fn gate_status(dir: &Path, name: &str) -> MachineStatus {
 
 /// Reads the status of the gate `name` whose directory is `dir`, without joining its queue.
 pub fn read_status(dir: &Path, name: &str) -> MachineStatus {
-    let capacity = open_ro(&dir.join(super::lock::QUEUE_FILE))
+    let state = open_ro(&dir.join(super::lock::QUEUE_FILE))
         .ok()
-        .and_then(|f| read_header(&f))
-        .map_or(1, |(_, s)| s);
+        .and_then(|f| read_queue_state(&f).ok());
+    let (decl, ledger) = match state {
+        Some(s) => {
+            let decl = s.declaration.unwrap_or(Declaration {
+                capacity: s.header.map_or(1, |h| h.capacity),
+                devices: Vec::new(),
+            });
+            (decl, s.ledger)
+        }
+        None => (
+            Declaration {
+                capacity: 1,
+                devices: Vec::new(),
+            },
+            Vec::new(),
+        ),
+    };
+    let lanes = decl.lanes();
     let mut holders = Vec::new();
-    // Lanes beyond the capacity may exist from an earlier configuration: look at them too.
-    for lane in 0..MAX_CAPACITY {
+    let mut used = vec![0u32; decl.device_slots()];
+    let mut on_device: Vec<Vec<u32>> = vec![Vec::new(); decl.device_slots()];
+    // Lanes beyond the declaration's may exist from an earlier one: look at them too.
+    for lane in 0..MAX_HOLDERS {
         let path = lane_path(dir, lane);
-        if lane >= capacity && !path.exists() {
+        if lane >= lanes && !path.exists() {
             break;
         }
         // Created if missing, so that a record left without its lane file is cleaned the same
@@ -125,9 +169,38 @@ pub fn read_status(dir: &Path, name: &str) -> MachineStatus {
             }
             Ok(false) => {
                 drop(lock);
+                // The share counted as takers count it (`budget::account`).
+                let share = if lanes == 1 {
+                    Some((decl.capacity, decl.all_mask(), true))
+                } else {
+                    let at = lane as usize * ENTRY_LEN;
+                    let bytes = ledger
+                        .get(at..)
+                        .map_or(&[][..], |b| &b[..b.len().min(ENTRY_LEN)]);
+                    match decode_entry(bytes, &decl) {
+                        Slot::Held(e) => Some((e.units, e.mask, true)),
+                        Slot::Garbage => Some((decl.capacity, decl.all_mask(), false)),
+                        Slot::Free => None,
+                    }
+                };
+                let (units, devices) = match share {
+                    Some((units, mask, known)) => {
+                        for (d, u) in used.iter_mut().enumerate() {
+                            if mask & (1 << d) != 0 {
+                                *u = u.saturating_add(units).min(decl.capacity);
+                                on_device[d].push(lane);
+                            }
+                        }
+                        let units = known.then(|| units * mask.count_ones());
+                        (units, decl.names(mask))
+                    }
+                    None => (None, Vec::new()),
+                };
                 holders.push(MachineHolder {
                     lane,
                     record: believed_holder(dir, lane),
+                    units,
+                    devices,
                 });
             }
             Err(_) => {}
@@ -137,9 +210,23 @@ pub fn read_status(dir: &Path, name: &str) -> MachineStatus {
         .into_iter()
         .map(|(seq, record)| MachineWaiter { seq, record })
         .collect();
+    let devices = decl
+        .devices
+        .iter()
+        .enumerate()
+        .map(|(d, id)| DeviceStatus {
+            id: id.clone(),
+            used: used[d],
+            capacity: decl.capacity,
+            holder_lanes: on_device[d].clone(),
+        })
+        .collect();
     MachineStatus {
         name: name.to_owned(),
-        capacity,
+        capacity: decl.capacity,
+        devices,
+        units_used: used.iter().map(|u| u64::from(*u)).sum(),
+        units_total: decl.total(),
         holders,
         waiters,
         history: summarize(dir),
