@@ -51,12 +51,12 @@ impl Collector for MachineGates {
                 |r| f64::from(r.capacity),
             ),
             (
-                "racegate_machine_gate_units_total",
+                "racegate_machine_gate_budget_units",
                 "Units of the gate's budget, all devices together.",
                 |r| r.units_total as f64,
             ),
             (
-                "racegate_machine_gate_units_used",
+                "racegate_machine_gate_used_units",
                 "Units of the budget held right now, all devices together.",
                 |r| r.units_used as f64,
             ),
@@ -258,7 +258,7 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains(r#"hold_p99_seconds{gate="idle""#), "{text}");
-        assert!(text.contains(r#"racegate_machine_gate_units_used{gate="gpu"} 1"#));
+        assert!(text.contains(r#"racegate_machine_gate_used_units{gate="gpu"} 1"#));
         assert!(
             !text.contains("device_used_units"),
             "no device series without declared devices: {text}"
@@ -292,16 +292,15 @@ mod tests {
         let mut out = Vec::new();
         write(&mut out, &[g], SystemTime::now()).unwrap();
         let text = String::from_utf8(out).unwrap();
-        assert!(text.contains(r#"racegate_machine_gate_units_total{gate="gpu"} 80"#));
+        assert!(text.contains(r#"racegate_machine_gate_budget_units{gate="gpu"} 80"#));
         assert!(
             text.contains(
                 r#"racegate_machine_gate_device_used_units{gate="gpu",device="GPU-1"} 8"#
             ),
             "{text}"
         );
-        assert!(text.contains(
-            r#"racegate_machine_gate_device_capacity_units{gate="gpu",device="0"} 40"#
-        ));
+        assert!(text
+            .contains(r#"racegate_machine_gate_device_capacity_units{gate="gpu",device="0"} 40"#));
     }
 
     proptest! {
