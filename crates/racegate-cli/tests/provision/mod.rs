@@ -4,9 +4,11 @@
 //!
 //! - as root, `apt-get install` (after `apt-get update` if the first try fails: a fresh machine
 //!   may have no package lists);
-//! - otherwise, for the packages whose programs run from anywhere (Prometheus's: static Go
-//!   binaries), `apt-get download` and `dpkg -x` under `target/tmp/debian/root`, run through a
-//!   small wrapper; Chromium then needs root (or an install by hand).
+//! - otherwise, `apt-get download` of the package and of the dependencies that `apt-get
+//!   install` would add (its own simulation, which needs no root), unpacked with `dpkg -x` under
+//!   `target/tmp/debian/root` and run through a small wrapper that points `LD_LIBRARY_PATH` at
+//!   the unpacked libraries. (Fonts unpacked this way are not seen by fontconfig, so a
+//!   screenshot may lack glyphs; the page's DOM is the same.)
 //!
 //! `.ci/install-deps` installs them up front (cheaper than inside a timed test); this is what
 //! makes `cargo test --workspace` pass on a fresh machine too. Where neither works (no
@@ -48,11 +50,6 @@ fn run(tool: &str, args: &[&str], dir: Option<&Path>) -> Result<String, String> 
         ))
     }
 }
-
-/// Packages whose programs run from wherever they are unpacked (Go binaries that need only the
-/// C library). Debian's Chromium does not: it reads its data (ICU tables, resources) from
-/// paths under /usr compiled into it.
-const RUN_UNPACKED: [&str; 2] = ["prometheus", "prometheus-node-exporter"];
 
 /// Where unprivileged provisioning unpacks packages, and its wrappers.
 fn unpack_dir() -> PathBuf {
@@ -108,10 +105,7 @@ pub fn debian_program(program: &str, package: &str) -> PathBuf {
             panic!("{hint}\n  (`{package}` installed, but `{program}` is not on PATH)")
         });
     }
-    if !RUN_UNPACKED.contains(&package) {
-        panic!("{hint}\n  (not root, so the test cannot install it; `{package}` does not run unpacked outside /usr)");
-    }
-    if let Err(e) = unpack_package(program, package) {
+    if let Err(e) = unpack_package(program, package, unpack) {
         panic!(
             "{hint}\n  (not root: unpacking it under {} failed: {e})",
             unpack_dir().display()
@@ -120,17 +114,81 @@ pub fn debian_program(program: &str, package: &str) -> PathBuf {
     wrapper(program)
 }
 
-/// `apt-get download` `package`, `dpkg -x` it under `unpack_dir()/root`, and write the
-/// wrapper for `program`. Only for [`RUN_UNPACKED`] packages: their dependencies (the C library)
-/// are on every Debian system.
-fn unpack_package(program: &str, package: &str) -> Result<(), String> {
+/// The packages to fetch for `package`: itself and what `apt-get install` would add to this
+/// machine. In the check mode (`forced`), where the package is installed already, its sibling
+/// packages (same source package, e.g. `chromium-common`) too.
+fn packages_to_fetch(package: &str, forced: bool) -> Result<Vec<String>, String> {
+    // Simulated against an empty package database: the whole closure, alternatives resolved
+    // as apt resolves them.
+    let simulated = run(
+        "apt-get",
+        &[
+            "-s",
+            "-q",
+            "-o",
+            "Dir::State::status=/dev/null",
+            "--no-install-recommends",
+            "install",
+            package,
+        ],
+        None,
+    )?;
+    let closure: Vec<String> = simulated
+        .lines()
+        .filter_map(|l| l.strip_prefix("Inst "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect();
+    let mut query = vec![
+        "-W",
+        "-f=${Package} ${db:Status-Abbrev} ${source:Package}\n",
+    ];
+    query.extend(closure.iter().map(String::as_str));
+    // dpkg-query exits 1 when some names are unknown to it (never installed): read its output
+    // either way.
+    let out = Command::new("dpkg-query")
+        .args(&query)
+        .output()
+        .map_err(|e| format!("cannot run `dpkg-query`: {e}"))?;
+    let installed: Vec<(String, String)> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (name, status, source) = (f.next()?, f.next()?, f.next().unwrap_or(""));
+            status
+                .starts_with("ii")
+                .then(|| (name.to_string(), source.to_string()))
+        })
+        .collect();
+    let mut fetch: Vec<String> = closure
+        .into_iter()
+        .filter(|p| {
+            p == package
+                || match installed.iter().find(|(n, _)| n == p) {
+                    None => true,
+                    Some((_, source)) => forced && source == package,
+                }
+        })
+        .collect();
+    if !fetch.iter().any(|p| p == package) {
+        fetch.push(package.to_string());
+    }
+    Ok(fetch)
+}
+
+/// `apt-get download` `package` and the dependencies this machine lacks, `dpkg -x` them under
+/// `unpack_dir()/root`, and write the wrapper for `program`.
+fn unpack_package(program: &str, package: &str, forced: bool) -> Result<(), String> {
     let dir = unpack_dir();
     let debs = dir.join("debs").join(package);
     let root = dir.join("root");
     let _ = std::fs::remove_dir_all(&debs);
     std::fs::create_dir_all(&debs).map_err(|e| format!("{}: {e}", debs.display()))?;
     std::fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
-    run("apt-get", &["download", "-q", package], Some(&debs))
+    let fetch = packages_to_fetch(package, forced)?;
+    let mut args = vec!["download", "-q"];
+    args.extend(fetch.iter().map(String::as_str));
+    run("apt-get", &args, Some(&debs))
         .map_err(|e| format!("{e}\n  (with no package lists, `apt-get update` as root first)"))?;
     for deb in std::fs::read_dir(&debs).map_err(|e| e.to_string())? {
         let deb = deb.map_err(|e| e.to_string())?.path();
