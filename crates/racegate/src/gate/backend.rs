@@ -53,6 +53,12 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug + 'static {
         units: u32,
         timeout: Option<Duration>,
     ) -> Result<MachineHold, BackendError>;
+
+    /// The machine-wide holders right now, for a timeout error when the async timer around
+    /// [`Backend::lock`] ended the wait before the backend could answer with them.
+    fn holders(&self) -> Vec<Holder> {
+        Vec::new()
+    }
 }
 
 /// How the caller waits, which decides where the blocking backend call runs.

@@ -18,7 +18,7 @@
 
 use std::future::Future;
 use std::pin::{pin, Pin};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::thread;
@@ -156,11 +156,19 @@ impl Gate {
         let deadline = timeout.and_then(|t| start.checked_add(t));
         // Only a timeout error names the caller's label.
         let label = deadline.and_then(|_| req.label.clone());
-        let fut = self.inner.grant(req, Mode::Async, deadline);
+        let at_backend = AtomicBool::new(false);
+        let fut = self.inner.grant(req, Mode::Async, deadline, &at_backend);
         let res = match deadline {
             Some(d) => match tokio::time::timeout_at(d.into(), fut).await {
                 Ok(r) => r,
-                Err(_) => Err(GrantError::TimedOut(Vec::new())),
+                // The timer can end the wait while the backend's lock call (on the blocking
+                // pool, bounded by the same deadline) is about to answer with the machine-wide
+                // holders: ask for them here, or the error would name nobody. (A wait that
+                // ended in the in-process queue names the in-process holders instead.)
+                Err(_) => Err(GrantError::TimedOut(match &self.inner.backend {
+                    Some(b) if at_backend.load(Ordering::Relaxed) => b.holders(),
+                    _ => Vec::new(),
+                })),
             },
             None => fut.await,
         };
@@ -183,8 +191,12 @@ impl Gate {
         let deadline = timeout.and_then(|t| start.checked_add(t));
         // Only a timeout error names the caller's label.
         let label = deadline.and_then(|_| req.label.clone());
-        let res = block_on(self.inner.grant(req, Mode::Blocking, deadline), deadline)
-            .unwrap_or(Err(GrantError::TimedOut(Vec::new())));
+        let at_backend = AtomicBool::new(false);
+        let res = block_on(
+            self.inner.grant(req, Mode::Blocking, deadline, &at_backend),
+            deadline,
+        )
+        .unwrap_or(Err(GrantError::TimedOut(Vec::new())));
         res.map_err(|e| e.into_public(&self.inner, label, start.elapsed()))
     }
 
@@ -308,11 +320,13 @@ impl Inner {
         }
     }
 
+    /// Sets `at_backend` once the in-process units are held and the wait is the backend's.
     async fn grant(
         &self,
         req: Request,
         mode: Mode,
         deadline: Option<Instant>,
+        at_backend: &AtomicBool,
     ) -> Result<Grant, GrantError> {
         self.check_units(req.units).map_err(GrantError::TooLarge)?;
         if let Some(b) = &self.backend {
@@ -343,6 +357,7 @@ impl Inner {
             None => None,
             Some(b) => {
                 let asked_at = asked_at.or_else(|| self.stamp());
+                at_backend.store(true, Ordering::Relaxed);
                 let hold = {
                     let _queued = Waiting::new(&self.waiters);
                     self.machine_lock(b, &req, mode, deadline).await?

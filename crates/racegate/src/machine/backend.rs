@@ -99,4 +99,8 @@ impl Backend for MachineBackend {
             Err(Failure::Err(e)) => Err(BackendError::Failed(e)),
         }
     }
+
+    fn holders(&self) -> Vec<Holder> {
+        MachineBackend::holders(self)
+    }
 }

@@ -45,9 +45,24 @@ pub fn machine_wide(name: &str, capacity: u32) -> Result<GlobalMachineGate, Mach
     machine_wide_on(name, capacity, &[])
 }
 
-/// [`machine_wide`] for a gate that spans `devices` (see
-/// [`MachineGateBuilder::devices`](super::MachineGateBuilder::devices)).
-pub(crate) fn machine_wide_on(
+/// [`machine_wide`] for a gate that spans `devices`, each with `capacity` units (see
+/// [`MachineGateBuilder::devices`](super::MachineGateBuilder::devices)): the gate
+/// [`test_guard`](crate::test_guard) takes with `RACEGATE_TEST_GUARD_DEVICES` set, and the
+/// Python pytest plugin's.
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// # std::env::set_var("RACEGATE_DIR", dir.path());
+/// let gpus = racegate::machine::machine_wide_on("doc-global-gpus", 1, &["0".into(), "1".into()]).unwrap();
+/// let both = gpus.machine.acquire_many_blocking(2).unwrap();
+/// assert_eq!(both.devices(), ["0", "1"]);
+/// ```
+///
+/// # Errors
+///
+/// As [`machine_wide`], and [`MachineGateError::DevicesMismatch`] if the gate `name` is already
+/// configured in this process with other devices.
+pub fn machine_wide_on(
     name: &str,
     capacity: u32,
     devices: &[String],

@@ -52,7 +52,7 @@ pub use devices::{
     SystemProbe, CUDA_VISIBLE_DEVICES, NVIDIA_SMI_TIMEOUT,
 };
 pub use dir::{validate_gate_name, LockDir, DIR_ENV};
-pub use global::{configure_machine_wide, machine_wide, GlobalMachineGate};
+pub use global::{configure_machine_wide, machine_wide, machine_wide_on, GlobalMachineGate};
 pub use history::{read_history, HistoryEntry, HISTORY_CAP};
 #[allow(deprecated)]
 pub use lock::{MAX_CAPACITY, MAX_SLOTS};

@@ -1,0 +1,6 @@
+import pytest
+
+
+@pytest.mark.parametrize("i", range(24))
+def test_cpu(work, i):
+    pass
