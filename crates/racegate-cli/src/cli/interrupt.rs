@@ -4,7 +4,9 @@
 //! - The first SIGINT, SIGTERM or SIGHUP cancels the command's [`Control`]: the engine stops its
 //!   load, stops its child processes, and returns what it has, which `cli/` then reports as
 //!   usual (stress: verdict ABORTED; compare and demo: `"interrupted": true`), exit 130.
-//! - A second one kills every child still listed in the `Control` and exits 130 at once.
+//! - A second one kills every child still listed in the `Control` and exits 130 at once. Signals
+//!   within [`SAME_INTERRUPT`] of the first belong to it (a supervisor such as `timeout` that
+//!   signals the process and then its process group delivers two at once).
 //!
 //! The signals are caught by handlers on a thread of their own, never blocked: child processes
 //! start with the default dispositions (exec resets caught signals) and the parent's empty
@@ -18,6 +20,9 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::exit::{CliError, INTERRUPTED};
 use crate::plumbing::Control;
+
+/// Signals within this time of the first are part of it, not a second interrupt.
+pub const SAME_INTERRUPT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Keeps the policy in force; drop it once the command has written its reports.
 #[must_use = "the interrupt policy ends when this is dropped"]
@@ -65,9 +70,14 @@ fn install_handlers(command: &'static str, control: &Control) -> io::Result<Inte
                     "\nracegate {command}: interrupted by {name}, stopping and writing reports (again to quit now)"
                 );
                 control.cancel.cancel();
-                if signals.next(&mut stop_rx).await.is_some() {
-                    control.children.kill_all();
-                    std::process::exit(i32::from(INTERRUPTED));
+                let first = std::time::Instant::now();
+                while signals.next(&mut stop_rx).await.is_some() {
+                    // Signals right behind the first are the same interrupt: `timeout` and
+                    // some CI runners signal the process and then its whole group.
+                    if first.elapsed() >= SAME_INTERRUPT {
+                        control.children.kill_all();
+                        std::process::exit(i32::from(INTERRUPTED));
+                    }
                 }
             })
         })?;

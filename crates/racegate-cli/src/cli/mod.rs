@@ -162,7 +162,7 @@ where
         Command::Stress(args) => stress::run(args),
         Command::Compare(args) => compare::run(args),
         Command::Demo(args) => demo::run(args),
-        Command::Hunt(args) => crate::hunt::hunt(args),
+        Command::Hunt(args) => hunt::run(args),
         Command::Run(args) => run::run(args),
         Command::Status(args) => status::run(args),
         Command::SimServe(args) => sim_serve::sim_serve(args),

@@ -33,13 +33,29 @@ pub struct Bisection<T> {
 /// The caller must already have observed `candidates` as a whole reproducing: that observation
 /// is not spent again. `max_probes` bounds the search; when it is reached the smallest set that
 /// was seen to reproduce is returned with `minimal: false`.
-pub fn bisect<T, F>(candidates: &[T], max_probes: usize, mut reproduces: F) -> Bisection<T>
+pub fn bisect<T, F>(candidates: &[T], max_probes: usize, reproduces: F) -> Bisection<T>
+where
+    T: Clone,
+    F: FnMut(&[T]) -> bool,
+{
+    bisect_with(&[], candidates, max_probes, reproduces)
+}
+
+/// [`bisect`] with `fixed` members that every probe holds and the result keeps (the test that
+/// failed: a set without it cannot show its failure). The result is `fixed` followed by the
+/// members found, in candidate order.
+pub fn bisect_with<T, F>(
+    fixed: &[T],
+    candidates: &[T],
+    max_probes: usize,
+    mut reproduces: F,
+) -> Bisection<T>
 where
     T: Clone,
     F: FnMut(&[T]) -> bool,
 {
     let mut found: Vec<T> = Vec::new();
-    // Invariant: `found ++ rest` was observed (or given) to reproduce.
+    // Invariant: `fixed ++ rest ++ found` was observed (or given) to reproduce.
     let mut rest: Vec<T> = candidates.to_vec();
     let mut probes = 0usize;
     let mut probe = |set: &[T], probes: &mut usize| {
@@ -48,7 +64,8 @@ where
     };
     let with = |found: &[T], prefix: &[T]| -> Vec<T> {
         // Keep candidate order: earlier tests (the rest) first, then those already found.
-        let mut v = prefix.to_vec();
+        let mut v = fixed.to_vec();
+        v.extend_from_slice(prefix);
         v.extend_from_slice(found);
         v
     };
@@ -56,7 +73,7 @@ where
     loop {
         if rest.is_empty() {
             return Bisection {
-                conflict_set: found,
+                conflict_set: with(&found, &[]),
                 probes,
                 minimal: true,
             };
@@ -69,15 +86,16 @@ where
                     minimal: false,
                 };
             }
-            if probe(&found, &mut probes) {
+            if probe(&with(&found, &[]), &mut probes) {
                 return Bisection {
-                    conflict_set: found,
+                    conflict_set: with(&found, &[]),
                     probes,
                     minimal: true,
                 };
             }
         }
-        // Smallest `hi` such that `found ++ rest[..hi]` reproduces; `lo` is known not to.
+        // Smallest `hi` such that `fixed ++ rest[..hi] ++ found` reproduces; `lo` is known not
+        // to (with nothing from the rest, `found` alone did not, or was never seen to).
         let (mut lo, mut hi) = (0usize, rest.len());
         while hi - lo > 1 {
             if probes >= max_probes {
@@ -175,6 +193,20 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_fixed_member_is_always_probed_and_kept() {
+        let tests: Vec<usize> = (0..40).filter(|&t| t != 7).collect();
+        let mut saw_without = false;
+        let r = bisect_with(&[7], &tests, 10_000, |s: &[usize]| {
+            saw_without |= !s.contains(&7);
+            s.contains(&7) && s.contains(&33)
+        });
+        assert!(!saw_without);
+        assert_eq!(r.conflict_set, vec![7, 33]);
+        assert!(r.minimal);
+        assert!(r.probes <= 8, "{}", r.probes);
     }
 
     #[test]

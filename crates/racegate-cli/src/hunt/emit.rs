@@ -1,10 +1,8 @@
-//! The fix, written for you: ready-to-paste serialization for each conflict set, in the
-//! runner's own terms.
+//! The fix, written for you: ready-to-paste serialization for each group, in the runner's own
+//! terms. Groups are disjoint (each test in exactly one), and named after what their tests
+//! share — a module or a class — else `racegate-conflict-N`.
 
 use serde::Serialize;
-
-use super::runner::nextest::filterset;
-use super::runner::RunnerKind;
 
 /// A fixture that leaks a background thread, read off the stacks of a hang.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -19,16 +17,29 @@ pub struct LeakingFixture {
     pub used_by: Vec<String>,
 }
 
+/// One group of the fix: tests that must never run at the same time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FixGroup {
+    /// Its name in every form of the fix (`env-tests`, `test_db-TestUsers`,
+    /// `racegate-conflict-2`).
+    pub name: String,
+    /// Its tests, in listing order.
+    pub tests: Vec<String>,
+    /// The module or class every test of it shares, when they share one.
+    pub shared: Option<String>,
+}
+
 /// Serialization in every form that applies to the runner.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Fix {
     /// `.config/nextest.toml` fragment (Rust suites).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nextest_toml: Option<String>,
-    /// The tests to put behind `racegate::test_guard` (or `#[serial]`), with instructions (Rust).
+    /// The tests to put behind `racegate::test_guard("<group>")` (or `#[serial(<group>)]`),
+    /// with instructions (Rust).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cargo_test_guard: Option<String>,
-    /// `conftest.py` fragment applying `xdist_group` marks, and the `--dist loadgroup` flag.
+    /// A `conftest.py` applying `xdist_group` marks, and the `--dist loadgroup` flag.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pytest: Option<String>,
     /// What to fix in the code when the stacks name the culprit.
@@ -36,177 +47,195 @@ pub struct Fix {
     pub root_cause: Option<String>,
 }
 
-/// The group name of conflict set `i` (0-based).
-pub fn group_name(i: usize) -> String {
+/// The fallback name of group `i` (0-based).
+pub fn conflict_name(i: usize) -> String {
     format!("racegate-conflict-{}", i + 1)
 }
 
-/// Build the fix for `groups` (each a set of tests that must never overlap). `locations`
-/// maps Rust test names to `file:line` where they were found (see [`locate_rust_tests`]).
-pub fn fix(
-    runner: RunnerKind,
-    groups: &[Vec<String>],
-    leaks: &[LeakingFixture],
-    locations: &[(String, String)],
-) -> Fix {
-    if groups.is_empty() {
-        return Fix::default();
+/// A group name from what its tests share: letters, digits, `_` and `-` only (a valid nextest
+/// group, `racegate::test_guard` and `xdist_group` name), at most 64 bytes.
+pub fn sanitize_name(shared: &str) -> Option<String> {
+    let mut s = String::new();
+    for c in shared.chars() {
+        if c.is_ascii_alphanumeric() || c == '_' {
+            s.push(c);
+        } else if !s.ends_with('-') && !s.is_empty() {
+            s.push('-');
+        }
     }
-    match runner {
-        RunnerKind::Cargo | RunnerKind::Nextest => Fix {
-            nextest_toml: Some(nextest_toml(groups)),
-            cargo_test_guard: Some(cargo_guard(runner, groups, locations)),
-            pytest: None,
-            root_cause: None,
-        },
-        RunnerKind::Pytest => Fix {
-            nextest_toml: None,
-            cargo_test_guard: None,
-            pytest: Some(pytest_groups(groups)),
-            root_cause: leak_note(leaks),
-        },
-    }
+    let s = s.trim_end_matches('-');
+    let s = if s.len() > 64 {
+        s[s.len() - 64..].trim_start_matches('-')
+    } else {
+        s
+    };
+    (!s.is_empty()).then(|| s.to_string())
 }
 
-fn nextest_toml(groups: &[Vec<String>]) -> String {
-    let mut s = String::from("# .config/nextest.toml\n[test-groups]\n");
-    for i in 0..groups.len() {
-        s.push_str(&format!("{} = {{ max-threads = 1 }}\n", group_name(i)));
-    }
+/// Name `groups` (already disjoint): after the unit all their tests share (`unit` gives a
+/// test's module or class and `short` its short form), else `racegate-conflict-N`. Names are
+/// made unique.
+pub fn name_groups(
+    groups: &[Vec<String>],
+    unit: &dyn Fn(&str) -> Option<String>,
+    short: &dyn Fn(&str) -> String,
+) -> Vec<FixGroup> {
+    let none = vec![None; groups.len()];
+    let units = |t: &str| unit(t).into_iter().collect::<Vec<_>>();
+    name_groups_as(groups, &none, &units, short)
+}
+
+/// [`name_groups`], with a name to prefer for some groups (a leaking fixture's users are
+/// named after the fixture they share).
+pub fn name_groups_as(
+    groups: &[Vec<String>],
+    preferred: &[Option<String>],
+    units: &dyn Fn(&str) -> Vec<String>,
+    short: &dyn Fn(&str) -> String,
+) -> Vec<FixGroup> {
+    let mut out: Vec<FixGroup> = Vec::new();
     for (i, g) in groups.iter().enumerate() {
-        let refs: Vec<&String> = g.iter().collect();
+        // The narrowest unit (class, module, file) every member is in.
+        let lists: Vec<Vec<String>> = g.iter().map(|t| units(t)).collect();
+        let shared = lists.first().and_then(|first| {
+            first
+                .iter()
+                .find(|u| lists.iter().all(|l| l.contains(u)))
+                .cloned()
+        });
+        let mut name = preferred
+            .get(i)
+            .cloned()
+            .flatten()
+            .and_then(|p| sanitize_name(&p))
+            .or_else(|| shared.as_deref().and_then(|u| sanitize_name(&short(u))))
+            .unwrap_or_else(|| conflict_name(i));
+        if out.iter().any(|o| o.name == name) {
+            let mut n = 2;
+            while out.iter().any(|o| o.name == format!("{name}-{n}")) {
+                n += 1;
+            }
+            name = format!("{name}-{n}");
+        }
+        out.push(FixGroup {
+            name,
+            tests: g.clone(),
+            shared,
+        });
+    }
+    out
+}
+
+/// A `.config/nextest.toml` fragment: one test group per [`FixGroup`], each with an override
+/// whose filter matches exactly its tests (`filter` gives a test's filterset).
+pub fn nextest_toml(groups: &[FixGroup], filter: &dyn Fn(&str) -> Option<String>) -> String {
+    let mut s = String::from("# .config/nextest.toml\n[test-groups]\n");
+    for g in groups {
+        s.push_str(&format!("{} = {{ max-threads = 1 }}\n", g.name));
+    }
+    for g in groups {
+        let parts: Vec<String> = g.tests.iter().filter_map(|t| filter(t)).collect();
+        if parts.is_empty() {
+            continue;
+        }
         s.push_str(&format!(
             "\n[[profile.default.overrides]]\nfilter = '{}'\ntest-group = '{}'\n",
-            filterset(&refs),
-            group_name(i)
+            parts.join(" | "),
+            g.name
         ));
     }
     s
 }
 
-fn cargo_guard(
-    runner: RunnerKind,
-    groups: &[Vec<String>],
+/// The `racegate::test_guard` instructions for Rust tests (`display` gives a test's name as
+/// written in its source, `locations` where each is defined).
+pub fn cargo_guard(
+    groups: &[FixGroup],
+    display: &dyn Fn(&str) -> String,
     locations: &[(String, String)],
 ) -> String {
     let mut s = String::from(
-        "Put these tests behind racegate's test guard (first line of each test body), or mark them #[serial]:\n",
+        "Make the first line of each test below take its group's guard (racegate as a dev-dependency),\nor mark the test #[serial(<group>)] (serial_test):\n",
     );
-    for (i, g) in groups.iter().enumerate() {
-        s.push_str(&format!("  # {}\n", group_name(i)));
-        for t in g {
-            let name = if runner == RunnerKind::Nextest {
-                super::runner::nextest::split_id(t).1
-            } else {
-                t.as_str()
-            };
-            match locations.iter().find(|(n, _)| n == name) {
+    for g in groups {
+        s.push_str(&format!("\n  # {}\n", g.name));
+        for t in &g.tests {
+            let name = display(t);
+            match locations.iter().find(|(n, _)| *n == *t) {
                 Some((_, at)) => s.push_str(&format!("  {name}  ({at})\n")),
                 None => s.push_str(&format!("  {name}\n")),
             }
         }
+        s.push_str(&format!(
+            "      let _guard = racegate::test_guard(\"{}\");\n",
+            g.name
+        ));
     }
-    s.push_str("\n    let _gpu = racegate::test_guard(\"gpu\");\n");
     s
 }
 
-/// Where each Rust test in `names` is defined under `root`: the first `fn LAST_SEGMENT(` in a
-/// `.rs` file whose path or text mentions the test's module, as `path:line` (relative to the
-/// current directory when under it). Bounded: at most 5,000 files, `target/` and hidden directories skipped.
-pub fn locate_rust_tests(root: &std::path::Path, names: &[&str]) -> Vec<(String, String)> {
-    let mut files = Vec::new();
-    let mut dirs = vec![root.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let path = e.path();
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') || name == "target" {
-                continue;
-            }
-            if path.is_dir() {
-                dirs.push(path);
-            } else if name.ends_with(".rs") && files.len() < 5_000 {
-                files.push(path);
-            }
-        }
-    }
-    files.sort();
-    let texts: Vec<(std::path::PathBuf, String)> = files
-        .into_iter()
-        .filter_map(|p| std::fs::read_to_string(&p).ok().map(|t| (p, t)))
-        .collect();
-    let cwd = std::env::current_dir().ok();
-    let mut out = Vec::new();
-    for name in names {
-        let mut segments: Vec<&str> = name.split("::").collect();
-        let Some(func) = segments.pop() else { continue };
-        let needle = format!("fn {func}(");
-        let module = segments.last().copied();
-        let mut best: Option<(bool, String)> = None;
-        for (path, text) in &texts {
-            let lines: Vec<&str> = text.lines().collect();
-            // Inside `mod m` when the file declares it, else anywhere.
-            let mod_line = module.and_then(|m| {
-                lines.iter().position(|l| {
-                    let l = l.trim_start();
-                    l.starts_with(&format!("mod {m} ")) || l.starts_with(&format!("mod {m}{{"))
-                })
-            });
-            let start = mod_line.unwrap_or(0);
-            let Some(line) = lines[start..]
-                .iter()
-                .position(|l| l.contains(&needle))
-                .map(|i| i + start)
-            else {
-                continue;
-            };
-            // Relative to where the user stands, so the path can be opened as printed.
-            let rel = cwd
-                .as_ref()
-                .and_then(|c| path.strip_prefix(c).ok())
-                .unwrap_or(path)
-                .display()
-                .to_string();
-            let mentions = module.map_or(true, |m| mod_line.is_some() || rel.contains(m));
-            let at = format!("{rel}:{}", line + 1);
-            if best.as_ref().map_or(true, |(m, _)| !m && mentions) {
-                best = Some((mentions, at));
-            }
-        }
-        if let Some((_, at)) = best {
-            out.push((name.to_string(), at));
-        }
-    }
-    out
-}
-
-fn pytest_groups(groups: &[Vec<String>]) -> String {
+/// A `conftest.py` that puts each group's tests in one `xdist_group`, and, where the racegate
+/// pytest plugin is registered, also marks them `racegate(<group>)`: a machine-wide gate that
+/// keeps them apart on any worker, in any process (valid Python as a whole).
+/// `verified_with_gate`: whether `--verify` ran with the plugin registered (both marks), or
+/// without it (`xdist_group` alone). With `leaks`, the mark alone is not offered.
+pub fn pytest_conftest(
+    groups: &[FixGroup],
+    leaks: &[LeakingFixture],
+    verified_with_gate: bool,
+) -> String {
     let mut s =
         String::from("# Run with: pytest -n <N> --dist loadgroup\n# Either mark each test:\n");
-    for (i, g) in groups.iter().enumerate() {
-        for t in g {
+    for g in groups {
+        for t in &g.tests {
             s.push_str(&format!(
                 "#   {t}\n#       @pytest.mark.xdist_group(name=\"{}\")\n",
-                group_name(i)
+                g.name
             ));
         }
     }
-    s.push_str("# or add this to conftest.py:\nimport pytest\n\n_RACEGATE_GROUPS = {\n");
-    for (i, g) in groups.iter().enumerate() {
-        for t in g {
-            s.push_str(&format!("    {}: \"{}\",\n", py_str(t), group_name(i)));
+    if leaks.is_empty() {
+        s.push_str(
+            "# or, with the racegate pytest plugin (pip install racegate), under any `-n` and\n\
+             # without --dist (tests of one group may go to any worker, one at a time, also across\n\
+             # other pytest runs and Rust tests taking racegate::test_guard of the same name;\n\
+             # this form alone was not verified by this hunt):\n",
+        );
+        for g in groups {
+            for t in &g.tests {
+                s.push_str(&format!(
+                    "#   {t}\n#       @pytest.mark.racegate(\"{}\")\n",
+                    g.name
+                ));
+            }
+        }
+    } else {
+        // A leaking fixture's work outlives its test, and so outlives a gate held for the
+        // test: only one worker for the group (or fixing the fixture) keeps the users apart.
+        s.push_str(
+            "# (the racegate mark alone does not hold here: the leaking fixture's work outlives\n\
+             # the test, and the gate with it; keep the xdist_group, or fix the fixture.)\n",
+        );
+    }
+    s.push_str(if verified_with_gate {
+        "# --verify ran the conftest below with the racegate plugin registered: both marks.\n"
+    } else {
+        "# --verify ran the conftest below without the racegate plugin: xdist_group alone.\n"
+    });
+    s.push_str("# or add this to conftest.py (merge the hook into yours if you have one); it applies\n# both marks, racegate's only where its plugin is registered:\nimport pytest\n\n_RACEGATE_GROUPS = {\n");
+    for g in groups {
+        for t in &g.tests {
+            s.push_str(&format!("    {}: {},\n", py_str(t), py_str(&g.name)));
         }
     }
     s.push_str(
-        "}\n\n\ndef pytest_collection_modifyitems(items):\n    for item in items:\n        group = _RACEGATE_GROUPS.get(item.nodeid)\n        if group:\n            item.add_marker(pytest.mark.xdist_group(name=group))\n",
+        "}\n\n\ndef pytest_collection_modifyitems(config, items):\n    gate = config.pluginmanager.hasplugin(\"racegate\")\n    for item in items:\n        group = _RACEGATE_GROUPS.get(item.nodeid)\n        if group:\n            item.add_marker(pytest.mark.xdist_group(name=group))\n            if gate:\n                item.add_marker(pytest.mark.racegate(group))\n",
     );
     s
 }
 
-fn leak_note(leaks: &[LeakingFixture]) -> Option<String> {
+/// What to change in a fixture whose leak the stacks show.
+pub fn leak_note(leaks: &[LeakingFixture]) -> Option<String> {
     if leaks.is_empty() {
         return None;
     }
@@ -225,8 +254,21 @@ fn leak_note(leaks: &[LeakingFixture]) -> Option<String> {
     Some(s)
 }
 
-fn py_str(s: &str) -> String {
-    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+/// A Python string literal.
+pub fn py_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// One frame of a py-spy dump: `    name (file:line)`.
@@ -290,50 +332,104 @@ mod tests {
     use super::*;
     use crate::hunt::model::ProcessStack;
 
-    #[test]
-    fn nextest_fix_parses_as_toml() {
-        let g = vec![vec!["suite gpu::a".to_string(), "suite gpu::b".to_string()]];
-        let f = fix(
-            RunnerKind::Nextest,
-            &g,
-            &[],
-            &[("gpu::a".into(), "src/gpu.rs:12".into())],
-        );
-        let toml_text = f.nextest_toml.unwrap();
-        let t: toml::Table = toml_text.parse().unwrap();
-        assert!(t["test-groups"]["racegate-conflict-1"]["max-threads"].as_integer() == Some(1));
-        assert!(toml_text
-            .contains("(binary_id(=suite) & test(=gpu::a)) | (binary_id(=suite) & test(=gpu::b))"));
-        assert!(f
-            .cargo_test_guard
-            .unwrap()
-            .contains("  gpu::a  (src/gpu.rs:12)\n"));
-    }
-
-    #[test]
-    fn pytest_fix_names_groups_and_loadgroup() {
-        let g = vec![vec!["t.py::test_a".to_string()]];
-        let f = fix(RunnerKind::Pytest, &g, &[], &[]);
-        let p = f.pytest.unwrap();
-        assert!(p.contains("--dist loadgroup"));
-        assert!(p.contains("\"t.py::test_a\": \"racegate-conflict-1\""));
-        assert!(f.root_cause.is_none());
-    }
-
-    #[test]
-    fn locates_rust_tests_by_module() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("src")).unwrap();
-        std::fs::write(
-            dir.path().join("src/lib.rs"),
-            "mod other {\n    fn run() {}\n}\nmod gpu {\n    #[test]\n    fn run() {}\n}\n",
+    fn groups() -> Vec<FixGroup> {
+        let unit = |t: &str| t.rsplit_once("::").map(|(m, _)| m.to_string());
+        let short = |u: &str| u.to_string();
+        name_groups(
+            &[
+                vec!["env::a".into(), "env::b".into()],
+                vec!["x::a".into(), "y::b".into()],
+                vec!["env::c".into()],
+            ],
+            &unit,
+            &short,
         )
-        .unwrap();
-        std::fs::write(dir.path().join("src/a.rs"), "fn run() {}\n").unwrap();
-        let found = locate_rust_tests(dir.path(), &["gpu::run", "missing"]);
-        assert_eq!(found.len(), 1);
-        assert_eq!(found[0].0, "gpu::run");
-        assert!(found[0].1.ends_with("src/lib.rs:6"), "{found:?}");
+    }
+
+    #[test]
+    fn groups_are_named_after_what_they_share() {
+        let g = groups();
+        assert_eq!(g[0].name, "env");
+        assert_eq!(g[0].shared.as_deref(), Some("env"));
+        assert_eq!(g[1].name, "racegate-conflict-2");
+        assert_eq!(g[2].name, "env-2");
+        assert_eq!(
+            sanitize_name("tests/test_db.py::TestUsers").unwrap(),
+            "tests-test_db-py-TestUsers"
+        );
+        assert_eq!(sanitize_name("::"), None);
+        assert!(sanitize_name(&"a".repeat(100)).unwrap().len() <= 64);
+    }
+
+    #[test]
+    fn nextest_fix_parses_as_toml_with_each_test_in_one_group() {
+        let g = groups();
+        let text = nextest_toml(&g, &|t| Some(format!("test(={t})")));
+        let t: toml::Table = text.parse().unwrap();
+        assert_eq!(t["test-groups"]["env"]["max-threads"].as_integer(), Some(1));
+        let overrides = t["profile"]["default"]["overrides"].as_array().unwrap();
+        assert_eq!(overrides.len(), 3);
+        let mut seen = Vec::new();
+        for o in overrides {
+            let group = o["test-group"].as_str().unwrap();
+            assert!(t["test-groups"].get(group).is_some(), "{group}");
+            for part in o["filter"].as_str().unwrap().split(" | ") {
+                assert!(!seen.contains(&part.to_string()), "{part} in two groups");
+                seen.push(part.to_string());
+            }
+        }
+        assert_eq!(seen.len(), 5);
+    }
+
+    #[test]
+    fn cargo_guard_names_the_group() {
+        let text = cargo_guard(
+            &groups(),
+            &|t| t.to_string(),
+            &[("env::a".into(), "src/env.rs:12".into())],
+        );
+        assert!(text.contains("  env::a  (src/env.rs:12)\n"), "{text}");
+        assert!(text.contains("racegate::test_guard(\"env\")"), "{text}");
+        assert!(text.contains("racegate::test_guard(\"racegate-conflict-2\")"));
+        assert!(!text.contains("\"gpu\""));
+    }
+
+    #[test]
+    fn conftest_is_valid_python_mapping_each_test_once() {
+        let g = groups();
+        let text = pytest_conftest(&g, &[], false);
+        assert!(text.contains("--dist loadgroup"));
+        assert!(
+            text.contains("#       @pytest.mark.racegate(\"env\")\n"),
+            "{text}"
+        );
+        assert!(text.contains("without the racegate plugin"));
+        assert!(pytest_conftest(&g, &[], true).contains("racegate plugin registered: both marks"));
+        assert!(text.contains("    \"env::a\": \"env\",\n"));
+        let have_python = std::process::Command::new("python3")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if have_python {
+            let check = "import ast, sys\nsrc = sys.stdin.read()\ntree = ast.parse(src)\nns = {}\nexec(compile('\\n'.join(l for l in src.splitlines() if not l.startswith('import pytest')), 'c', 'exec'), ns)\nprint(len(ns['_RACEGATE_GROUPS']))\n";
+            let mut child = std::process::Command::new("python3")
+                .args(["-c", check])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success(), "{text}");
+            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "5");
+        }
+        assert_eq!(py_str("a\"b\\c\n"), "\"a\\\"b\\\\c\\n\"");
     }
 
     #[test]
@@ -350,5 +446,16 @@ mod tests {
         assert_eq!(l[0].name, "chunked_solver");
         assert_eq!(l[0].location, "conftest.py:18");
         assert_eq!(l[0].blocked_in, "acquire (leaky/pool.py:40)");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn sanitized_names_are_valid(s in "\\PC{0,100}") {
+            if let Some(n) = sanitize_name(&s) {
+                proptest::prop_assert!(n.len() <= 64 && !n.is_empty());
+                proptest::prop_assert!(n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'));
+                proptest::prop_assert!(!n.starts_with('-') && !n.ends_with('-'));
+            }
+        }
     }
 }

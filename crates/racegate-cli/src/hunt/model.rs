@@ -1,4 +1,5 @@
-//! The vocabulary of a hunt: tests, their outcomes in one run, and the failures a run shows.
+//! The vocabulary of a hunt: tests, what a run reported about them, and the failures a run
+//! shows, each with the identity that decides whether a later run "failed the same way".
 
 use serde::Serialize;
 
@@ -21,13 +22,20 @@ pub enum TestStatus {
     Skipped,
 }
 
-/// What kind of failure a run showed.
+impl TestStatus {
+    /// Passed or skipped.
+    pub fn is_ok(&self) -> bool {
+        matches!(self, TestStatus::Passed | TestStatus::Skipped)
+    }
+}
+
+/// The class of a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureKind {
     /// A signal or an abort (e.g. a failed `MTLCommandBuffer` assertion).
     Crash,
-    /// No progress past `--test-timeout`.
+    /// No progress past the hang timeout.
     Hang,
     /// A test failed its assertions.
     Failure,
@@ -44,35 +52,47 @@ impl FailureKind {
     }
 }
 
-/// What makes two observed failures "the same": a probe reproduces a finding only when it shows
-/// a failure with the same key.
+/// What failed: a test the runner named, or a whole process whose tests were in flight.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum FailureKey {
-    /// A crash, keyed by signal (`SIGABRT`; `None` when unknown): one race often trips several
-    /// assertion texts, so the text is kept as the signature, not the identity.
-    Crash(Option<String>),
-    /// The suite stopped making progress.
-    Hang,
-    /// This test failed.
-    Failure(String),
+pub enum Subject {
+    /// This test.
+    Test(String),
+    /// The process of this concurrency domain (a cargo test binary; `""`: the run) died or
+    /// hung with several tests in flight.
+    Process(String),
+}
+
+/// The identity of a failure: a probe reproduces a finding only when it shows a failure with
+/// an equal key — the same test (or process) failing in the same class, with the same
+/// normalized message at the same location.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FailureKey {
+    /// Crash, hang or failure.
+    pub kind: FailureKind,
+    /// What failed.
+    pub subject: Subject,
+    /// The normalized message with its location (`panic: device busy at src/lib.rs`); empty
+    /// for hangs.
+    pub message: String,
 }
 
 impl FailureKey {
-    /// Whether two observed failures are the same. A crash whose signal the runner did not
-    /// name (an xdist worker that died) matches a crash of any signal.
-    pub fn matches(&self, other: &FailureKey) -> bool {
-        match (self, other) {
-            (FailureKey::Crash(a), FailureKey::Crash(b)) => a.is_none() || b.is_none() || a == b,
-            _ => self == other,
-        }
+    /// Whether two observations are the same failure: same class, same test (or process),
+    /// same message — where an empty message means "not known" (a test binary that died
+    /// before printing its failures) and matches any.
+    pub fn same(&self, other: &FailureKey) -> bool {
+        self.kind == other.kind
+            && self.subject == other.subject
+            && (self.message == other.message
+                || self.message.is_empty()
+                || other.message.is_empty())
     }
 
-    /// The kind of this key.
-    pub fn kind(&self) -> FailureKind {
-        match self {
-            FailureKey::Crash(_) => FailureKind::Crash,
-            FailureKey::Hang => FailureKind::Hang,
-            FailureKey::Failure(_) => FailureKind::Failure,
+    /// The failing test, when the key names one.
+    pub fn test(&self) -> Option<&str> {
+        match &self.subject {
+            Subject::Test(t) => Some(t),
+            Subject::Process(_) => None,
         }
     }
 }
@@ -84,7 +104,7 @@ pub struct ProcessStack {
     pub pid: u32,
     /// Its command line (or name).
     pub command: String,
-    /// The tool that produced the dump (`gdb`, `py-spy`, `eu-stack`, `lldb`).
+    /// The tool that produced the dump (`gdb`, `py-spy`, `eu-stack`, `lldb`, `faulthandler`).
     pub tool: String,
     /// The dump, as the tool printed it.
     pub text: String,
@@ -93,48 +113,104 @@ pub struct ProcessStack {
 /// A failure seen in one run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
-    /// Its identity for reproduction.
+    /// Its identity.
     pub key: FailureKey,
-    /// Human-readable signature: assertion text, panic message, signal name, or "no progress
-    /// for 5s".
+    /// Human-readable signature: the failing test and its message, the crash's assertion,
+    /// panic or signal, or "no test finished for 5s".
     pub signature: String,
-    /// The test that failed or crashed, when the runner names it.
+    /// The test that failed or crashed, when known (a dead process with one test in flight
+    /// names it too).
     pub test: Option<String>,
-    /// Tests that had not finished when it happened.
-    pub unfinished: Vec<String>,
+    /// Tests that had started and not finished when it happened (a dead process, a hang).
+    pub in_flight: Vec<String>,
+    /// Tests that may have caused it: those of the same process (concurrency domain) that had
+    /// started by the time it showed, in run order. Always holds the failing test.
+    pub candidates: Vec<String>,
     /// Thread dumps (hangs only).
     pub stacks: Vec<ProcessStack>,
+}
+
+/// What one run says about one finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// It showed the same failure.
+    Reproduced,
+    /// The failing test ran to the end and passed; or, for a process that died or hung, the
+    /// process lived and finished.
+    NotReproduced,
+    /// Something else ended the run first (the process died another way, the run hung, the
+    /// failing test failed another way): no evidence either way.
+    Inconclusive,
 }
 
 /// The parsed result of one run of a set of tests.
 #[derive(Debug, Clone, Default)]
 pub struct RunObservation {
-    /// Every test the runner reported on, with its status.
+    /// Every test the runner reported on, with its status, in the order reported.
     pub results: Vec<(String, TestStatus)>,
-    /// Failures, at most one per key.
+    /// Failures, one per key.
     pub failures: Vec<Failure>,
+    /// Planned tests that reported no result.
+    pub unreported: Vec<String>,
 }
 
 impl RunObservation {
-    /// Whether this run shows a failure matching `key`.
+    /// Whether this run shows the failure `key` identifies.
     pub fn has(&self, key: &FailureKey) -> bool {
-        self.failures.iter().any(|f| f.key.matches(key))
+        self.failures.iter().any(|f| f.key.same(key))
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+    /// What this run says about the failure `key` identifies (`domain` gives a test's
+    /// process).
+    pub fn verdict(&self, key: &FailureKey, domain: &dyn Fn(&str) -> String) -> Verdict {
+        if self.has(key) {
+            return Verdict::Reproduced;
+        }
+        match &key.subject {
+            Subject::Test(t) => {
+                let passed = self
+                    .results
+                    .iter()
+                    .any(|(n, s)| n == t && matches!(s, TestStatus::Passed));
+                if passed {
+                    Verdict::NotReproduced
+                } else {
+                    Verdict::Inconclusive
+                }
+            }
+            Subject::Process(d) => {
+                let ended = self.failures.iter().any(|f| {
+                    f.key.kind == FailureKind::Hang
+                        || (f.key.kind == FailureKind::Crash
+                            && match &f.key.subject {
+                                Subject::Process(p) => p == d,
+                                Subject::Test(t) => domain(t) == *d,
+                            })
+                });
+                if ended {
+                    Verdict::Inconclusive
+                } else {
+                    Verdict::NotReproduced
+                }
+            }
+        }
+    }
 
-    #[test]
-    fn unnamed_crashes_match_any_signal() {
-        let abrt = FailureKey::Crash(Some("SIGABRT".into()));
-        let segv = FailureKey::Crash(Some("SIGSEGV".into()));
-        let unknown = FailureKey::Crash(None);
-        assert!(abrt.matches(&abrt));
-        assert!(!abrt.matches(&segv));
-        assert!(unknown.matches(&segv) && segv.matches(&unknown));
-        assert!(!unknown.matches(&FailureKey::Hang));
-        assert!(!FailureKey::Failure("a".into()).matches(&FailureKey::Failure("b".into())));
+    /// Whether the run was clean: no failure and every planned test reported.
+    pub fn clean(&self) -> bool {
+        self.failures.is_empty() && self.unreported.is_empty()
+    }
+
+    /// Tests reported passed.
+    pub fn passed(&self) -> usize {
+        self.results
+            .iter()
+            .filter(|(_, s)| *s == TestStatus::Passed)
+            .count()
+    }
+
+    /// Tests reported failed, crashed or timed out.
+    pub fn failed(&self) -> usize {
+        self.results.iter().filter(|(_, s)| !s.is_ok()).count()
     }
 }

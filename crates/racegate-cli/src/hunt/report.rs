@@ -1,32 +1,38 @@
-//! The hunt's result ([`HuntReport`], serialized as the `--json` file, schema
-//! `racegate.hunt.v1`, documented in `docs/hunt.md`) and the terminal printer. The verdict is
-//! computed by the engine; printers only format.
-
-use std::io::{self, Write};
+//! The hunt's result ([`HuntReport`], serialized as the `--json` document, schema
+//! `racegate.hunt.v1`, documented in `docs/hunt.md`). The verdict is computed by the engine;
+//! the printer ([`super::summary`]) only formats.
 
 use serde::Serialize;
 
-use super::emit::{Fix, LeakingFixture};
+use super::emit::{Fix, FixGroup, LeakingFixture};
 use super::model::{FailureKind, ProcessStack};
 use super::runner::RunnerKind;
+use super::stats::Rate;
 
 /// The schema identifier written into every JSON report.
 pub const SCHEMA: &str = "racegate.hunt.v1";
+/// The schema version (the `schema_version` field, as the other commands' reports have it).
+pub const SCHEMA_VERSION: u32 = 1;
 
 /// The outcome of a hunt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HuntVerdict {
-    /// No failure in any of the K parallel runs.
+    /// No failure in any parallel run, at any level of concurrency tried.
     Clean,
-    /// At least one conflict set was found (and, with `--verify`, its serialization held).
+    /// Conflict sets were found, and the suite ran clean with their serialization applied
+    /// (with `--verify`: for the stated power).
     RacesFound,
     /// Failures, but none needs concurrency: broken, order-dependent or flaky tests.
     BrokenOnly,
-    /// `--verify` still saw failures with the serialization applied.
+    /// With the serialization applied the suite still failed (or the fix could not be made
+    /// to hold within the rounds allowed).
     VerifyFailed,
-    /// The budget ran out before the hunt finished; the report holds what was found so far.
+    /// The budget ran out (or the test command stopped working) before the hunt finished;
+    /// the report holds what was found so far.
     Incomplete,
+    /// SIGINT, SIGTERM or SIGHUP stopped the hunt; the report holds what was found so far.
+    Interrupted,
 }
 
 impl HuntVerdict {
@@ -38,6 +44,7 @@ impl HuntVerdict {
             HuntVerdict::BrokenOnly => "BROKEN TESTS",
             HuntVerdict::VerifyFailed => "VERIFY FAILED",
             HuntVerdict::Incomplete => "INCOMPLETE",
+            HuntVerdict::Interrupted => "INTERRUPTED",
         }
     }
 }
@@ -46,23 +53,43 @@ impl HuntVerdict {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Classification {
-    /// Needs tests running at the same time: a conflict set was found.
+    /// Needs tests running at the same time: a conflict set was found, reproduced, and each
+    /// member was shown necessary.
     Race,
     /// Fails when run alone.
     Broken,
     /// Fails in a serial run of the suite but not alone: order pollution, not concurrency.
     OrderDependent,
-    /// The bisection ended on a single test that fails only sometimes, even alone.
+    /// The search ended on the failing test alone: it fails alone, sometimes.
     Flaky,
-    /// Not resolved (budget ran out, or never reproduced again).
+    /// Not resolved: the set did not reproduce, or the budget ran out first. Never in the fix.
     Unresolved,
+    /// Not worked out on its own: its test is in a group of the fix, and once the groups were
+    /// applied it did not come back (the verifying rounds count it).
+    Covered,
 }
 
-/// One parallel run of the whole suite.
+/// Where a finding was first seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FoundIn {
+    /// The serial timing run.
+    Serial,
+    /// A parallel run of the whole suite.
+    Suite,
+    /// A probe made for another finding.
+    Probe,
+}
+
+/// One run of the whole suite (serial timing run, parallel runs of each round).
 #[derive(Debug, Clone, Serialize)]
-pub struct RunSummary {
-    /// 1-based.
+pub struct SuiteRunSummary {
+    /// 1-based, over the whole hunt.
     pub index: u32,
+    /// Round of find → serialize → rerun (0: the serial timing run).
+    pub round: u32,
+    /// Workers.
+    pub jobs: u32,
     /// Wall time.
     pub elapsed_ms: u64,
     /// Tests reported passed.
@@ -73,10 +100,26 @@ pub struct RunSummary {
     pub failures: Vec<FailureKind>,
 }
 
+/// The identity of a finding: a probe reproduces it only when the same test (or process)
+/// fails in the same class with the same message.
+#[derive(Debug, Clone, Serialize)]
+pub struct Identity {
+    /// crash, hang or failure.
+    pub class: FailureKind,
+    /// The failing test, when one is named.
+    pub test: Option<String>,
+    /// The process (a cargo test binary; `""`: the run) that died or hung, when no single
+    /// test is to blame.
+    pub process: Option<String>,
+    /// The normalized message with its location.
+    pub message: String,
+}
+
 /// The bisection of one finding.
 #[derive(Debug, Clone, Serialize)]
 pub struct BisectionReport {
-    /// Tests it started from (those of the failing run).
+    /// Tests it started from: those of the failing process that had started by the time it
+    /// failed.
     pub candidates: usize,
     /// Probes (oracle calls) spent.
     pub probes: usize,
@@ -84,22 +127,59 @@ pub struct BisectionReport {
     pub runs_per_probe: u32,
     /// Suite runs actually spent.
     pub runs: u32,
-    /// Stated confidence that the whole search ends on the minimal set (each probe is
-    /// repeated for `1 - (1 - confidence) / expected probes`).
+    /// Confidence of each probe that a reproducing set shows.
     pub confidence: f64,
-    /// Whether the set is 1-minimal (false: the probe limit stopped the search).
+    /// Whether the search ran to its end (false: the probe limit stopped it).
     pub minimal: bool,
+    /// Probes that showed only other failures (counted as not reproduced by the search, which
+    /// can only make its result larger; each such failure is a finding of its own).
+    pub inconclusive_probes: usize,
 }
 
-/// A measured reproduction rate.
+/// A measured reproduction rate of a set run on its own.
 #[derive(Debug, Clone, Serialize)]
 pub struct Reproduction {
     /// Runs made.
     pub runs: u32,
-    /// Runs that showed the failure.
+    /// Runs that showed the finding.
     pub reproduced: u32,
     /// `reproduced / runs`.
     pub rate: f64,
+    /// 95% interval of the rate (Clopper-Pearson).
+    pub low: f64,
+    /// 95% interval of the rate (Clopper-Pearson).
+    pub high: f64,
+    /// Runs that showed another failure instead.
+    pub other_failures: u32,
+}
+
+/// The set less one member, run on its own.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemberCheck {
+    /// The member removed.
+    pub test: String,
+    /// Runs made without it.
+    pub runs: u32,
+    /// Runs that still showed the finding.
+    pub reproduced: u32,
+    /// Runs that showed another failure instead (not evidence either way).
+    pub other_failures: u32,
+}
+
+/// Whether every member of the set is needed, as measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Minimality {
+    /// One check per member.
+    pub members: Vec<MemberCheck>,
+    /// The failing test, whose removal stops the finding by definition (not run).
+    pub failing_test: Option<String>,
+    /// The rate the runs were planned for: the lower end of the 95% interval of the set's
+    /// rate (what it fails at, at least, with 97.5% confidence).
+    pub planning_rate: f64,
+    /// Probability that a member whose removal still failed at that rate would have shown it.
+    pub confidence: f64,
+    /// Every member checked, none still reproducing.
+    pub minimal: bool,
 }
 
 /// One distinct failure and what the hunt learned about it.
@@ -109,26 +189,42 @@ pub struct Finding {
     pub kind: FailureKind,
     /// race, broken, order_dependent, flaky or unresolved.
     pub classification: Classification,
+    /// Its identity.
+    pub identity: Identity,
     /// Signature of the first occurrence.
     pub signature: String,
     /// Every distinct signature seen for it.
     pub signatures: Vec<String>,
-    /// The test it names, when the runner names one.
+    /// The test it names, when one is named.
     pub test: Option<String>,
-    /// In how many of the parallel runs it appeared.
+    /// Tests in flight when its process died or hung.
+    pub in_flight: Vec<String>,
+    /// Where it was first seen.
+    pub found_in: FoundIn,
+    /// The round it was found in.
+    pub round: u32,
+    /// Workers of the runs it was seen in.
+    pub jobs: u32,
+    /// In how many of the runs of its pass it appeared.
     pub seen_in_runs: u32,
     /// Out of how many.
     pub of_runs: u32,
-    /// The rate measured in the parallel runs.
+    /// `seen_in_runs / of_runs`.
     pub parallel_rate: f64,
-    /// The conflict set (race), or the broken test.
+    /// The same, with its 95% interval.
+    pub parallel: Rate,
+    /// The conflict set (race), the broken test, or the last set tried (unresolved).
     pub conflict_set: Vec<String>,
-    /// Name of its serialization group in the fix.
+    /// Name of its group in the fix (races only).
     pub group: Option<String>,
     /// How it was bisected.
     pub bisection: Option<BisectionReport>,
-    /// The conflict set run on its own, K times.
+    /// The final set run on its own.
     pub reproduction: Option<Reproduction>,
+    /// Each member shown necessary.
+    pub minimality: Option<Minimality>,
+    /// What the classification rests on, in words.
+    pub evidence: Vec<String>,
     /// For hangs: the most telling frames.
     pub stack_excerpt: Option<String>,
     /// For hangs: every thread of every stuck process, as captured before the kill.
@@ -137,17 +233,131 @@ pub struct Finding {
     pub leaking_fixture: Option<LeakingFixture>,
 }
 
-/// The result of `--verify`.
+/// Why a group holds its tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupOrigin {
+    /// Measured conflict sets (overlapping ones merged).
+    Measured,
+    /// Widened to the module or class most of its tests share, and kept because the suite
+    /// then ran clean.
+    Unit,
+    /// Widened to every user of a leaking fixture.
+    Fixture,
+}
+
+/// A group of the fix.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupReport {
+    /// Name, tests and shared unit.
+    #[serde(flatten)]
+    pub group: FixGroup,
+    /// Why.
+    pub origin: GroupOrigin,
+    /// The measured members (those of conflict sets).
+    pub measured: Vec<String>,
+    /// Whether the suite ran clean with it applied.
+    pub verified: bool,
+}
+
+/// One level of concurrency tried in the first round.
+#[derive(Debug, Clone, Serialize)]
+pub struct LevelReport {
+    /// Workers.
+    pub jobs: u32,
+    /// Runs of the whole suite.
+    pub runs: u32,
+    /// Runs that showed a failure.
+    pub failing_runs: u32,
+    /// The smallest per-run failure rate these runs rule out (95%), when all were clean.
+    pub rules_out: Option<f64>,
+}
+
+/// One round of find → serialize → rerun.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoundReport {
+    /// 1-based.
+    pub round: u32,
+    /// Workers.
+    pub jobs: u32,
+    /// Runs of the whole suite.
+    pub runs: u32,
+    /// Runs that showed a failure.
+    pub failing_runs: u32,
+    /// Groups applied in this round's runs.
+    pub groups_applied: usize,
+    /// Findings first seen in it.
+    pub new_findings: usize,
+}
+
+/// The serial timing run.
+#[derive(Debug, Clone, Serialize)]
+pub struct MeasureReport {
+    /// Wall time.
+    pub elapsed_ms: u64,
+    /// The longest time between two finished tests.
+    pub slowest_test_ms: u64,
+    /// Time to the first finished test.
+    pub startup_ms: u64,
+    /// Tests that failed in it.
+    pub failed: usize,
+}
+
+/// A test left out of parallel runs and verification.
+#[derive(Debug, Clone, Serialize)]
+pub struct Excluded {
+    /// The test.
+    pub test: String,
+    /// Why.
+    pub why: String,
+}
+
+/// The result of `--verify`: the last round's runs, with the serialization applied.
 #[derive(Debug, Clone, Serialize)]
 pub struct VerifyReport {
     /// Runs made with the serialization applied.
     pub runs: u32,
-    /// Runs without any failure.
+    /// Runs without any failure (every test reported, none failed, crashed or hung).
     pub clean_runs: u32,
     /// Failures still seen (signatures).
     pub failures: Vec<String>,
-    /// `clean_runs == runs`.
+    /// Every run clean and the planned runs all made.
     pub passed: bool,
+    /// Runs planned: enough for a failure at the lowest rate measured before to show with
+    /// `target_power`.
+    pub planned_runs: u32,
+    /// The power aimed at.
+    pub target_power: f64,
+    /// The lowest rate of a finding in the fix, measured before it was applied.
+    pub target_rate: f64,
+    /// The probability that a failure at `target_rate` would have shown in the runs made.
+    pub power: f64,
+    /// Suite failure rate before the fix (first round).
+    pub rate_before: Rate,
+    /// Suite failure rate with the fix applied.
+    pub rate_after: Rate,
+    /// Tests not run (broken, order-dependent, flaky: they fail with or without the fix).
+    pub excluded: Vec<String>,
+}
+
+impl VerifyReport {
+    /// Whether any verify run failed (a crash, a hang, a failure, a test that never reported).
+    pub fn failing(&self) -> bool {
+        self.clean_runs < self.runs
+    }
+}
+
+/// What a clean result rules out.
+#[derive(Debug, Clone, Serialize)]
+pub struct CleanStatement {
+    /// Runs at the highest concurrency tried.
+    pub runs: u32,
+    /// That concurrency.
+    pub jobs: u32,
+    /// The smallest per-run failure rate that would have shown with 95% probability.
+    pub rules_out: f64,
+    /// The statement, in words.
+    pub statement: String,
 }
 
 /// Everything a hunt found (the `--json` document).
@@ -155,30 +365,51 @@ pub struct VerifyReport {
 pub struct HuntReport {
     /// Always [`SCHEMA`].
     pub schema: &'static str,
+    /// Always [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// Whether the hunt stopped early (budget, interrupt, a test command that stopped
+    /// working): the report holds what was found so far.
+    pub partial: bool,
     /// The runner used.
     pub runner: RunnerKind,
     /// The test command.
     pub command: String,
-    /// Parallelism of the suite runs.
+    /// Workers of the suite runs (the level at which failures showed, else the highest tried).
     pub jobs: u32,
-    /// K.
+    /// Runs per pass (K).
     pub runs: u32,
-    /// `--test-timeout` in milliseconds.
+    /// The hang timeout in force at one worker per core, in milliseconds.
     pub test_timeout_ms: u64,
+    /// Whether it was derived from the measured test durations (no `--test-timeout`).
+    pub test_timeout_derived: bool,
     /// `--budget` in milliseconds.
     pub budget_ms: u64,
-    /// `--confidence`: for the whole bisection of each finding.
+    /// `--confidence`.
     pub confidence: f64,
     /// Tests listed.
     pub tests: usize,
-    /// The K parallel runs.
-    pub suite_runs: Vec<RunSummary>,
+    /// The serial timing run.
+    pub measure: Option<MeasureReport>,
+    /// Levels of concurrency tried in the first round.
+    pub levels: Vec<LevelReport>,
+    /// Rounds of find → serialize → rerun.
+    pub rounds: Vec<RoundReport>,
+    /// Every run of the whole suite.
+    pub suite_runs: Vec<SuiteRunSummary>,
+    /// Suite failure rate in the first round, before any serialization.
+    pub rate_before: Option<Rate>,
     /// Distinct failures.
     pub findings: Vec<Finding>,
-    /// The serialization for every conflict set.
+    /// The groups of the fix.
+    pub groups: Vec<GroupReport>,
+    /// The serialization for every group.
     pub fix: Fix,
     /// `--verify` result.
     pub verify: Option<VerifyReport>,
+    /// What a clean result rules out.
+    pub clean: Option<CleanStatement>,
+    /// Tests left out of parallel runs, and why.
+    pub excluded: Vec<Excluded>,
     /// Every execution of the test command (listing excluded).
     pub total_runs: u32,
     /// Wall time of the hunt.
@@ -187,286 +418,4 @@ pub struct HuntReport {
     pub verdict: HuntVerdict,
     /// Things the reader should know (budget exhausted, tools missing…).
     pub notes: Vec<String>,
-}
-
-/// Print the terminal summary.
-pub fn write_summary<W: Write>(w: &mut W, r: &HuntReport) -> io::Result<()> {
-    writeln!(w)?;
-    writeln!(
-        w,
-        "racegate hunt: {} — {} tests, {} parallel runs of {} jobs ({}), {} suite runs in {:.1}s",
-        r.verdict.as_str(),
-        r.tests,
-        r.suite_runs.len(),
-        r.jobs,
-        r.runner.as_str(),
-        r.total_runs,
-        r.elapsed_ms as f64 / 1000.0
-    )?;
-    for (i, f) in r.findings.iter().enumerate() {
-        writeln!(w)?;
-        let label = match f.classification {
-            Classification::Race => "race",
-            Classification::Broken => "broken test (fails alone)",
-            Classification::OrderDependent => "order-dependent (fails in a serial run, not alone)",
-            Classification::Flaky => "flaky test (fails alone, sometimes)",
-            Classification::Unresolved => "unresolved",
-        };
-        writeln!(
-            w,
-            "[{}] {} — {} in {}/{} parallel runs",
-            i + 1,
-            f.kind.as_str(),
-            label,
-            f.seen_in_runs,
-            f.of_runs
-        )?;
-        writeln!(w, "    signature: {}", f.signature)?;
-        for s in f.signatures.iter().skip(1) {
-            writeln!(w, "               {s}")?;
-        }
-        if !f.conflict_set.is_empty() {
-            let what = if f.classification == Classification::Race {
-                "conflict set"
-            } else {
-                "test"
-            };
-            writeln!(
-                w,
-                "    {what}{}:",
-                f.group
-                    .as_ref()
-                    .map(|g| format!(" ({g})"))
-                    .unwrap_or_default()
-            )?;
-            for t in &f.conflict_set {
-                writeln!(w, "      {t}")?;
-            }
-        }
-        if let Some(b) = &f.bisection {
-            writeln!(
-                w,
-                "    bisection: {} probes over {} tests, ≤{} runs/probe for {:.0}% confidence, {} runs{}",
-                b.probes,
-                b.candidates,
-                b.runs_per_probe,
-                b.confidence * 100.0,
-                b.runs,
-                if b.minimal { "" } else { " (probe limit reached: not minimal)" }
-            )?;
-        }
-        if let Some(rep) = &f.reproduction {
-            writeln!(
-                w,
-                "    reproduction: {}/{} runs of the set alone ({:.0}%)",
-                rep.reproduced,
-                rep.runs,
-                rep.rate * 100.0
-            )?;
-        }
-        if let Some(l) = &f.leaking_fixture {
-            writeln!(
-                w,
-                "    leaking fixture: `{}` ({}), blocked in {}; used by {} tests",
-                l.name,
-                l.location,
-                l.blocked_in,
-                l.used_by.len()
-            )?;
-        }
-        if let Some(x) = &f.stack_excerpt {
-            writeln!(
-                w,
-                "    stacks (excerpt; all threads are in the JSON report):"
-            )?;
-            for line in x.lines() {
-                writeln!(w, "      {line}")?;
-            }
-        }
-    }
-    let fix_blocks = [
-        ("nextest (.config/nextest.toml)", &r.fix.nextest_toml),
-        ("cargo test", &r.fix.cargo_test_guard),
-        ("pytest", &r.fix.pytest),
-        ("root cause", &r.fix.root_cause),
-    ];
-    if fix_blocks.iter().any(|(_, b)| b.is_some()) {
-        writeln!(w)?;
-        writeln!(w, "Suggested serialization:")?;
-        for (title, block) in fix_blocks {
-            if let Some(text) = block {
-                writeln!(w, "--- {title} ---")?;
-                write!(w, "{text}")?;
-                if !text.ends_with('\n') {
-                    writeln!(w)?;
-                }
-            }
-        }
-    }
-    if let Some(v) = &r.verify {
-        writeln!(w)?;
-        writeln!(
-            w,
-            "verify: {} — {}/{} runs clean with the serialization applied",
-            if v.passed { "PASS" } else { "FAIL" },
-            v.clean_runs,
-            v.runs
-        )?;
-        for f in &v.failures {
-            writeln!(w, "    still failing: {f}")?;
-        }
-    }
-    for n in &r.notes {
-        writeln!(w, "note: {n}")?;
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sample() -> HuntReport {
-        HuntReport {
-            schema: SCHEMA,
-            runner: RunnerKind::Cargo,
-            command: "cargo test".into(),
-            jobs: 4,
-            runs: 3,
-            test_timeout_ms: 60_000,
-            budget_ms: 1_800_000,
-            confidence: 0.95,
-            tests: 30,
-            suite_runs: vec![RunSummary {
-                index: 1,
-                elapsed_ms: 100,
-                passed: 28,
-                failed: 0,
-                failures: vec![FailureKind::Crash],
-            }],
-            findings: vec![Finding {
-                kind: FailureKind::Crash,
-                classification: Classification::Race,
-                signature: "assertion: commit an already committed command buffer".into(),
-                signatures: vec!["assertion: commit an already committed command buffer".into()],
-                test: None,
-                seen_in_runs: 3,
-                of_runs: 3,
-                parallel_rate: 1.0,
-                conflict_set: vec!["gpu::a".into(), "gpu::b".into()],
-                group: Some("racegate-conflict-1".into()),
-                bisection: Some(BisectionReport {
-                    candidates: 30,
-                    probes: 10,
-                    runs_per_probe: 1,
-                    runs: 10,
-                    confidence: 0.95,
-                    minimal: true,
-                }),
-                reproduction: Some(Reproduction {
-                    runs: 3,
-                    reproduced: 3,
-                    rate: 1.0,
-                }),
-                stack_excerpt: None,
-                stacks: Vec::new(),
-                leaking_fixture: None,
-            }],
-            fix: Fix {
-                nextest_toml: Some("[test-groups]\n".into()),
-                ..Fix::default()
-            },
-            verify: Some(VerifyReport {
-                runs: 3,
-                clean_runs: 3,
-                failures: Vec::new(),
-                passed: true,
-            }),
-            total_runs: 17,
-            elapsed_ms: 2_800,
-            verdict: HuntVerdict::RacesFound,
-            notes: Vec::new(),
-        }
-    }
-
-    /// The JSON document has exactly the fields docs/hunt.md lists for schema v1.
-    #[test]
-    fn json_fields_match_the_documented_schema() {
-        let v = serde_json::to_value(sample()).unwrap();
-        let mut top: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
-        top.sort_unstable();
-        let mut documented = vec![
-            "schema",
-            "runner",
-            "command",
-            "jobs",
-            "runs",
-            "test_timeout_ms",
-            "budget_ms",
-            "confidence",
-            "tests",
-            "suite_runs",
-            "findings",
-            "fix",
-            "verify",
-            "total_runs",
-            "elapsed_ms",
-            "verdict",
-            "notes",
-        ];
-        documented.sort_unstable();
-        assert_eq!(top, documented);
-        let mut finding: Vec<&str> = v["findings"][0]
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
-        finding.sort_unstable();
-        let mut documented = vec![
-            "kind",
-            "classification",
-            "signature",
-            "signatures",
-            "test",
-            "seen_in_runs",
-            "of_runs",
-            "parallel_rate",
-            "conflict_set",
-            "group",
-            "bisection",
-            "reproduction",
-            "stack_excerpt",
-            "stacks",
-            "leaking_fixture",
-        ];
-        documented.sort_unstable();
-        assert_eq!(finding, documented);
-        assert_eq!(v["schema"], "racegate.hunt.v1");
-        assert_eq!(v["verdict"], "races_found");
-        assert_eq!(v["findings"][0]["classification"], "race");
-        let doc = include_str!("../../../../docs/hunt.md");
-        for key in top.iter().chain(finding.iter()) {
-            assert!(
-                doc.contains(&format!("`{key}")),
-                "docs/hunt.md does not document `{key}`"
-            );
-        }
-    }
-
-    #[test]
-    fn summary_names_the_set_the_probes_and_the_fix() {
-        let mut out = Vec::new();
-        write_summary(&mut out, &sample()).unwrap();
-        let text = String::from_utf8(out).unwrap();
-        assert!(
-            text.contains("racegate hunt: RACES FOUND — 30 tests"),
-            "{text}"
-        );
-        assert!(text.contains("conflict set (racegate-conflict-1):\n      gpu::a\n      gpu::b"));
-        assert!(text.contains("bisection: 10 probes over 30 tests"));
-        assert!(text.contains("reproduction: 3/3 runs of the set alone (100%)"));
-        assert!(text.contains("--- nextest (.config/nextest.toml) ---\n[test-groups]"));
-        assert!(text.contains("verify: PASS — 3/3 runs clean"));
-    }
 }

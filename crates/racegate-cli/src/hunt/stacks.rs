@@ -78,7 +78,7 @@ fn is_driver(command: &str) -> bool {
     )
 }
 
-use crate::crash::hang::{bounded_output, on_path};
+use crate::crash::hang::on_path;
 
 /// Which dump tools are available.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,6 +222,14 @@ fn tidy(tool: &str, text: &str) -> String {
         .filter(|l| l.starts_with('#') || l.starts_with("Thread "))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// [`crash::hang::bounded_output`](crate::crash::hang) for a dump tool, started clean (see
+/// [`super::exec::clean_child`]): none of racegate's descriptors, default signal dispositions.
+fn bounded_output(cmd: &mut Command, timeout: Duration) -> Option<String> {
+    #[cfg(unix)]
+    super::exec::clean_child(cmd);
+    crate::crash::hang::bounded_output(cmd, timeout)
 }
 
 /// The part of a dump worth showing in a terminal: the threads that run user code (not only

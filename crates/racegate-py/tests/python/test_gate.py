@@ -301,6 +301,16 @@ def test_bad_input_gets_clear_errors():
 def test_ctrl_c_interrupts_a_wait_and_leaves_the_queue():
     if threading.current_thread() is not threading.main_thread():
         pytest.skip("signals reach the main thread only")
+    # A process started with SIGINT ignored (a background job of a non-interactive shell, some
+    # CI runners) gets no KeyboardInterrupt from Python: install the handler this test is about.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _ctrl_c_interrupts_a_wait()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _ctrl_c_interrupts_a_wait():
     gate = racegate.Gate("py-sigint")
     holder = gate.acquire(label="holder")
 
@@ -311,7 +321,8 @@ def test_ctrl_c_interrupts_a_wait_and_leaves_the_queue():
     t = threading.Thread(target=interrupt)
     t.start()
     with pytest.raises(KeyboardInterrupt):
-        gate.acquire(label="main")  # no timeout: only the signal ends it
+        # Only the signal ends this wait; the timeout turns a lost signal into a failure, not a hang.
+        gate.acquire(label="main", timeout=60)
     t.join(10)
     assert gate.stats().waiters == 0
     holder.release()

@@ -7,8 +7,12 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use super::{split_command, RunPlan, Runner, RunnerKind};
-use crate::hunt::exec::CommandSpec;
+pub use super::rust::split_id;
+use super::{
+    split_command, with_inferred_starts, RunCommand, RunEvent, RunPlan, Runner, RunnerKind,
+};
+use crate::hunt::emit::{Fix, FixGroup, LeakingFixture};
+use crate::hunt::exec::{CommandSpec, Execution};
 use crate::hunt::model::TestStatus;
 
 /// The nextest adapter.
@@ -39,11 +43,6 @@ impl Nextest {
         }
         words
     }
-}
-
-/// Split nextest's `BINARY_ID TEST_NAME`.
-pub fn split_id(id: &str) -> (&str, &str) {
-    id.split_once(' ').unwrap_or(("", id))
 }
 
 /// A filterset matching exactly `tests`.
@@ -186,11 +185,11 @@ impl Runner for Nextest {
         split_command(&words, None)
     }
 
-    fn parse_list(&self, stdout: &str, _stderr: &str) -> Result<Vec<String>, String> {
-        parse_list_json(stdout)
+    fn parse_list(&self, output: &str) -> Result<Vec<String>, String> {
+        parse_list_json(output)
     }
 
-    fn run_commands(&self, plan: &RunPlan<'_>) -> Vec<CommandSpec> {
+    fn run_commands(&self, plan: &RunPlan<'_>) -> Vec<RunCommand> {
         let mut words = self.command.clone();
         if self.sub.is_none() {
             words.push("run".into());
@@ -213,40 +212,102 @@ impl Runner for Nextest {
             let refs: Vec<&String> = plan.tests.iter().collect();
             words.push("-E".into());
             words.push(filterset(&refs).into());
+        } else if !plan.excluded.is_empty() {
+            let refs: Vec<&String> = plan.excluded.iter().collect();
+            words.push("-E".into());
+            words.push(format!("not ({})", filterset(&refs)).into());
         }
-        if !plan.serialized.is_empty() {
+        let groups: Vec<Vec<String>> = plan
+            .serialized
+            .iter()
+            .map(|g| {
+                g.iter()
+                    .filter(|t| plan.tests.contains(t))
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
+            .filter(|g| !g.is_empty())
+            .collect();
+        if !groups.is_empty() {
             let path = self.scratch.join("nextest-verify.toml");
             // Best effort: a failed write shows up as nextest's own clear error.
             let _ = std::fs::create_dir_all(&self.scratch);
-            let _ = std::fs::write(&path, tool_config(plan.serialized));
+            let _ = std::fs::write(&path, tool_config(&groups));
             let mut arg = OsString::from("racegate:");
             arg.push(path.as_os_str());
             words.push("--tool-config-file".into());
             words.push(arg);
         }
-        vec![split_command(&words, None)]
+        vec![RunCommand {
+            spec: split_command(&words, None),
+            tests: plan.tests.to_vec(),
+            jobs: plan.jobs,
+        }]
     }
 
     fn is_progress(&self, line: &str) -> bool {
         parse_status_line(line).is_some()
     }
 
-    fn failure_output(&self, _stdout: &str, stderr: &str) -> Vec<(String, String)> {
-        parse_failure_blocks(stderr)
-    }
-
-    fn parse_results(&self, stdout: &str, stderr: &str) -> Vec<(String, TestStatus)> {
-        let mut out: Vec<(String, TestStatus)> = Vec::new();
-        for (id, st) in stderr
-            .lines()
-            .chain(stdout.lines())
-            .filter_map(parse_status_line)
-        {
-            if !out.iter().any(|(i, _)| *i == id) {
-                out.push((id, st));
+    fn parse_run(&self, command: &RunCommand, execution: &Execution) -> Vec<RunEvent> {
+        let mut finished: Vec<RunEvent> = Vec::new();
+        for (id, st) in execution.output.lines().filter_map(parse_status_line) {
+            // A retried test reports more than once: its first report is what happened.
+            if !finished
+                .iter()
+                .any(|e| matches!(e, RunEvent::Finished(t, _) if *t == id))
+            {
+                finished.push(RunEvent::Finished(id, st));
             }
         }
-        out
+        for (test, text) in parse_failure_blocks(&execution.output) {
+            finished.push(RunEvent::Message {
+                test,
+                text,
+                location: None,
+            });
+        }
+        // nextest starts tests in listing order, N at a time; test groups may hold some back,
+        // so the inference is allowed a full pool of slack (see `start_slack`).
+        with_inferred_starts(&command.tests, command.jobs, finished)
+    }
+
+    fn domain(&self, _test: &str) -> String {
+        // A process per test: every test of a run can meet every other.
+        String::new()
+    }
+
+    fn unit(&self, test: &str) -> Option<String> {
+        super::rust::module_of(test)
+    }
+
+    fn unit_name(&self, unit: &str) -> String {
+        super::rust::module_short(unit)
+    }
+
+    fn start_slack(&self, jobs: u32) -> usize {
+        jobs as usize
+    }
+
+    fn fix(&self, groups: &[FixGroup], _leaks: &[LeakingFixture]) -> Fix {
+        let tests: Vec<&str> = groups
+            .iter()
+            .flat_map(|g| g.tests.iter())
+            .map(String::as_str)
+            .collect();
+        let locations = self.locations(&tests);
+        super::rust::fix(
+            groups,
+            &|t| {
+                let s = t.to_string();
+                Some(filterset(&[&s]))
+            },
+            &locations,
+        )
+    }
+
+    fn locations(&self, tests: &[&str]) -> Vec<(String, String)> {
+        super::rust::locate_rust_tests(&super::rust::rust_root(&self.command), tests)
     }
 }
 

@@ -6,8 +6,10 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use super::{split_command, RunPlan, Runner, RunnerKind};
-use crate::hunt::exec::CommandSpec;
+use super::{split_command, RunCommand, RunEvent, RunPlan, Runner, RunnerKind};
+use crate::hunt::classify::crashed_message;
+use crate::hunt::emit::{self, Fix, FixGroup, LeakingFixture};
+use crate::hunt::exec::{CommandSpec, Execution, Termination};
 use crate::hunt::model::TestStatus;
 
 /// Module name of the helper plugin.
@@ -28,6 +30,17 @@ def pytest_configure(config):
     _config = config
 
 
+def _emit(terminal, line):
+    # Flushed at once: racegate reads these lines as they come, and a run that hangs must
+    # not keep the tests it started in stdout's buffer (a pipe is block-buffered).
+    terminal.ensure_newline()
+    terminal.write_line(line)
+    try:
+        terminal._tw.flush()
+    except Exception:
+        pass
+
+
 def pytest_runtest_logreport(report):
     # One line per test outcome, with the node id as collected (pytest's own -v lines show
     # paths relative to the invocation directory instead). xdist workers forward their reports
@@ -43,14 +56,31 @@ def pytest_runtest_logreport(report):
             outcome = report.outcome
         terminal = _config.pluginmanager.get_plugin("terminalreporter")
         if terminal is not None:
-            terminal.ensure_newline()
-            terminal.write_line("racegate-result %s %s" % (outcome, report.nodeid))
+            _emit(terminal, "racegate-result %s %s" % (outcome, report.nodeid))
             crash = getattr(getattr(report, "longrepr", None), "reprcrash", None)
             message = getattr(crash, "message", None) if report.failed else None
             if message:
-                # The failure's own message identifies it across tests and runs.
+                # The failure's own message and where it was raised identify it across runs.
                 first = message.strip().splitlines()[0] if message.strip() else ""
-                terminal.write_line("racegate-message %s\t%s" % (report.nodeid, first))
+                where = ""
+                path = getattr(crash, "path", None)
+                if path:
+                    try:
+                        path = os.path.relpath(str(path), str(_config.rootpath))
+                    except (ValueError, AttributeError):
+                        path = str(path)
+                    where = "%s:%s" % (path, getattr(crash, "lineno", "?"))
+                _emit(terminal, "racegate-message %s\t%s\t%s" % (report.nodeid, where, first))
+
+
+def pytest_runtest_logstart(nodeid, location):
+    # On the controller too: xdist forwards each worker's start, so the tests in flight are
+    # known when a worker dies or the run hangs.
+    if _config is None or hasattr(_config, "workerinput"):
+        return
+    terminal = _config.pluginmanager.get_plugin("terminalreporter")
+    if terminal is not None:
+        _emit(terminal, "racegate-start %s" % nodeid)
 
 
 def pytest_sessionstart(session):
@@ -58,7 +88,9 @@ def pytest_sessionstart(session):
         terminal = session.config.pluginmanager.get_plugin("terminalreporter")
         if terminal is not None:
             xdist = session.config.pluginmanager.hasplugin("xdist")
-            terminal.write_line("racegate-xdist %s" % ("yes" if xdist else "no"))
+            _emit(terminal, "racegate-xdist %s" % ("yes" if xdist else "no"))
+            gate = session.config.pluginmanager.hasplugin("racegate")
+            _emit(terminal, "racegate-gate %s" % ("yes" if gate else "no"))
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -66,15 +98,24 @@ def pytest_collection_modifyitems(config, items):
     # Node ids are relative to the rootdir, not to where pytest was started, so the hunt
     # selects tests here rather than on the command line.
     select = os.environ.get("RACEGATE_HUNT_SELECT")
-    if select:
-        wanted = set(json.loads(select))
-        keep = [item for item in items if item.nodeid in wanted]
-        dropped = [item for item in items if item.nodeid not in wanted]
+    skip = os.environ.get("RACEGATE_HUNT_SKIP")
+    if select or skip:
+        wanted = set(json.loads(select)) if select else None
+        unwanted = set(json.loads(skip)) if skip else set()
+
+        def keep_it(item):
+            return (wanted is None or item.nodeid in wanted) and item.nodeid not in unwanted
+
+        keep = [item for item in items if keep_it(item)]
+        dropped = [item for item in items if not keep_it(item)]
         if dropped:
             config.hook.pytest_deselected(items=dropped)
         items[:] = keep
     groups = os.environ.get("RACEGATE_HUNT_GROUPS")
     if groups:
+        # As the emitted conftest does: the xdist_group mark, and the racegate gate mark where
+        # the racegate plugin is registered.
+        gate = config.pluginmanager.hasplugin("racegate")
         membership = {}
         for i, group in enumerate(json.loads(groups)):
             for nodeid in group:
@@ -83,6 +124,8 @@ def pytest_collection_modifyitems(config, items):
             name = membership.get(item.nodeid)
             if name:
                 item.add_marker(pytest.mark.xdist_group(name=name))
+                if gate:
+                    item.add_marker(pytest.mark.racegate(name))
     out = os.environ.get("RACEGATE_HUNT_FIXTURES")
     if out:
         with open(out, "w") as f:
@@ -98,6 +141,8 @@ pub struct Pytest {
     scratch: PathBuf,
     /// Whether pytest-xdist is loaded, as the listing reported (unknown: assume it is).
     xdist: std::cell::Cell<Option<bool>>,
+    /// Whether the racegate pytest plugin is registered, as the listing reported.
+    gate: std::cell::Cell<bool>,
 }
 
 impl Pytest {
@@ -109,6 +154,7 @@ impl Pytest {
             command: command.to_vec(),
             scratch: scratch.to_path_buf(),
             xdist: std::cell::Cell::new(None),
+            gate: std::cell::Cell::new(false),
         })
     }
 
@@ -124,21 +170,6 @@ impl Pytest {
         spec.env.push(("PYTHONPATH".into(), path));
         spec
     }
-
-    /// The command that writes `nodeid<TAB>fixture,fixture…` lines for every test into `out`.
-    pub fn fixture_command(&self, out: &Path) -> CommandSpec {
-        let mut spec = self.base(&[
-            "--collect-only",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "-p",
-            PLUGIN,
-        ]);
-        spec.env
-            .push(("RACEGATE_HUNT_FIXTURES".into(), out.as_os_str().to_owned()));
-        spec
-    }
 }
 
 /// Quote `w` for `sh`.
@@ -149,8 +180,8 @@ fn sh_quote(w: &str) -> String {
 impl Pytest {
     /// Without pytest-xdist, racegate runs the tests concurrently itself: `jobs` pytest
     /// processes, each with a shard of the tests (a serialized group stays in one shard), all
-    /// started by one `sh` so that the run is one process group with merged output. A shard
-    /// killed by a signal is reported as `racegate-shard-signal N` on stderr.
+    /// started by one `sh` so that the run is one process group with one output. A shard
+    /// killed by a signal is reported as `racegate-shard-signal N`.
     fn sharded(&self, plan: &RunPlan<'_>) -> CommandSpec {
         let jobs = plan.jobs as usize;
         let mut units: Vec<Vec<&String>> = plan
@@ -235,15 +266,55 @@ pub fn parse_collect(stdout: &str) -> Vec<String> {
     ids
 }
 
-/// The helper plugin's `racegate-message NODEID<TAB>MESSAGE` line, as `(node id, message)`.
-pub fn parse_message_line(line: &str) -> Option<(String, String)> {
+/// The helper plugin's `racegate-message NODEID<TAB>PATH:LINE<TAB>MESSAGE` line (the
+/// location may be empty; older plugins wrote no location field), as `(node id, location,
+/// message)`.
+pub fn parse_message_line(line: &str) -> Option<(String, Option<String>, String)> {
     let rest = &line[line.find("racegate-message ")? + "racegate-message ".len()..];
-    let (id, message) = rest.split_once('\t')?;
+    let (id, rest) = rest.split_once('\t')?;
+    let (location, message) = match rest.split_once('\t') {
+        Some((loc, msg)) => (Some(loc.trim()).filter(|l| !l.is_empty()), msg),
+        None => (None, rest),
+    };
     let (id, message) = (id.trim(), message.trim());
     if id.is_empty() || message.is_empty() {
         return None;
     }
-    Some((strip_group(id).to_string(), message.to_string()))
+    Some((
+        strip_group(id).to_string(),
+        location.map(str::to_string),
+        message.to_string(),
+    ))
+}
+
+/// The helper plugin's `racegate-start NODEID`.
+pub fn parse_start_line(line: &str) -> Option<String> {
+    let rest = &line[line.find("racegate-start ")? + "racegate-start ".len()..];
+    let id = rest.trim();
+    (!id.is_empty()).then(|| strip_group(id).to_string())
+}
+
+/// A test's class (`tests/test_db.py::TestUsers`) or, outside a class, its file.
+pub fn unit_of(id: &str) -> Option<String> {
+    let base = id.split('[').next().unwrap_or(id);
+    let parts: Vec<&str> = base.split("::").collect();
+    match parts.len() {
+        0 | 1 => None,
+        2 => Some(parts[0].to_string()),
+        n => Some(parts[..n - 1].join("::")),
+    }
+}
+
+/// The short form of a unit for a group name: `test_db-TestUsers`, `test_db`.
+pub fn unit_short(unit: &str) -> String {
+    let mut parts = unit.split("::");
+    let file = parts.next().unwrap_or(unit);
+    let stem = file.rsplit('/').next().unwrap_or(file);
+    let stem = stem.strip_suffix(".py").unwrap_or(stem);
+    std::iter::once(stem)
+        .chain(parts)
+        .collect::<Vec<_>>()
+        .join("-")
 }
 
 /// Drop the `@group` suffix xdist's `loadgroup` mode appends to node ids.
@@ -309,59 +380,80 @@ impl Runner for Pytest {
         spec
     }
 
-    fn parse_list(&self, stdout: &str, _stderr: &str) -> Result<Vec<String>, String> {
-        if stdout.lines().any(|l| l.trim() == "racegate-xdist no") {
+    fn parse_list(&self, output: &str) -> Result<Vec<String>, String> {
+        self.gate
+            .set(output.lines().any(|l| l.trim() == "racegate-gate yes"));
+        if output.lines().any(|l| l.trim() == "racegate-xdist no") {
             self.xdist.set(Some(false));
-        } else if stdout.lines().any(|l| l.trim() == "racegate-xdist yes") {
+        } else if output.lines().any(|l| l.trim() == "racegate-xdist yes") {
             self.xdist.set(Some(true));
         }
-        if stdout.contains("ERROR collecting") || stdout.contains("errors during collection") {
+        if output.contains("ERROR collecting") || output.contains("errors during collection") {
             return Err("pytest reported errors during collection".into());
         }
-        Ok(parse_collect(stdout))
+        Ok(parse_collect(output))
     }
 
-    fn run_commands(&self, plan: &RunPlan<'_>) -> Vec<CommandSpec> {
-        if plan.jobs > 1 && self.xdist.get() == Some(false) {
-            return vec![self.sharded(plan)];
+    fn run_commands(&self, plan: &RunPlan<'_>) -> Vec<RunCommand> {
+        // More workers than tests only cost start-up time.
+        let jobs = plan.jobs.min(plan.tests.len().max(1) as u32);
+        let planned = plan.tests.to_vec();
+        if jobs > 1 && self.xdist.get() == Some(false) {
+            let mut plan = *plan;
+            plan.jobs = jobs;
+            return vec![RunCommand {
+                spec: self.sharded(&plan),
+                tests: planned,
+                jobs,
+            }];
         }
-        let jobs = plan.jobs.to_string();
+        let n = jobs.to_string();
         let mut extra: Vec<&str> = vec!["-p", "no:cacheprovider", "-p", PLUGIN];
-        if plan.jobs > 1 {
-            extra.extend(["-n", &jobs]);
+        if jobs > 1 {
+            extra.extend(["-n", &n]);
             if !plan.serialized.is_empty() {
                 extra.extend(["--dist", "loadgroup"]);
             }
+        } else if self.xdist.get() != Some(false) {
+            // One process, whatever `-n` the suite's own configuration adds.
+            extra.extend(["-n", "0"]);
         }
         let mut spec = self.base(&extra);
         if !plan.whole_suite {
             let select = serde_json::to_string(plan.tests).unwrap_or_default();
             spec.env
                 .push(("RACEGATE_HUNT_SELECT".into(), select.into()));
+        } else if !plan.excluded.is_empty() {
+            let skip = serde_json::to_string(plan.excluded).unwrap_or_default();
+            spec.env.push(("RACEGATE_HUNT_SKIP".into(), skip.into()));
         }
-        if plan.jobs > 1 && !plan.serialized.is_empty() {
+        if jobs > 1 && !plan.serialized.is_empty() {
             let groups = serde_json::to_string(plan.serialized).unwrap_or_default();
             spec.env
                 .push(("RACEGATE_HUNT_GROUPS".into(), groups.into()));
+            if self.gate.get() {
+                // The gates of this hunt's runs only: not another user's, not another hunt's.
+                spec.env.push((
+                    "RACEGATE_DIR".into(),
+                    self.scratch.join("gates").into_os_string(),
+                ));
+            }
         }
-        vec![spec]
+        vec![RunCommand {
+            spec,
+            tests: planned,
+            jobs,
+        }]
     }
 
     fn is_progress(&self, line: &str) -> bool {
         parse_status_line(line).is_some()
     }
 
-    fn failure_output(&self, stdout: &str, stderr: &str) -> Vec<(String, String)> {
-        stdout
-            .lines()
-            .chain(stderr.lines())
-            .filter_map(parse_message_line)
-            .collect()
-    }
-
-    fn parse_results(&self, stdout: &str, stderr: &str) -> Vec<(String, TestStatus)> {
+    fn parse_run(&self, _command: &RunCommand, execution: &Execution) -> Vec<RunEvent> {
         // A test may be reported more than once (a teardown error after a passing call, a
-        // worker crash after the failure xdist records for it): the worst report wins.
+        // worker crash after the failure xdist records for it): the worst report wins, at the
+        // place of the first.
         let rank = |s: &TestStatus| match s {
             TestStatus::Skipped => 0,
             TestStatus::Passed => 1,
@@ -369,14 +461,144 @@ impl Runner for Pytest {
             TestStatus::TimedOut => 3,
             TestStatus::Crashed { .. } => 4,
         };
-        let mut out: Vec<(String, TestStatus)> = Vec::new();
-        for line in stdout.lines().chain(stderr.lines()) {
-            if let Some((id, st)) = parse_status_line(line) {
-                match out.iter_mut().find(|(i, _)| *i == id) {
-                    Some(entry) if rank(&st) > rank(&entry.1) => entry.1 = st,
-                    Some(_) => {}
-                    None => out.push((id, st)),
+        let mut events: Vec<RunEvent> = Vec::new();
+        let mut shard_signal: Option<i32> = None;
+        for line in execution.output.lines() {
+            if let Some(id) = parse_start_line(line) {
+                events.push(RunEvent::Started(id));
+            } else if let Some((id, st)) = parse_status_line(line) {
+                let earlier = events
+                    .iter_mut()
+                    .find(|e| matches!(e, RunEvent::Finished(t, _) if *t == id));
+                match earlier {
+                    Some(RunEvent::Finished(_, old)) => {
+                        if rank(&st) > rank(old) {
+                            *old = st;
+                        }
+                    }
+                    _ => events.push(RunEvent::Finished(id, st)),
                 }
+            } else if let Some((test, location, text)) = parse_message_line(line) {
+                events.push(RunEvent::Message {
+                    test,
+                    text,
+                    location,
+                });
+            } else if let Some(n) = line.trim().strip_prefix("racegate-shard-signal ") {
+                shard_signal = n.trim().parse().ok();
+            }
+        }
+        // A pytest process (not a worker: xdist names those) that died: its test in flight.
+        let signal = match execution.termination {
+            Termination::Signaled(s) => Some(s),
+            _ => shard_signal,
+        };
+        if let Some(sig) = signal {
+            let finished: Vec<&String> = events
+                .iter()
+                .filter_map(|e| match e {
+                    RunEvent::Finished(t, _) => Some(t),
+                    _ => None,
+                })
+                .collect();
+            let flight: Vec<String> = events
+                .iter()
+                .filter_map(|e| match e {
+                    RunEvent::Started(t) if !finished.contains(&t) => Some(t.clone()),
+                    _ => None,
+                })
+                .collect();
+            let name = crate::crash::signal::signal_name(sig).unwrap_or("a signal");
+            for t in flight {
+                events.push(RunEvent::Died {
+                    domain: String::new(),
+                    message: crashed_message(None),
+                    signature: format!("`{t}` crashed: its pytest process was killed by {name}"),
+                    test: Some(t),
+                });
+            }
+        }
+        events
+    }
+
+    fn domain(&self, _test: &str) -> String {
+        // xdist workers and racegate's shards are processes side by side: every test of a run
+        // can meet every other.
+        String::new()
+    }
+
+    fn unit(&self, test: &str) -> Option<String> {
+        unit_of(test)
+    }
+
+    fn unit_name(&self, unit: &str) -> String {
+        unit_short(unit)
+    }
+
+    fn units(&self, test: &str) -> Vec<String> {
+        let mut v: Vec<String> = unit_of(test).into_iter().collect();
+        let file = test.split("::").next().unwrap_or(test);
+        if file != test && !v.iter().any(|u| u == file) {
+            v.push(file.to_string());
+        }
+        v
+    }
+
+    fn start_slack(&self, jobs: u32) -> usize {
+        // A worker's start can reach the controller after another worker's result.
+        jobs as usize
+    }
+
+    fn no_results_hint(&self, output: &str) -> Option<String> {
+        output.contains("unrecognized arguments: -n").then(|| {
+            "parallel pytest runs need pytest-xdist: `pip install pytest-xdist`".to_string()
+        })
+    }
+
+    fn fix(&self, groups: &[FixGroup], leaks: &[LeakingFixture]) -> Fix {
+        if groups.is_empty() {
+            return Fix::default();
+        }
+        Fix {
+            nextest_toml: None,
+            cargo_test_guard: None,
+            pytest: Some(emit::pytest_conftest(groups, leaks, self.gate.get())),
+            root_cause: emit::leak_note(leaks),
+        }
+    }
+
+    fn fixtures_command(&self, out: &Path) -> Option<CommandSpec> {
+        let mut spec = self.base(&[
+            "--collect-only",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            PLUGIN,
+        ]);
+        spec.env
+            .push(("RACEGATE_HUNT_FIXTURES".into(), out.as_os_str().to_owned()));
+        Some(spec)
+    }
+
+    fn parse_fixtures(&self, text: &str) -> Vec<(String, Vec<String>)> {
+        parse_fixture_file(text)
+    }
+
+    fn locations(&self, tests: &[&str]) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for t in tests {
+            let base = t.split('[').next().unwrap_or(t);
+            let mut parts = base.split("::");
+            let (Some(file), Some(func)) = (parts.next(), base.rsplit("::").next()) else {
+                continue;
+            };
+            let Ok(text) = std::fs::read_to_string(file) else {
+                continue;
+            };
+            let needle = format!("def {func}(");
+            if let Some(line) = text.lines().position(|l| l.contains(&needle)) {
+                out.push((t.to_string(), format!("{file}:{}", line + 1)));
             }
         }
         out
@@ -387,6 +609,35 @@ impl Runner for Pytest {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::time::Duration;
+
+    fn exec(t: Termination, output: &str) -> Execution {
+        Execution {
+            termination: t,
+            output: output.into(),
+            progress: Vec::new(),
+            stacks: Vec::new(),
+            native_crashes: Vec::new(),
+            elapsed: Duration::from_millis(5),
+        }
+    }
+
+    fn bare() -> Pytest {
+        Pytest {
+            command: vec![],
+            scratch: PathBuf::new(),
+            xdist: std::cell::Cell::new(None),
+            gate: std::cell::Cell::new(false),
+        }
+    }
+
+    fn cmd(tests: &[&str], jobs: u32) -> RunCommand {
+        RunCommand {
+            spec: bare().base(&[]),
+            tests: tests.iter().map(|t| t.to_string()).collect(),
+            jobs,
+        }
+    }
 
     #[test]
     fn parses_result_lines() {
@@ -415,20 +666,53 @@ mod tests {
             parse_status_line(".Fracegate-result failed t.py::x"),
             Some(("t.py::x".into(), TestStatus::Failed))
         );
-        let py = Pytest {
-            command: vec![],
-            scratch: PathBuf::new(),
-            xdist: std::cell::Cell::new(None),
-        };
-        let out = "racegate-result failed t.py::d\nracegate-result passed t.py::e\nracegate-result error t.py::e\n";
-        let err = "worker 'gw1' crashed while running 't.py::d'\n";
+        let out = "racegate-start t.py::d\nracegate-result failed t.py::d\nracegate-start t.py::e\nracegate-result passed t.py::e\nracegate-result error t.py::e\nworker 'gw1' crashed while running 't.py::d'\n";
+        let ev = bare().parse_run(
+            &cmd(&["t.py::d", "t.py::e"], 2),
+            &exec(Termination::Exited(1), out),
+        );
         assert_eq!(
-            py.parse_results(out, err),
+            ev,
             vec![
-                ("t.py::d".to_string(), TestStatus::Crashed { signal: None }),
-                ("t.py::e".to_string(), TestStatus::Failed),
+                RunEvent::Started("t.py::d".into()),
+                RunEvent::Finished("t.py::d".into(), TestStatus::Crashed { signal: None }),
+                RunEvent::Started("t.py::e".into()),
+                RunEvent::Finished("t.py::e".into(), TestStatus::Failed),
             ]
         );
+    }
+
+    #[test]
+    fn a_killed_pytest_process_names_its_test_in_flight() {
+        let out = "racegate-start t.py::a\nracegate-result passed t.py::a\nracegate-start t.py::b\nFatal Python error: Aborted\n";
+        let ev = bare().parse_run(
+            &cmd(&["t.py::a", "t.py::b"], 1),
+            &exec(Termination::Signaled(6), out),
+        );
+        let mut failures = Vec::new();
+        crate::hunt::classify::classify(
+            &bare(),
+            1,
+            &exec(Termination::Signaled(6), out),
+            &ev,
+            &mut failures,
+        );
+        assert_eq!(failures.len(), 1, "{failures:#?}");
+        let f = &failures[0];
+        assert_eq!(f.key.kind, crate::hunt::model::FailureKind::Crash);
+        assert_eq!(f.key.test(), Some("t.py::b"));
+        // The same identity as an xdist worker crash of the same test.
+        let xdist = "racegate-start t.py::b\nworker 'gw0' crashed while running 't.py::b'\n";
+        let ev2 = bare().parse_run(&cmd(&["t.py::b"], 2), &exec(Termination::Exited(1), xdist));
+        let mut f2 = Vec::new();
+        crate::hunt::classify::classify(
+            &bare(),
+            2,
+            &exec(Termination::Exited(1), xdist),
+            &ev2,
+            &mut f2,
+        );
+        assert_eq!(f2[0].key, f.key);
     }
 
     #[test]
@@ -439,15 +723,18 @@ mod tests {
         let tests = ["t.py::a".to_string(), "t.py::b".to_string()];
         let groups = vec![vec!["t.py::a".to_string()]];
         let plan = RunPlan {
-            tests: &tests[..1],
+            tests: &tests,
             whole_suite: false,
+            excluded: &[],
             jobs: 3,
             serialized: &groups,
+            rotation: 0,
         };
-        let spec = &py.run_commands(&plan)[0];
+        let spec = &py.run_commands(&plan)[0].spec;
+        // Never more workers than tests.
         assert_eq!(
             spec.display(),
-            "pytest tests -p no:cacheprovider -p racegate_hunt_plugin -n 3 --dist loadgroup"
+            "pytest tests -p no:cacheprovider -p racegate_hunt_plugin -n 2 --dist loadgroup"
         );
         let env = |k: &str| {
             spec.env
@@ -455,11 +742,21 @@ mod tests {
                 .find(|(n, _)| n == k)
                 .map(|(_, v)| v.to_string_lossy().into_owned())
         };
-        assert_eq!(env("RACEGATE_HUNT_SELECT").unwrap(), r#"["t.py::a"]"#);
+        assert_eq!(
+            env("RACEGATE_HUNT_SELECT").unwrap(),
+            r#"["t.py::a","t.py::b"]"#
+        );
         assert_eq!(env("RACEGATE_HUNT_GROUPS").unwrap(), r#"[["t.py::a"]]"#);
         assert!(env("PYTHONPATH")
             .unwrap()
             .starts_with(&dir.path().display().to_string()));
+        // One worker: no xdist distribution, whatever the suite's own `-n`.
+        let one = &py.run_commands(&RunPlan::subset(&tests[..1], 1))[0].spec;
+        assert!(
+            one.display().ends_with("racegate_hunt_plugin -n 0"),
+            "{}",
+            one.display()
+        );
     }
 
     #[test]
@@ -470,7 +767,7 @@ mod tests {
             dir.path(),
         )
         .unwrap();
-        py.parse_list("racegate-xdist no\nt.py::a\n", "").unwrap();
+        py.parse_list("racegate-xdist no\nt.py::a\n").unwrap();
         let tests: Vec<String> = ["a", "b", "c", "d"]
             .iter()
             .map(|t| format!("t.py::{t}"))
@@ -479,10 +776,12 @@ mod tests {
         let plan = RunPlan {
             tests: &tests,
             whole_suite: true,
+            excluded: &[],
             jobs: 2,
             serialized: &groups,
+            rotation: 0,
         };
-        let spec = &py.run_commands(&plan)[0];
+        let spec = &py.run_commands(&plan)[0].spec;
         assert_eq!(spec.program, "sh");
         let script = spec.args[1].to_string_lossy().into_owned();
         // The group stays together; the other two tests go to the other shard.
@@ -502,13 +801,51 @@ mod tests {
     }
 
     #[test]
-    fn parses_message_lines() {
+    fn parses_message_and_start_lines() {
         assert_eq!(
-            parse_message_line("racegate-message t.py::a@g\tAssertionError: device busy"),
-            Some(("t.py::a".into(), "AssertionError: device busy".into()))
+            parse_message_line("racegate-message t.py::a@g\tt.py:40\tAssertionError: device busy"),
+            Some((
+                "t.py::a".into(),
+                Some("t.py:40".into()),
+                "AssertionError: device busy".into()
+            ))
+        );
+        assert_eq!(
+            parse_message_line("racegate-message t.py::a\tAssertionError: x"),
+            Some(("t.py::a".into(), None, "AssertionError: x".into()))
         );
         assert_eq!(parse_message_line("racegate-message t.py::a\t "), None);
         assert_eq!(parse_message_line("racegate-result failed t.py::a"), None);
+        assert_eq!(
+            parse_start_line("racegate-start t.py::a@g").as_deref(),
+            Some("t.py::a")
+        );
+    }
+
+    #[test]
+    fn units_are_classes_else_files() {
+        assert_eq!(
+            unit_of("tests/test_db.py::TestUsers::test_a[1]").as_deref(),
+            Some("tests/test_db.py::TestUsers")
+        );
+        assert_eq!(
+            unit_of("tests/test_db.py::test_a").as_deref(),
+            Some("tests/test_db.py")
+        );
+        assert_eq!(
+            unit_short("tests/test_db.py::TestUsers"),
+            "test_db-TestUsers"
+        );
+        assert_eq!(unit_short("tests/test_db.py"), "test_db");
+        let py = bare();
+        assert_eq!(
+            py.units("tests/test_db.py::TestUsers::test_a"),
+            vec!["tests/test_db.py::TestUsers", "tests/test_db.py"]
+        );
+        assert_eq!(
+            py.units("tests/test_db.py::test_a"),
+            vec!["tests/test_db.py"]
+        );
     }
 
     #[test]
@@ -516,6 +853,86 @@ mod tests {
         let out = "t.py::test_a\nt.py::test_b[1]\n\n2 tests collected in 0.01s\n";
         assert_eq!(parse_collect(out), vec!["t.py::test_a", "t.py::test_b[1]"]);
         assert!(parse_collect("no tests ran in 0.01s\n").is_empty());
+    }
+
+    /// The helper plugin (in `--verify` runs) and the emitted conftest apply the racegate gate
+    /// mark beside `xdist_group` exactly when the racegate plugin is registered (a stand-in
+    /// registered under its name here), and the listing probe says whether it is.
+    #[test]
+    fn the_gate_mark_goes_beside_xdist_group_where_the_racegate_plugin_is_registered() {
+        let has_pytest = std::process::Command::new("python3")
+            .args(["-c", "import pytest"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !has_pytest {
+            eprintln!("skipped: no pytest for python3 (tests/hunt_pytest.rs provisions it)");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join(format!("{PLUGIN}.py")), PLUGIN_SOURCE).unwrap();
+        std::fs::write(
+            d.join("standin_gate.py"),
+            "class _Gate:\n    pass\n\n\ndef pytest_configure(config):\n    config.pluginmanager.register(_Gate(), \"racegate\")\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("test_marks.py"),
+            "import os\n\n\ndef test_a(request):\n    group = request.node.get_closest_marker(\"xdist_group\")\n    assert group is not None and group.kwargs[\"name\"] == os.environ[\"WANT\"]\n    gate = request.node.get_closest_marker(\"racegate\")\n    if os.environ[\"WANT_GATE\"] == \"1\":\n        assert gate is not None and gate.args == (os.environ[\"WANT\"],)\n    else:\n        assert gate is None\n\n\ndef test_b(request):\n    assert request.node.get_closest_marker(\"racegate\") is None\n",
+        )
+        .unwrap();
+        let run = |standin: bool, conftest: bool, want: &str| {
+            let mut cmd = std::process::Command::new("python3");
+            cmd.args([
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "-p",
+                "no:xdist",
+            ])
+            .args(["-p", PLUGIN])
+            .current_dir(d)
+            .env("PYTHONPATH", d)
+            .env("RACEGATE_HUNT_PROBE", "1")
+            .env("WANT", want)
+            .env("WANT_GATE", if standin { "1" } else { "0" });
+            if standin {
+                cmd.args(["-p", "standin_gate"]);
+            }
+            if conftest {
+                let g = [FixGroup {
+                    name: want.into(),
+                    tests: vec!["test_marks.py::test_a".into()],
+                    shared: None,
+                }];
+                std::fs::write(
+                    d.join("conftest.py"),
+                    emit::pytest_conftest(&g, &[], standin),
+                )
+                .unwrap();
+            } else {
+                let _ = std::fs::remove_file(d.join("conftest.py"));
+                cmd.env("RACEGATE_HUNT_GROUPS", r#"[["test_marks.py::test_a"]]"#);
+            }
+            let out = cmd.output().unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(
+                out.status.success(),
+                "{text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            text
+        };
+        // --verify runs: racegate's groups by index.
+        let with = run(true, false, "racegate-conflict-1");
+        assert!(with.contains("racegate-gate yes"), "{with}");
+        let without = run(false, false, "racegate-conflict-1");
+        assert!(without.contains("racegate-gate no"), "{without}");
+        // The emitted conftest, by the group's name.
+        run(true, true, "ledger");
+        run(false, true, "ledger");
     }
 
     #[test]
@@ -533,7 +950,11 @@ mod tests {
             let _ = parse_collect(&s);
             let _ = parse_fixture_file(&s);
             let _ = parse_message_line(&s);
+            let _ = parse_start_line(&s);
             let _ = strip_group(&s);
+            let _ = unit_of(&s);
+            let _ = unit_short(&s);
+            let _ = bare().parse_run(&cmd(&["a"], 2), &exec(Termination::Signaled(6), &s));
         }
 
         #[test]

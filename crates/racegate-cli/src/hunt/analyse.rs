@@ -1,0 +1,598 @@
+//! Phase 3: each finding, most frequent first, is worked out to a classification.
+//!
+//! 1. **Alone.** The test it names (or the only test in flight) is run alone: failing the same
+//!    way there makes it *broken*, not a race.
+//! 2. **Known sets.** A set found for another finding of this round is tried first (two tests
+//!    racing for one resource fail in turn, one finding each).
+//! 3. **Bisection** ([`bisect`](super::bisect)) over the candidates — the tests of the failing
+//!    process that had started by the time it failed — always holding the failing test.
+//! 4. **Confirmation.** The final set alone, K runs: its rate, with a 95% interval. A set that
+//!    never reproduces is *unresolved*, never a race.
+//! 5. **Minimality.** The set less each member, enough runs each that a failure at the set's
+//!    rate would show with the stated confidence; a member without which it still fails is
+//!    dropped and the set confirmed again.
+//!
+//! A probe reproduces a finding only when the same test fails the same way; any other failure
+//! in a probe is a finding of its own, and the probe does not count as "not reproduced".
+
+use super::bisect::{bisect_with, probe_limit, runs_per_probe};
+use super::events::{HuntEvent, Phase, RunPurpose};
+use super::model::{FailureKey, Subject, Verdict};
+use super::report::{
+    BisectionReport, Classification, FoundIn, MemberCheck, Minimality, Reproduction,
+};
+use super::runner::RunPlan;
+use super::session::{Session, Stop};
+use super::state::HuntState;
+use super::stats::{runs_for_power, Rate};
+
+/// Parallelism of a probe of `tests` tests: at least `jobs`, and for small sets one worker
+/// per test (up to [`PROBE_JOBS_CAP`]). Runners place tests on workers in chunks (xdist sends
+/// each worker two consecutive tests first), so with fewer workers than tests two members of
+/// a small conflict set can land on one worker and run one after the other; with a worker each
+/// they always run at the same time.
+pub fn probe_jobs(jobs: u32, tests: usize) -> u32 {
+    jobs.max(tests.min(PROBE_JOBS_CAP as usize) as u32)
+}
+
+/// The most workers [`probe_jobs`] adds for a small set.
+pub const PROBE_JOBS_CAP: u32 = 4;
+
+/// Findings first seen in probes that are analysed in one round, at most.
+const MAX_SIDE_FINDINGS: usize = 20;
+
+/// The largest set whose members are each checked for necessity; a search that ends larger
+/// did not narrow the failure down.
+const MAX_CHECKED_SET: usize = 8;
+
+/// Runs one search over `n` candidates may spend: twelve per probe of a pair's search
+/// (`2·ceil(log2 n) + 2` probes, `12·(ceil(log2 n) + 1)` runs).
+fn search_run_cap(n: usize) -> u32 {
+    let log = usize::BITS - n.max(2).saturating_sub(1).leading_zeros();
+    12 * (log + 1)
+}
+
+/// What repeated runs of one set showed for one finding.
+#[derive(Debug, Clone, Copy, Default)]
+struct ProbeOutcome {
+    reproduced: bool,
+    runs: u32,
+    clean: u32,
+    other: u32,
+}
+
+/// Everything one probe needs besides the set.
+struct Probe<'k> {
+    key: &'k FailureKey,
+    /// A test to keep beside the rest when its group is serialized (the failing one).
+    beside: Option<String>,
+    jobs: u32,
+    round: u32,
+}
+
+impl Probe<'_> {
+    /// Run `tests` until the finding shows, or `clean_runs` runs showed nothing at all (at
+    /// most twice that many runs: runs with other failures prove nothing either way).
+    fn run(
+        &self,
+        session: &mut Session<'_>,
+        state: &mut HuntState,
+        purpose: RunPurpose,
+        tests: &[String],
+        clean_runs: u32,
+    ) -> Result<ProbeOutcome, Stop> {
+        let mut tests = tests.to_vec();
+        tests.sort_by_key(|t| state.tests.iter().position(|x| x == t));
+        let groups = state.probe_serialization(self.round, self.beside.as_deref());
+        let rotation = self
+            .beside
+            .as_ref()
+            .and_then(|b| {
+                groups
+                    .iter()
+                    .find(|g| g.contains(b))
+                    .and_then(|g| g.iter().filter(|t| tests.contains(t)).position(|t| t == b))
+            })
+            .unwrap_or(0);
+        let jobs = probe_jobs(self.jobs, tests.len());
+        let plan = RunPlan {
+            tests: &tests,
+            whole_suite: false,
+            excluded: &[],
+            jobs,
+            serialized: &groups,
+            rotation,
+        };
+        let mut out = ProbeOutcome::default();
+        let clean_runs = clean_runs.max(1);
+        let runner = session.runner;
+        // Inconclusive runs get two more chances in all, not unbounded ones.
+        while out.clean < clean_runs && out.runs < clean_runs + 2 {
+            let (obs, _) = session.run(purpose, &plan, false)?;
+            out.runs += 1;
+            for f in obs.failures.iter().filter(|f| !f.key.same(self.key)) {
+                state.record_side_failure(f, self.round, jobs);
+            }
+            match obs.verdict(self.key, &|t| runner.domain(t)) {
+                Verdict::Reproduced => {
+                    out.reproduced = true;
+                    break;
+                }
+                Verdict::NotReproduced => out.clean += 1,
+                Verdict::Inconclusive => out.other += 1,
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Findings analysed before the round's sets are applied and the suite runs again: in a dense
+/// suite most of the rest are the same conflicts seen from another test, and disappear.
+pub const BATCH: usize = 3;
+
+/// Analyse up to [`BATCH`] findings of round `round` not yet classified, most frequent first.
+/// Returns how many are left for later (deferred): the next round re-homes those it sees
+/// again, and those it does not see again end unresolved.
+pub fn analyse_pending(
+    session: &mut Session<'_>,
+    state: &mut HuntState,
+    round: u32,
+) -> Result<usize, Stop> {
+    let mut analysed = 0usize;
+    let mut side = 0usize;
+    loop {
+        let next = state
+            .tracked
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| !t.done && t.finding.round <= round)
+            .min_by_key(|(i, t)| {
+                (
+                    std::cmp::Reverse(t.finding.seen_in_runs),
+                    t.finding.found_in == FoundIn::Probe,
+                    t.key.kind,
+                    *i,
+                )
+            })
+            .map(|(i, _)| i);
+        let Some(idx) = next else { break };
+        if analysed >= BATCH {
+            let left = state
+                .tracked
+                .iter()
+                .filter(|t| !t.done && t.finding.round <= round)
+                .count();
+            return Ok(left);
+        }
+        if state.tracked[idx].finding.found_in == FoundIn::Probe {
+            side += 1;
+            if side > MAX_SIDE_FINDINGS {
+                for t in state.tracked.iter_mut().filter(|t| !t.done) {
+                    t.finding.evidence.push(format!(
+                        "not analysed: more than {MAX_SIDE_FINDINGS} findings came up in probes this round"
+                    ));
+                    t.done = true;
+                }
+                break;
+            }
+        }
+        analysed += 1;
+        // A finding left from an earlier round is worked out under this round's groups.
+        state.tracked[idx].finding.round = round;
+        if let Err(stop) = analyse(session, state, idx, round) {
+            let why = match stop {
+                Stop::Budget => "analysis stopped: the budget ran out",
+                Stop::Interrupted => "analysis stopped: interrupted",
+                Stop::Error(_) => "analysis stopped: the test command failed",
+            };
+            state.tracked[idx].finding.evidence.push(why.into());
+            return Err(stop);
+        }
+    }
+    Ok(0)
+}
+
+/// Work out finding `idx` (found in round `round`).
+fn analyse(
+    session: &mut Session<'_>,
+    state: &mut HuntState,
+    idx: usize,
+    round: u32,
+) -> Result<(), Stop> {
+    session.emit(HuntEvent::Phase(Phase::Analyse { finding: idx + 1 }));
+    let key = state.tracked[idx].key.clone();
+    let culprit = state.tracked[idx].culprit().map(str::to_string);
+    let rate = state.tracked[idx].finding.parallel;
+    let jobs = state.tracked[idx].finding.jobs.max(state.jobs).max(2);
+    let cfg = session.cfg;
+    let probe = Probe {
+        key: &key,
+        beside: culprit.clone(),
+        jobs,
+        round,
+    };
+
+    // 1. Alone.
+    if let Some(test) = &culprit {
+        let alone = [test.clone()];
+        let (a, _) = session.run(RunPurpose::Alone, &RunPlan::subset(&alone, 1), false)?;
+        for f in a.failures.iter().filter(|f| !f.key.same(&key)) {
+            state.record_side_failure(f, round, 1);
+        }
+        let t = &mut state.tracked[idx];
+        if a.has(&key) {
+            t.finding.classification = Classification::Broken;
+            t.finding.conflict_set = vec![test.clone()];
+            t.finding
+                .evidence
+                .push(format!("failed the same way alone (`{test}`, 1 run)"));
+            t.done = true;
+            state.exclude(test, "fails alone".into());
+            return Ok(());
+        }
+        t.finding
+            .evidence
+            .push(format!("passed alone (`{test}`, 1 run)"));
+    }
+
+    let per_probe = runs_per_probe(rate.planning(), cfg.confidence, cfg.max_runs_per_probe);
+
+    // 2. A set found for another finding of this round.
+    let known: Vec<(usize, Vec<String>)> = state
+        .tracked
+        .iter()
+        .enumerate()
+        .filter(|(i, o)| {
+            *i != idx
+                && o.done
+                && o.finding.round == round
+                && o.finding.classification == Classification::Race
+        })
+        .filter(|(_, o)| match &culprit {
+            Some(c) => o.finding.conflict_set.contains(c),
+            None => o
+                .finding
+                .conflict_set
+                .iter()
+                .all(|t| state.tracked[idx].candidates.contains(t)),
+        })
+        .map(|(i, o)| (i, o.finding.conflict_set.clone()))
+        .collect();
+    let mut set: Option<Vec<String>> = None;
+    // Runs of the known set alone count toward its confirmation: a conflict seen from its
+    // rarer side (the test that loses less often) is measured on every run it had.
+    let mut prior: Option<ProbeOutcome> = None;
+    for (other, s) in known {
+        let out = probe.run(session, state, RunPurpose::Known, &s, per_probe)?;
+        if out.reproduced {
+            prior = Some(out);
+            state.tracked[idx]
+                .finding
+                .evidence
+                .push(format!("reproduced by the set of finding [{}]", other + 1));
+            set = Some(s);
+            break;
+        }
+    }
+
+    // 3. Bisection.
+    let mut set = match set {
+        Some(s) => s,
+        None => {
+            session.emit(HuntEvent::Note("bisecting"));
+            let mut candidates = state.tracked[idx].candidates.clone();
+            let mut reproduced_by_all = false;
+            // A hang whose stacks show workers blocked under a fixture that leaks its work:
+            // the users of that fixture are the suspects, searched first (and alone when they
+            // reproduce it without the others).
+            let leak = if key.kind == super::model::FailureKind::Hang {
+                super::emit::leaking_fixtures(&state.tracked[idx].finding.stacks)
+                    .into_iter()
+                    .next()
+            } else {
+                None
+            };
+            if let Some(leak) = leak {
+                let users = super::converge::fixture_users(session, state, &leak.name)?;
+                let suspects: Vec<String> = candidates
+                    .iter()
+                    .filter(|t| users.contains(t))
+                    .cloned()
+                    .collect();
+                if suspects.len() >= 2 && suspects.len() < candidates.len() {
+                    let out = probe.run(session, state, RunPurpose::Probe, &suspects, per_probe)?;
+                    if out.reproduced {
+                        state.tracked[idx].finding.evidence.push(format!(
+                            "the {} users of fixture `{}` (the hung workers were blocked under it) reproduced it without the other {}: searched among them",
+                            suspects.len(),
+                            leak.name,
+                            candidates.len() - suspects.len()
+                        ));
+                        candidates = suspects;
+                        reproduced_by_all = true;
+                    }
+                }
+            }
+            let fixed: Vec<String> = culprit
+                .iter()
+                .filter(|c| candidates.contains(c) || key.test() == Some(c.as_str()))
+                .cloned()
+                .collect();
+            let rest: Vec<String> = candidates
+                .iter()
+                .filter(|t| !fixed.contains(t))
+                .cloned()
+                .collect();
+            let runs_before = session.total_runs;
+            // The whole candidate set first: a finding that does not come back there is not
+            // worth a search.
+            let all: Vec<String> = fixed.iter().chain(rest.iter()).cloned().collect();
+            let first = if reproduced_by_all {
+                ProbeOutcome {
+                    reproduced: true,
+                    ..ProbeOutcome::default()
+                }
+            } else {
+                probe.run(session, state, RunPurpose::Probe, &all, per_probe)?
+            };
+            if !first.reproduced {
+                let t = &mut state.tracked[idx];
+                t.finding.conflict_set = all;
+                t.finding.classification = Classification::Unresolved;
+                t.finding.evidence.push(format!(
+                    "did not come back in {} runs of its {} candidates ({} inconclusive): not bisected, not in the fix",
+                    first.runs,
+                    candidates.len(),
+                    first.other
+                ));
+                t.done = true;
+                return Ok(());
+            }
+            let mut stop: Option<Stop> = None;
+            let mut inconclusive = 0usize;
+            let limit = probe_limit(candidates.len().max(1), 8);
+            // A rare finding must not eat the budget of the others: past this many runs the
+            // search stops running probes (its answers are then "not reproduced", which only
+            // leaves the set larger) and the set is checked as it is.
+            let run_cap = search_run_cap(candidates.len());
+            let mut truncated = false;
+            let result = bisect_with(&fixed, &rest, limit, |subset: &[String]| {
+                if stop.is_some() || truncated {
+                    return false;
+                }
+                if session.total_runs - runs_before >= run_cap {
+                    truncated = true;
+                    return false;
+                }
+                match probe.run(session, state, RunPurpose::Probe, subset, per_probe) {
+                    Ok(o) => {
+                        if !o.reproduced && o.other > 0 {
+                            inconclusive += 1;
+                        }
+                        o.reproduced
+                    }
+                    Err(s) => {
+                        stop = Some(s);
+                        false
+                    }
+                }
+            });
+            let t = &mut state.tracked[idx];
+            t.finding.bisection = Some(BisectionReport {
+                candidates: candidates.len(),
+                probes: result.probes,
+                runs_per_probe: per_probe,
+                runs: session.total_runs - runs_before,
+                confidence: cfg.confidence,
+                minimal: result.minimal && stop.is_none() && !truncated,
+                inconclusive_probes: inconclusive,
+            });
+            t.finding.conflict_set = result.conflict_set.clone();
+            if let Some(s) = stop {
+                return Err(s);
+            }
+            if truncated {
+                t.finding.evidence.push(format!(
+                    "the search stopped after {run_cap} runs (a rare failure): its set is checked as it stands"
+                ));
+            }
+            if result.conflict_set.len() > MAX_CHECKED_SET {
+                t.finding.classification = Classification::Unresolved;
+                t.finding.evidence.push(format!(
+                    "could not be narrowed below {} tests: not shown to be a race, not in the fix",
+                    result.conflict_set.len()
+                ));
+                t.done = true;
+                return Ok(());
+            }
+            result.conflict_set
+        }
+    };
+    set.sort_by_key(|t| state.tests.iter().position(|x| x == t));
+
+    // 4 and 5. Confirmation and minimality, until no member can be dropped.
+    let trivially_needed = key.test().map(str::to_string);
+    loop {
+        state.tracked[idx].finding.conflict_set = set.clone();
+        let mut rep = Reproduction {
+            runs: 0,
+            reproduced: 0,
+            rate: 0.0,
+            low: 0.0,
+            high: 1.0,
+            other_failures: 0,
+        };
+        if let Some(p) = prior.take() {
+            rep.runs = p.runs;
+            rep.reproduced = u32::from(p.reproduced);
+            rep.other_failures = p.other;
+        }
+        // K runs (3 for a hang: each reproduction costs a whole timeout), more for a rare
+        // one: until it showed 3 times, or twice as many runs (at least 10). The rate plans
+        // the minimality runs, so a rare set is measured, not guessed.
+        let hang = key.kind == super::model::FailureKind::Hang;
+        let confirm_runs = if hang { cfg.runs.min(3) } else { cfg.runs };
+        let most = (confirm_runs * 2).max(10).max(confirm_runs);
+        // A set that reproduces every time is confirmed further while that saves more member
+        // checks than it costs (the members are checked at the lower end of its rate).
+        let members_to_check = set
+            .iter()
+            .filter(|t| Some(*t) != trivially_needed.as_ref())
+            .count();
+        let worth = super::stats::confirm_runs_for_members(
+            members_to_check,
+            1.0 - (1.0 - cfg.confidence) / members_to_check.max(1) as f64,
+            cfg.max_runs_per_probe,
+            if hang { 2.0 } else { 1.0 },
+            confirm_runs,
+            most,
+        );
+        while rep.runs < confirm_runs
+            || (rep.reproduced < 3 && rep.runs < most)
+            || (rep.reproduced == rep.runs && rep.runs < worth)
+        {
+            let out = probe.run(session, state, RunPurpose::Confirm, &set, 1)?;
+            rep.runs += 1;
+            if out.reproduced {
+                rep.reproduced += 1;
+            } else if out.other > 0 {
+                rep.other_failures += 1;
+            }
+            if rep.runs >= confirm_runs && rep.reproduced == 0 && rep.runs >= 2 * confirm_runs {
+                break;
+            }
+        }
+        let r = Rate::new(rep.reproduced, rep.runs);
+        rep.rate = r.rate;
+        rep.low = r.low;
+        rep.high = r.high;
+        state.tracked[idx].finding.reproduction = Some(rep.clone());
+        if rep.reproduced == 0 {
+            let t = &mut state.tracked[idx];
+            t.finding.classification = Classification::Unresolved;
+            t.finding.evidence.push(format!(
+                "the set did not reproduce on its own: 0 of {} runs (95% CI of its rate {}–{}); it is not a race and not in the fix",
+                rep.runs,
+                super::stats::percent(r.low),
+                super::stats::percent(r.high)
+            ));
+            t.done = true;
+            return Ok(());
+        }
+        let members: Vec<String> = set
+            .iter()
+            .filter(|t| Some(*t) != trivially_needed.as_ref())
+            .cloned()
+            .collect();
+        // Plan for the lowest rate the set plausibly has (the lower end of its 95% interval):
+        // a member kept on too few runs is an innocent test in the fix.
+        let planning = r.low.max(0.01);
+        let share = (1.0 - cfg.confidence) / members.len().max(1) as f64;
+        let per_member = runs_for_power(planning, 1.0 - share).min(cfg.max_runs_per_probe);
+        let mut checks = Vec::new();
+        let mut dropped = None;
+        for m in &members {
+            let without: Vec<String> = set.iter().filter(|t| *t != m).cloned().collect();
+            if without.is_empty() {
+                continue;
+            }
+            let out = probe.run(session, state, RunPurpose::Minimality, &without, per_member)?;
+            checks.push(MemberCheck {
+                test: m.clone(),
+                runs: out.runs,
+                reproduced: u32::from(out.reproduced),
+                other_failures: out.other,
+            });
+            if out.reproduced {
+                dropped = Some(m.clone());
+                break;
+            }
+        }
+        if let Some(m) = dropped {
+            state.tracked[idx]
+                .finding
+                .evidence
+                .push(format!("still failed without `{m}`: dropped from the set"));
+            set.retain(|t| *t != m);
+            continue;
+        }
+        let miss: f64 = checks
+            .iter()
+            .map(|c| (1.0 - planning).powi((c.runs - c.other_failures) as i32))
+            .sum();
+        let minimal = checks
+            .iter()
+            .all(|c| c.reproduced == 0 && c.runs > c.other_failures)
+            && checks.len() == members.len();
+        let confidence = (1.0 - miss).max(0.0);
+        if minimal && confidence < cfg.confidence {
+            state.tracked[idx].finding.evidence.push(format!(
+                "the set fails rarely (at least {:.0}% of runs, 95%): each member was checked in {} runs, {:.0}% confidence, below the {:.0}% asked (--max-runs-per-probe caps it)",
+                planning * 100.0,
+                per_member,
+                confidence * 100.0,
+                cfg.confidence * 100.0
+            ));
+        }
+        let t = &mut state.tracked[idx];
+        t.finding.minimality = Some(Minimality {
+            members: checks,
+            failing_test: trivially_needed.filter(|c| set.contains(c)),
+            planning_rate: planning,
+            confidence,
+            minimal,
+        });
+        break;
+    }
+
+    let t = &mut state.tracked[idx];
+    t.finding.conflict_set = set.clone();
+    if set.len() == 1 {
+        // Only the failing test, and it fails alone now and then.
+        t.finding.classification = Classification::Flaky;
+        t.finding.evidence.push(format!(
+            "the search ended on `{}` alone, which reproduced it: it fails alone, sometimes",
+            set[0]
+        ));
+        t.done = true;
+        state.exclude(&set[0], "fails alone, sometimes (flaky)".into());
+        return Ok(());
+    }
+    t.finding.classification = Classification::Race;
+    let rep = t.finding.reproduction.clone().expect("confirmed above");
+    t.finding.evidence.push(format!(
+        "the set reproduced it alone in {}/{} runs; {}",
+        rep.reproduced,
+        rep.runs,
+        match &t.finding.minimality {
+            Some(m) if m.minimal => format!(
+                "without any one member it did not (confidence {:.0}% at {:.0}%, the lower end of the set's rate)",
+                m.confidence * 100.0,
+                m.planning_rate * 100.0
+            ),
+            _ => "not every member could be shown necessary".into(),
+        }
+    ));
+    if matches!(key.subject, Subject::Process(_)) && !t.first.in_flight.is_empty() {
+        let flight = t.first.in_flight.clone();
+        t.finding.evidence.push(format!(
+            "in flight when it failed first: {}",
+            flight.join(", ")
+        ));
+    }
+    t.done = true;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_probes_get_a_worker_per_test() {
+        assert_eq!(probe_jobs(2, 1), 2);
+        assert_eq!(probe_jobs(2, 3), 3);
+        assert_eq!(probe_jobs(2, 30), 4);
+        assert_eq!(probe_jobs(8, 3), 8);
+    }
+}

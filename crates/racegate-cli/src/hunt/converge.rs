@@ -1,0 +1,329 @@
+//! The rounds: find → serialize → run again with the serialization applied → find again, until
+//! a round runs clean (or nothing new can be learned).
+//!
+//! Conflict sets that share a test merge into one group, so each test is in exactly one. When
+//! many tests of one module or class conflict, the group is widened to the whole module or
+//! class — tentatively: the next round must run clean for the widening to stay, and it is
+//! dropped (back to the measured sets) otherwise.
+
+use super::analyse::analyse_pending;
+use super::discover::discover;
+use super::emit;
+use super::events::{HuntEvent, Phase};
+use super::model::FailureKind;
+use super::report::Classification;
+use super::session::{Session, Stop};
+use super::state::HuntState;
+
+/// Distinct conflicting tests of one module or class before the whole of it is tried…
+const UNIT_THRESHOLD: usize = 3;
+/// …and the share of its tests they must be ("many tests of one module").
+const UNIT_SHARE: f64 = 0.5;
+
+/// Run the rounds.
+pub fn rounds(session: &mut Session<'_>, state: &mut HuntState) -> Result<(), Stop> {
+    let mut round = 1;
+    let result = loop {
+        let pass = match discover(session, state, round) {
+            Ok(p) => p,
+            Err(e) => break Err(e),
+        };
+        if pass.failing_runs == 0 {
+            if round > 1 {
+                state.converged = true;
+                for g in &mut state.groups {
+                    g.verified = true;
+                }
+            }
+            break Ok(());
+        }
+        // Batches of the most frequent findings, until one changes the groups (or none is
+        // left): the rest wait for the next round, where many will not show again.
+        let mut changed = false;
+        let mut stopped = None;
+        loop {
+            let left = match analyse_pending(session, state, round) {
+                Ok(l) => l,
+                Err(e) => {
+                    stopped = Some(e);
+                    break;
+                }
+            };
+            match update_groups(session, state, round) {
+                Ok(c) => changed |= c,
+                Err(e) => {
+                    stopped = Some(e);
+                    break;
+                }
+            }
+            if changed || left == 0 {
+                break;
+            }
+        }
+        if let Some(e) = stopped {
+            break Err(e);
+        }
+        check_widenings(state, round);
+        if !changed {
+            if state.any_race() {
+                state.note(format!(
+                    "round {round} still failed with the serialization applied, and its failures gave no new conflict set"
+                ));
+            }
+            break Ok(());
+        }
+        if round >= session.cfg.max_rounds {
+            state.note(format!(
+                "stopped after {round} rounds of find → serialize → rerun without a clean round"
+            ));
+            break Ok(());
+        }
+        widen(session, state, round);
+        round += 1;
+    };
+    // Findings left for a later round that never showed again.
+    let grouped: Vec<String> = state.groups.iter().flat_map(|g| g.members()).collect();
+    for t in state.tracked.iter_mut().filter(|t| !t.done) {
+        t.done = true;
+        if state.converged && t.covered_by(&grouped) {
+            t.finding.classification = Classification::Covered;
+            t.finding.evidence.push(
+                "its test is in a group of the fix, and with the groups applied it did not come back; not analysed on its own"
+                    .into(),
+            );
+        } else if state.converged {
+            t.finding.evidence.push(
+                "not seen again once the groups were applied, although its test is in no group; not analysed on its own"
+                    .into(),
+            );
+        } else {
+            t.finding
+                .evidence
+                .push("not analysed: the hunt ended first".into());
+        }
+    }
+    if !state.converged {
+        // A widening is kept only when a clean round verified it.
+        for g in &mut state.groups {
+            if !g.verified && g.unit.is_some() {
+                g.added.clear();
+                g.unit = None;
+            }
+        }
+    }
+    result
+}
+
+/// Merge this round's race sets into the groups. Returns whether the groups changed.
+fn update_groups(
+    session: &mut Session<'_>,
+    state: &mut HuntState,
+    round: u32,
+) -> Result<bool, Stop> {
+    let mut changed = false;
+    let races: Vec<usize> = (0..state.tracked.len())
+        .filter(|&i| {
+            let t = &state.tracked[i];
+            t.finding.round == round && t.finding.classification == Classification::Race
+        })
+        .collect();
+    for i in races {
+        let set = state.tracked[i].finding.conflict_set.clone();
+        changed |= state.merge_group(&set);
+        // A hang under a leaking fixture: every user of it belongs in the group.
+        if state.tracked[i].key.kind == FailureKind::Hang {
+            let leak = emit::leaking_fixtures(&state.tracked[i].finding.stacks)
+                .into_iter()
+                .next();
+            if let Some(mut leak) = leak {
+                leak.used_by = fixture_users(session, state, &leak.name)?;
+                let users: Vec<String> = state
+                    .tests
+                    .iter()
+                    .filter(|t| leak.used_by.contains(t))
+                    .filter(|t| !state.excluded.iter().any(|e| e.test == **t))
+                    .cloned()
+                    .collect();
+                if let Some(g) = state
+                    .groups
+                    .iter_mut()
+                    .find(|g| g.members().iter().any(|t| set.contains(t)))
+                {
+                    for u in users {
+                        if !g.members().contains(&u) {
+                            g.added.push(u);
+                            g.fixture = Some(leak.name.clone());
+                            changed = true;
+                        }
+                    }
+                }
+                // Keep groups disjoint after adding the users.
+                state.disjoint_groups();
+                state.tracked[i].finding.leaking_fixture = Some(leak.clone());
+                if !state.leaks.iter().any(|l| l.name == leak.name) {
+                    state.leaks.push(leak);
+                }
+            }
+        }
+    }
+    Ok(changed)
+}
+
+/// Tests that use fixture `name`, when the runner can tell.
+pub(super) fn fixture_users(
+    session: &mut Session<'_>,
+    state: &HuntState,
+    name: &str,
+) -> Result<Vec<String>, Stop> {
+    let dir = std::env::temp_dir().join(format!("racegate-hunt-fixtures-{}", std::process::id()));
+    let out = dir.join("fixtures.tsv");
+    let Some(spec) = session.runner.fixtures_command(&out) else {
+        return Ok(Vec::new());
+    };
+    if std::fs::create_dir_all(&dir).is_err() {
+        return Ok(Vec::new());
+    }
+    session.emit(HuntEvent::Phase(Phase::Fixtures));
+    let ran = session.execute_plain(&spec);
+    let text = std::fs::read_to_string(&out).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    ran?;
+    Ok(session
+        .runner
+        .parse_fixtures(&text)
+        .into_iter()
+        .filter(|(id, fx)| fx.iter().any(|f| f == name) && state.tests.contains(id))
+        .map(|(id, _)| id)
+        .collect())
+}
+
+/// Widen groups where many tests of one module or class conflict.
+fn widen(session: &mut Session<'_>, state: &mut HuntState, round: u32) {
+    let runner = session.runner;
+    // Tests seen failing this round, and the members of this round's sets.
+    let mut involved: Vec<String> = Vec::new();
+    for t in state.tracked.iter().filter(|t| t.finding.round == round) {
+        if let Some(x) = t.finding.test.clone() {
+            involved.push(x);
+        }
+        if t.finding.classification == Classification::Race {
+            involved.extend(t.finding.conflict_set.iter().cloned());
+        }
+    }
+    let excluded = state.excluded_tests();
+    let in_unit = |t: &String, u: &str| runner.units(t).iter().any(|x| x == u);
+    let mut widened: Vec<String> = Vec::new();
+    for gi in 0..state.groups.len() {
+        if state.groups[gi].fixture.is_some() {
+            continue;
+        }
+        let measured = state.groups[gi].measured.clone();
+        let current = state.groups[gi].unit.clone();
+        // The units (class, module, file) of this group's measured members.
+        let mut units: Vec<String> = Vec::new();
+        for t in &measured {
+            for u in runner.units(t) {
+                if !units.contains(&u) {
+                    units.push(u);
+                }
+            }
+        }
+        let mut best: Option<(String, usize, usize)> = None;
+        for u in units {
+            if state.rejected_units.contains(&u)
+                || widened.contains(&u)
+                || Some(&u) == current.as_ref()
+            {
+                continue;
+            }
+            let mut distinct: Vec<&String> = measured
+                .iter()
+                .chain(involved.iter())
+                .filter(|t| in_unit(t, &u))
+                .collect();
+            distinct.sort();
+            distinct.dedup();
+            let size = state.tests.iter().filter(|t| in_unit(t, &u)).count();
+            let many = distinct.len() >= UNIT_THRESHOLD
+                && distinct.len() as f64 >= UNIT_SHARE * size as f64;
+            // A group already widened only widens further to a unit holding all of it.
+            let holds_current = current.as_ref().map_or(true, |c| {
+                state
+                    .tests
+                    .iter()
+                    .filter(|t| in_unit(t, c))
+                    .all(|t| in_unit(t, &u))
+            });
+            if !many || !holds_current {
+                continue;
+            }
+            // The unit most of the conflicting tests share; on a tie, the smaller one.
+            let better = best.as_ref().map_or(true, |(_, n, sz)| {
+                distinct.len() > *n || (distinct.len() == *n && size < *sz)
+            });
+            if better {
+                best = Some((u, distinct.len(), size));
+            }
+        }
+        let Some((unit, _, _)) = best else {
+            continue;
+        };
+        let whole: Vec<String> = state
+            .tests
+            .iter()
+            .filter(|t| in_unit(t, &unit))
+            .filter(|t| !excluded.contains(t))
+            .cloned()
+            .collect();
+        let added: Vec<String> = whole
+            .into_iter()
+            .filter(|t| !state.groups[gi].members().contains(t))
+            .collect();
+        if added.is_empty() {
+            continue;
+        }
+        let note = format!(
+            "trying the whole of `{unit}` as one group ({} more tests); it stays only if the next round runs clean",
+            added.len()
+        );
+        session.emit(HuntEvent::Note(&note));
+        state.groups[gi].added.extend(added);
+        widened.push(unit.clone());
+        state.groups[gi].unit = Some(unit);
+        state.groups[gi].verified = false;
+    }
+    // Widening may overlap other groups: merge to keep each test in one group.
+    state.disjoint_groups();
+}
+
+/// A widened group whose own tests still conflicted among themselves while it was applied
+/// (a race set of this round inside it) did not hold: back to its measured members. A set
+/// that reaches outside the group only shows the group is incomplete: the set joins it.
+fn check_widenings(state: &mut HuntState, round: u32) {
+    let sets: Vec<Vec<String>> = state
+        .tracked
+        .iter()
+        .filter(|t| t.finding.round == round && t.finding.classification == Classification::Race)
+        .map(|t| t.finding.conflict_set.clone())
+        .collect();
+    for g in &mut state.groups {
+        let Some(unit) = g.unit.clone() else { continue };
+        if g.verified {
+            continue;
+        }
+        let members = g.members();
+        let inside = sets.iter().any(|s| {
+            s.len() >= 2
+                && s.iter().all(|t| members.contains(t))
+                && s.iter().any(|t| g.added.contains(t))
+        });
+        if inside {
+            g.added.clear();
+            g.unit = None;
+            state.rejected_units.push(unit.clone());
+            state.notes.push(format!(
+                "`{unit}` as a whole did not hold in round {round}: back to the measured sets"
+            ));
+        }
+    }
+}
