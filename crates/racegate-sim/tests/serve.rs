@@ -166,6 +166,22 @@ fn gated_serves_the_same_load_with_zero_errors() {
     assert_eq!(health["gate"]["name"], "gpu");
     assert_eq!(health["gate"]["acquisitions"], result.ok, "{health}");
     assert_eq!(health["gate"]["holders"], 0);
+    // The same figures in OpenMetrics, per pipeline label.
+    let metrics = request(server.addr, "GET", "/metrics", b"").unwrap();
+    assert_eq!(metrics.status, 200);
+    let text = metrics.text();
+    let count = |label: &str| -> u64 {
+        let series = format!("racegate_gate_acquisitions_total{{gate=\"gpu\",label=\"{label}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .map_or(0, |v| v.trim().parse().unwrap())
+    };
+    assert_eq!(count("text") + count("vision"), result.ok, "{text}");
+    assert!(
+        text.contains("racegate_gate_hold_seconds_bucket{"),
+        "{text}"
+    );
+    assert!(text.ends_with("# EOF\n"), "{text}");
     let stderr = server.stop();
     assert!(!stderr.contains("failed assertion"), "{stderr}");
     assert_eq!(std::fs::read_dir(crashes.path()).unwrap().count(), 0);

@@ -104,6 +104,13 @@ pub fn configure(name: &str, config: GateConfig) -> Result<&'static Gate, Config
     Ok(gate)
 }
 
+/// Every process-wide gate, in no particular order (the OpenMetrics export lists them).
+#[cfg(feature = "metrics")]
+pub(crate) fn all() -> Vec<&'static Gate> {
+    let reg = registry().lock().unwrap_or_else(PoisonError::into_inner);
+    reg.values().map(|e| e.gate).collect()
+}
+
 /// The global gate `name` if it exists (`false`), else the one `make` builds, registered as
 /// configured (`true`). For front types whose construction can fail (the machine-wide gate).
 pub(crate) fn get_or_try_register<E>(

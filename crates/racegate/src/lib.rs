@@ -21,6 +21,8 @@
 //!   process of the machine, over OS file locks (a SIGKILLed holder releases it), fair across
 //!   processes, with holders and waiters visible to `racegate status` ([`machine`]).
 //!
+//! - [`metrics`] (feature `metrics`): every gate's figures in OpenMetrics, for Prometheus.
+//!
 //! A panic while holding releases the gate (and is counted): the gate is never poisoned.
 //!
 //! # Example
@@ -73,6 +75,8 @@ mod gated;
 mod global;
 mod holder;
 pub mod machine;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod stats;
 mod test_guard;
 

@@ -260,12 +260,17 @@ impl WaitHistogram {
         }
     }
 
-    fn percentiles(&mut self) -> Percentiles {
+    /// The histogram with the zero waits folded in.
+    fn folded(&mut self) -> &Histogram<u64> {
         if self.zeros > 0 {
             self.hist
                 .saturating_record_n(0, std::mem::take(&mut self.zeros));
         }
-        Percentiles::of(&self.hist)
+        &self.hist
+    }
+
+    fn percentiles(&mut self) -> Percentiles {
+        Percentiles::of(self.folded())
     }
 }
 
@@ -277,6 +282,9 @@ struct PerLabel {
     label: Label,
     acquisitions: u64,
     timeouts: u64,
+    /// Guards of this label dropped while their thread panicked (only read by the
+    /// OpenMetrics export; `GateStats` counts them per gate).
+    panics: u64,
     wait: WaitHistogram,
     hold: Histogram<u64>,
 }
@@ -401,6 +409,119 @@ impl Stats {
     pub(crate) fn fill(&self, s: &mut GateStats, now: Stamp) {
         self.lock().fill(s, now)
     }
+
+    /// Counts a panic while held against the holder's label (the gate-wide count is the
+    /// grant path's). Only on the panicking path, so it may lock.
+    pub(crate) fn panicked(&self, ticket: &Ticket) {
+        let mut st = self.lock();
+        let idx = st
+            .holders
+            .get(ticket.entry as usize)
+            .and_then(Option::as_ref)
+            .and_then(|h| h.label_idx);
+        if let Some(i) = idx {
+            st.labels[i].panics += 1;
+        }
+    }
+
+    /// The figures of an OpenMetrics scrape: the whole gate first (label `None`), then each
+    /// label; histograms as counts per bucket of `bounds_ns` (plus one past the last bound).
+    #[cfg(feature = "metrics")]
+    pub(crate) fn families(&self, bounds_ns: &[u64]) -> Vec<Family> {
+        let mut st = self.lock();
+        let mut holders: std::collections::HashMap<Option<usize>, u64> = Default::default();
+        for h in st.holders.iter().flatten() {
+            *holders.entry(h.label_idx).or_default() += 1;
+        }
+        let StatsState {
+            acquisitions,
+            wait,
+            hold,
+            labels,
+            ..
+        } = &mut *st;
+        let mut out = vec![Family {
+            label: None,
+            acquisitions: *acquisitions,
+            timeouts: 0,
+            panics: 0,
+            holders: holders.values().sum(),
+            wait: Buckets::of(wait.folded(), bounds_ns),
+            hold: Buckets::of(hold, bounds_ns),
+        }];
+        out.extend(labels.iter_mut().enumerate().map(|(i, l)| Family {
+            label: Some(l.label.as_str().to_owned()),
+            acquisitions: l.acquisitions,
+            timeouts: l.timeouts,
+            panics: l.panics,
+            holders: holders.get(&Some(i)).copied().unwrap_or(0),
+            wait: Buckets::of(l.wait.folded(), bounds_ns),
+            hold: Buckets::of(&l.hold, bounds_ns),
+        }));
+        out
+    }
+}
+
+/// One histogram as OpenMetrics buckets.
+#[cfg(feature = "metrics")]
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Buckets {
+    /// Samples per bucket (not cumulative): one per bound, then the rest (`+Inf`).
+    pub(crate) counts: Vec<u64>,
+    /// Samples.
+    pub(crate) count: u64,
+    /// Their sum in seconds, from the histogram (within its 1% precision).
+    pub(crate) sum_secs: f64,
+}
+
+#[cfg(feature = "metrics")]
+impl Buckets {
+    fn of(h: &Histogram<u64>, bounds_ns: &[u64]) -> Buckets {
+        let mut counts = vec![0; bounds_ns.len() + 1];
+        for v in h.iter_recorded() {
+            // A histogram bucket counts as below a bound when it starts at or below it.
+            let low = h.lowest_equivalent(v.value_iterated_to());
+            counts[bounds_ns.partition_point(|&b| b < low)] += v.count_at_value();
+        }
+        Buckets {
+            counts,
+            count: h.len(),
+            sum_secs: if h.is_empty() {
+                0.0
+            } else {
+                h.mean() * h.len() as f64 / 1e9
+            },
+        }
+    }
+
+    /// What `self` has beyond `other` (the unlabeled part of a gate's histogram).
+    pub(crate) fn minus(&self, other: &Buckets) -> Buckets {
+        Buckets {
+            counts: self
+                .counts
+                .iter()
+                .zip(other.counts.iter().chain(std::iter::repeat(&0)))
+                .map(|(a, b)| a.saturating_sub(*b))
+                .collect(),
+            count: self.count.saturating_sub(other.count),
+            sum_secs: (self.sum_secs - other.sum_secs).max(0.0),
+        }
+    }
+}
+
+/// One label's figures (or the whole gate's, `label: None`) for an OpenMetrics scrape.
+#[cfg(feature = "metrics")]
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Family {
+    pub(crate) label: Option<String>,
+    pub(crate) acquisitions: u64,
+    /// Per label only: a gate's own count is the grant path's.
+    pub(crate) timeouts: u64,
+    /// Per label only, likewise.
+    pub(crate) panics: u64,
+    pub(crate) holders: u64,
+    pub(crate) wait: Buckets,
+    pub(crate) hold: Buckets,
 }
 
 struct HolderEntry {
@@ -454,6 +575,7 @@ impl StatsState {
             label,
             acquisitions: 0,
             timeouts: 0,
+            panics: 0,
             wait: WaitHistogram::new(),
             hold: histogram(),
         });

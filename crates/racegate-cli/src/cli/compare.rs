@@ -68,6 +68,10 @@ pub struct CompareArgs {
     /// Write the side-by-side table as Markdown here (`-` for stdout).
     #[arg(long, value_name = "FILE", value_parser = Output::parse)]
     pub markdown: Option<Output>,
+    /// Write the HTML report here (`-` for stdout): A and B over time on the same axes, and
+    /// the table.
+    #[arg(long, value_name = "FILE", value_parser = Output::parse)]
+    pub html: Option<Output>,
     /// No progress lines.
     #[arg(long, short)]
     pub quiet: bool,
@@ -84,6 +88,7 @@ impl CompareArgs {
         Outputs::new([
             ("--json", self.json.as_ref()),
             ("--markdown", self.markdown.as_ref()),
+            ("--html", self.html.as_ref()),
         ])
     }
 }
@@ -174,6 +179,7 @@ pub fn run(args: CompareArgs) -> Result<u8, CliError> {
         &[
             ("--json", |c, w| reporter::compare::write_json(c, w)),
             ("--markdown", |c, w| reporter::compare::write_markdown(c, w)),
+            ("--html", |c, w| reporter::html::write_compare(c, w)),
         ],
     )?;
     Ok(comparison.exit_code)

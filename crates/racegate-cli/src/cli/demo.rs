@@ -68,6 +68,9 @@ pub struct DemoArgs {
     /// Write the table as Markdown here (`-` for stdout).
     #[arg(long, value_name = "FILE", value_parser = Output::parse)]
     pub markdown: Option<Output>,
+    /// Write the HTML report here (`-` for stdout): the table, then each mode over time.
+    #[arg(long, value_name = "FILE", value_parser = Output::parse)]
+    pub html: Option<Output>,
     /// No progress lines.
     #[arg(long, short)]
     pub quiet: bool,
@@ -105,6 +108,7 @@ pub fn run(args: DemoArgs) -> Result<u8, CliError> {
     let outputs = Outputs::new([
         ("--json", args.json.as_ref()),
         ("--markdown", args.markdown.as_ref()),
+        ("--html", args.html.as_ref()),
     ]);
     outputs.check()?;
     let cfg = resolve(&args)?;
@@ -121,6 +125,7 @@ pub fn run(args: DemoArgs) -> Result<u8, CliError> {
         &[
             ("--json", |o, w| reporter::demo::write_json(o, w)),
             ("--markdown", |o, w| reporter::demo::write_markdown(o, w)),
+            ("--html", |o, w| reporter::html::write_demo(o, w)),
         ],
     )?;
     Ok(outcome.exit_code)

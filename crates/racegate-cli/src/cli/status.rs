@@ -16,9 +16,26 @@ pub struct StatusArgs {
     #[arg(long, value_name = "NAME")]
     pub gate: Option<String>,
 
-    /// Print JSON (schema in docs/machine-gate.md) instead of text.
-    #[arg(long)]
+    /// Print JSON (schema in docs/machine-gate.md) instead of text; the same as
+    /// `--format json`.
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
+
+    /// Output format: `text` for people, `json` (as `--json`), or `openmetrics` for Prometheus
+    /// through node_exporter's textfile collector (docs/metrics.md).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = StatusFormat::Text)]
+    pub format: StatusFormat,
+}
+
+/// `racegate status --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatusFormat {
+    /// For people.
+    Text,
+    /// The `--json` document.
+    Json,
+    /// Gauges per gate, in OpenMetrics (also valid classic Prometheus text).
+    Openmetrics,
 }
 
 /// Run `racegate status`.
@@ -27,8 +44,15 @@ pub fn run(args: StatusArgs) -> Result<u8, CliError> {
         gate: args.gate.clone(),
     })?;
     let (dir, gates, now) = (&report.lock_dir, &report.gates, report.now);
+    let format = if args.json {
+        StatusFormat::Json
+    } else {
+        args.format
+    };
     Output::Stdout.write(|out| {
-        if args.json {
+        if format == StatusFormat::Openmetrics {
+            crate::reporter::status_openmetrics::write(&mut *out, gates, now)
+        } else if format == StatusFormat::Json {
             serde_json::to_writer_pretty(&mut *out, &status_json(dir, gates, now))?;
             writeln!(out)
         } else if let (Some(name), true) = (&args.gate, gates.is_empty()) {

@@ -41,6 +41,10 @@ pub struct StressArgs {
     /// Write the JUnit XML report here (`-` for stdout).
     #[arg(long, value_name = "FILE", value_parser = Output::parse)]
     pub junit: Option<Output>,
+    /// Write the HTML report here (`-` for stdout): one self-contained page with the verdict,
+    /// latency, throughput and errors over time, crash and restart markers, and the tables.
+    #[arg(long, value_name = "FILE", value_parser = Output::parse)]
+    pub html: Option<Output>,
     /// Run the full duration even when the target is down for good (by default the run ends
     /// shortly after a managed target exits and will not be restarted, or an unmanaged one
     /// stops answering; overrides `[target_process] stop_on_exit`).
@@ -67,6 +71,7 @@ impl StressArgs {
             ("--json", self.json.as_ref()),
             ("--markdown", self.markdown.as_ref()),
             ("--junit", self.junit.as_ref()),
+            ("--html", self.html.as_ref()),
         ])
     }
 }
@@ -106,6 +111,7 @@ pub fn run(args: StressArgs) -> Result<u8, CliError> {
             ("--json", |r, w| reporter::json::write(r, w)),
             ("--markdown", |r, w| reporter::markdown::write(r, w)),
             ("--junit", |r, w| reporter::junit::write(r, w)),
+            ("--html", |r, w| reporter::html::write_run(r, w)),
         ],
     )?;
     Ok(report.exit_code())

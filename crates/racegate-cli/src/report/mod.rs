@@ -5,7 +5,8 @@
 //! - [`run`]: one stress run ([`run::RunReport`]), and the summary of it that `compare` and
 //!   `demo` rows show ([`run::StressRunSummary`]);
 //! - [`compare`]: a comparison of two builds, and the events it emits;
-//! - [`demo`]: the demo's dispatch modes and the cost of the fix, and the events it emits.
+//! - [`demo`]: the demo's dispatch modes and the cost of the fix, and the events it emits;
+//! - [`timeline`]: what happened when in a stress run (per-interval figures, crashes, restarts).
 //!
 //! "Report" means this: the result document of a command. A file the OS writes when a process
 //! crashes is a *crash report* ([`crate::crash::CrashReport`]); code that prints a report is a
@@ -14,5 +15,6 @@
 pub mod compare;
 pub mod demo;
 pub mod run;
+pub mod timeline;
 
 pub use run::RunReport;

@@ -118,6 +118,9 @@ pub struct RunReport {
     pub warnings: Vec<String>,
     /// The facts the verdict was computed from.
     pub facts: Facts,
+    /// What happened when: per-interval figures of each pipeline, and the crashes, exits,
+    /// restarts and failed smoke probes.
+    pub timeline: super::timeline::Timeline,
 }
 
 impl RunReport {

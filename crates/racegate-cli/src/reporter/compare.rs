@@ -146,7 +146,7 @@ pub fn table(c: &Comparison) -> Table {
     t
 }
 
-fn winner_line(c: &Comparison) -> String {
+pub(crate) fn winner_line(c: &Comparison) -> String {
     match c.decision.winner {
         Some(side) => {
             let label = match side {
@@ -163,7 +163,7 @@ fn winner_line(c: &Comparison) -> String {
     }
 }
 
-fn title(c: &Comparison) -> String {
+pub(crate) fn title(c: &Comparison) -> String {
     let runs = c.a.1.runs.len().max(c.b.1.runs.len());
     let each = if runs == 1 {
         "1 run each".to_string()

@@ -79,7 +79,7 @@ pub fn table(o: &DemoOutcome) -> Table {
     t
 }
 
-fn cost_lines(c: &FixCost) -> Vec<String> {
+pub(crate) fn cost_lines(c: &FixCost) -> Vec<String> {
     let ratio = c.ratio().map_or(String::new(), |r| format!(" ({r:.1}x)"));
     vec![
         format!(
@@ -96,7 +96,7 @@ fn cost_lines(c: &FixCost) -> Vec<String> {
     ]
 }
 
-fn outcome_line(o: &DemoOutcome) -> String {
+pub(crate) fn outcome_line(o: &DemoOutcome) -> String {
     if o.interrupted {
         "interrupted: the story is incomplete".into()
     } else if o.as_expected && o.selected.len() < Mode::ALL.len() {

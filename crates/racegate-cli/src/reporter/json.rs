@@ -29,6 +29,7 @@ struct Json<'a> {
     restarts: Vec<JsonRestart>,
     probe_failures: &'a [String],
     warnings: &'a [String],
+    timeline: super::timeline::JsonTimeline<'a>,
 }
 
 #[derive(Serialize)]
@@ -160,6 +161,7 @@ pub fn write<W: Write>(r: &RunReport, mut w: W) -> std::io::Result<()> {
             .collect(),
         probe_failures: &r.probe_failures,
         warnings: &r.warnings,
+        timeline: super::timeline::JsonTimeline::new(&r.timeline),
     };
     serde_json::to_writer_pretty(&mut w, &doc)?;
     w.write_all(b"\n")

@@ -5,8 +5,10 @@
 //! - a stress run ([`crate::report::RunReport`]): [`terminal`], [`json`], [`markdown`],
 //!   [`junit`];
 //! - a comparison: [`compare`]; the demo: [`demo`]; both lay out a [`table::Table`];
+//! - a page a person looks at, for all three: [`html`] (charts of the run over time);
 //! - the machine-wide gates (`racegate status`, the library's
-//!   [`GateStatus`](racegate::machine::GateStatus)): [`status`];
+//!   [`GateStatus`](racegate::machine::GateStatus)): [`status`], and for Prometheus
+//!   [`status_openmetrics`];
 //! - while a command runs: [`progress`].
 //!
 //! ```
@@ -22,13 +24,16 @@
 
 pub mod compare;
 pub mod demo;
+pub mod html;
 pub mod json;
 pub mod junit;
 pub mod markdown;
 pub mod progress;
 pub mod status;
+pub mod status_openmetrics;
 pub mod table;
 pub mod terminal;
+pub mod timeline;
 
 use std::time::Duration;
 
@@ -45,6 +50,26 @@ pub(crate) fn latency_cell(p: &crate::report::run::PipelineReport, d: Duration) 
     } else {
         format!("{:.2}", ms(d))
     }
+}
+
+/// `restarts: N (time to recover: 0.120 s, never)`, when the target was restarted.
+pub(crate) fn restarts_line(r: &crate::report::RunReport) -> Option<String> {
+    if r.restarts.is_empty() {
+        return None;
+    }
+    let recovered: Vec<String> = r
+        .restarts
+        .iter()
+        .map(|x| match x.time_to_recover {
+            Some(t) => format!("{:.3} s", secs(t)),
+            None => "never".into(),
+        })
+        .collect();
+    Some(format!(
+        "restarts: {} (time to recover: {})",
+        r.restarts.len(),
+        recovered.join(", ")
+    ))
 }
 
 /// Seconds with three decimals.

@@ -87,6 +87,34 @@ impl Table {
     }
 }
 
+impl Table {
+    /// An HTML table; `escape` makes a cell's text safe for HTML. Numbers (and the dash of a
+    /// missing one) are right-aligned; lines of a cell are joined with `<br>`.
+    pub fn write_html<W: Write>(
+        &self,
+        mut w: W,
+        escape: fn(&str) -> String,
+    ) -> std::io::Result<()> {
+        let cell = |tag: &str, c: &str| {
+            let numeric = c == "-" || c.parse::<f64>().is_ok();
+            let text = c.lines().map(escape).collect::<Vec<_>>().join("<br>");
+            if numeric && tag == "td" {
+                format!("<td class=\"num\">{text}</td>")
+            } else {
+                format!("<{tag}>{text}</{tag}>")
+            }
+        };
+        writeln!(w, "<table>")?;
+        let header: String = self.header.iter().map(|c| cell("th", c)).collect();
+        writeln!(w, "<tr>{header}</tr>")?;
+        for row in &self.rows {
+            let cells: String = row.iter().map(|c| cell("td", c)).collect();
+            writeln!(w, "<tr>{cells}</tr>")?;
+        }
+        writeln!(w, "</table>")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,6 +135,16 @@ mod tests {
         assert_eq!(
             String::from_utf8(md).unwrap(),
             "| mode | verdict | crashes |\n|---|---|---|\n| shared | FAIL | 2x a<br>1x b |\n| gated | PASS |  |\n"
+        );
+        let mut html = Vec::new();
+        t.row(["<x>", "12.5"]);
+        t.write_html(&mut html, |s| s.replace('<', "&lt;").replace('>', "&gt;"))
+            .unwrap();
+        let html = String::from_utf8(html).unwrap();
+        assert!(html.contains("<td>2x a<br>1x b</td>"), "{html}");
+        assert!(
+            html.contains("<td>&lt;x&gt;</td><td class=\"num\">12.5</td>"),
+            "{html}"
         );
     }
 }

@@ -73,21 +73,8 @@ pub fn write<W: Write>(r: &RunReport, mut w: W) -> std::io::Result<()> {
             }
         }
     }
-    if !r.restarts.is_empty() {
-        let recovered: Vec<String> = r
-            .restarts
-            .iter()
-            .map(|x| match x.time_to_recover {
-                Some(t) => format!("{:.3} s", secs(t)),
-                None => "never".into(),
-            })
-            .collect();
-        writeln!(
-            w,
-            "  restarts: {} (time to recover: {})",
-            r.restarts.len(),
-            recovered.join(", ")
-        )?;
+    if let Some(line) = super::restarts_line(r) {
+        writeln!(w, "  {line}")?;
     }
     for f in &r.probe_failures {
         writeln!(w, "  smoke probe failed: {f}")?;

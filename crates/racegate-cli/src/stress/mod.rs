@@ -29,6 +29,7 @@ mod engine;
 pub mod errors;
 pub mod stats;
 pub mod supervisor;
+pub mod timeline;
 pub mod watch;
 
 pub use crate::events::EndedBy;

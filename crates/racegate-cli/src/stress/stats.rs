@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
+use super::timeline::TimelineRecorder;
 use crate::crash::CrashSource;
 use crate::events::{CrashSeen, EndedBy, ErrorKind, Event, Outcome, Progress};
 use crate::report::run::{CrashGroup, LatencySummary, PipelineReport, RestartRecord, RunReport};
@@ -62,6 +63,7 @@ pub struct RunStats {
     sightings: u64,
     file_sightings: u64,
     runtime_sightings: u64,
+    timeline: TimelineRecorder,
 }
 
 fn new_histogram() -> Histogram<u64> {
@@ -102,6 +104,7 @@ impl RunStats {
             sightings: 0,
             file_sightings: 0,
             runtime_sightings: 0,
+            timeline: TimelineRecorder::new(pipelines),
         }
     }
 
@@ -114,6 +117,12 @@ impl RunStats {
     /// Fold one event. Returns a crash to report when every pipeline just stopped getting
     /// answers from a target that had been healthy.
     pub fn apply(&mut self, event: &Event) -> Option<Event> {
+        let pipes = &self.pipes;
+        self.timeline.apply(event, |i| {
+            pipes
+                .get(i)
+                .map_or_else(|| "target".into(), |p| p.name.clone())
+        });
         match event {
             Event::RunStarted { .. } => self.load_started = true,
             Event::SmokeProbeFailed { pipeline, message } => {
@@ -294,6 +303,7 @@ impl RunStats {
     /// Finish: summarize and decide.
     pub fn finish(self, duration: Duration, thresholds: &Thresholds) -> RunReport {
         let secs = duration.as_secs_f64();
+        let timeline = self.timeline.finish(duration);
         let pipelines: Vec<PipelineReport> = self
             .pipes
             .into_iter()
@@ -383,6 +393,7 @@ impl RunStats {
             probe_failures: self.probe_failures,
             warnings: self.warnings,
             facts,
+            timeline,
         }
     }
 }

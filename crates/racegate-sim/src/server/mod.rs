@@ -9,6 +9,8 @@
 //! - `GET /healthz`: `{"status":"ok","dispatch":..}`, plus in gated mode the `gpu` gate's
 //!   figures (`gate.acquisitions`, `holders`, `waiters`, `wait_ms`/`hold_ms` percentiles);
 //!   `GET /v1/models`.
+//! - `GET /metrics`: every gate of the server in OpenMetrics (`racegate::metrics`), for
+//!   Prometheus: in gated mode the `gpu` gate, labeled `text` and `vision`.
 //! - Every error is a JSON body `{"error":{"message","type","code"}}` with a 4xx/5xx status, and
 //!   the server keeps serving. Bodies larger than `--max-body-bytes` (default 8 MiB) get 413.
 //!
@@ -195,6 +197,7 @@ fn app(state: Shared) -> Router {
         .route("/v1/chat/completions", post(chat_completions))
         .route("/healthz", get(healthz))
         .route("/v1/models", get(models))
+        .route("/metrics", get(metrics))
         .fallback(|| async {
             error_response(&ApiError {
                 status: 404,
@@ -327,6 +330,14 @@ async fn healthz(State(state): State<Shared>) -> Response {
         });
     }
     Json(body).into_response()
+}
+
+async fn metrics() -> Response {
+    (
+        [(header::CONTENT_TYPE, racegate::metrics::CONTENT_TYPE)],
+        racegate::metrics::render(),
+    )
+        .into_response()
 }
 
 async fn models() -> Response {

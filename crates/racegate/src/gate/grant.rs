@@ -441,6 +441,9 @@ impl Inner {
         drop(grant.machine.take());
         if thread::panicking() {
             self.panics.fetch_add(1, Ordering::Relaxed);
+            if let Some(ticket) = &grant.ticket {
+                self.stats.panicked(ticket);
+            }
         }
         // A ticket exists only with stats on. One clock read at release: it ends the hold and is
         // all the warning needs.

@@ -28,6 +28,8 @@ use tokio::sync::Semaphore;
 
 pub(crate) use backend::{Backend, BackendError, Hold, MachineHold};
 pub use config::GateConfig;
+#[cfg(feature = "metrics")]
+pub(crate) use grant::Inner as GateInner;
 pub(crate) use grant::{grant_async, grant_async_or_panic, Grant, Inner, Request};
 pub use guard::{GateGuard, OwnedGateGuard};
 pub use labeled::Labeled;
@@ -255,5 +257,31 @@ impl Gate {
             inner.stats.fill(&mut s, now);
         }
         s
+    }
+}
+
+/// What the OpenMetrics export reads of a gate (the `metrics` feature).
+#[cfg(feature = "metrics")]
+impl Gate {
+    /// A handle that does not keep the gate alive.
+    pub(crate) fn downgrade(&self) -> std::sync::Weak<GateInner> {
+        Arc::downgrade(&self.inner)
+    }
+
+    /// The gate behind a weak handle, while it lives.
+    pub(crate) fn upgrade(weak: &std::sync::Weak<GateInner>) -> Option<Gate> {
+        weak.upgrade().map(|inner| Gate { inner })
+    }
+
+    /// Waiters, timeouts and panics while held right now, and with stats on, the per-label
+    /// figures with histograms as counts per bucket of `bounds_ns`.
+    pub(crate) fn scrape(&self, bounds_ns: &[u64]) -> crate::metrics::Scrape {
+        let inner = &self.inner;
+        crate::metrics::Scrape {
+            waiters: inner.waiters.load(Ordering::Relaxed) as u64,
+            timeouts: inner.timeouts.load(Ordering::Relaxed),
+            panics: inner.panics.load(Ordering::Relaxed),
+            families: inner.config.stats.then(|| inner.stats.families(bounds_ns)),
+        }
     }
 }
