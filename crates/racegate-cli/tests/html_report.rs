@@ -12,6 +12,8 @@ use serde_json::Value;
 
 mod browser;
 mod provision;
+mod sim_scenario;
+use sim_scenario::managed_scenario;
 
 fn racegate() -> String {
     assert_cmd::cargo::cargo_bin("racegate")
@@ -19,61 +21,10 @@ fn racegate() -> String {
         .to_string()
 }
 
-fn q(s: &str) -> String {
-    serde_json::to_string(s).unwrap()
-}
-
 /// A scenario whose target is a managed `racegate sim-serve` in `dispatch` mode, restarted
 /// after each crash.
 fn scenario(dir: &Path, dispatch: &str) -> PathBuf {
-    let cmd = [
-        racegate().as_str(),
-        "sim-serve",
-        "--listen",
-        "127.0.0.1:{port}",
-        "--work-us",
-        "200",
-        "--dispatch",
-        dispatch,
-    ]
-    .map(q)
-    .join(", ");
-    let text = format!(
-        r#"target = "http://127.0.0.1:{{port}}"
-duration = "2s"
-grace = "1s"
-
-[[pipeline]]
-name = "text"
-workers = 4
-path = "/v1/chat/completions"
-json = {{ model = "sim", messages = [{{ role = "user", content = "Say hi" }}], max_tokens = 4 }}
-check = "consistent"
-timeout = "5s"
-
-[[pipeline]]
-name = "vision"
-workers = 4
-path = "/v1/chat/completions"
-body_file = "vision.json"
-check = "consistent"
-timeout = "5s"
-
-[target_process]
-command = [{cmd}]
-health = "/healthz"
-startup_timeout = "20s"
-restart = true
-"#
-    );
-    std::fs::write(
-        dir.join("vision.json"),
-        r#"{"model":"sim","max_tokens":4,"messages":[{"role":"user","content":[{"type":"text","text":"What is this?"},{"type":"image_url","image_url":{"url":"{{png_1x1_data_url}}"}}]}]}"#,
-    )
-    .unwrap();
-    let path = dir.join("scenario.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    managed_scenario(dir, "2s", &["--dispatch", dispatch], "restart = true")
 }
 
 fn run(args: &[&str]) -> (Option<i32>, String) {

@@ -3,68 +3,17 @@
 //! `timeout` on the process).
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use assert_cmd::cargo::CommandCargoExt;
 use serde_json::Value;
 
+mod sim_scenario;
+use sim_scenario::managed_scenario;
+
 const BIN: &str = env!("CARGO_BIN_EXE_racegate");
-
-fn q(s: &str) -> String {
-    serde_json::to_string(s).unwrap()
-}
-
-/// A scenario whose target is a managed `racegate sim-serve` on a free port.
-fn managed_scenario(dir: &Path, sim_flags: &[&str], extra: &str) -> PathBuf {
-    let mut cmd = vec![
-        q(BIN),
-        q("sim-serve"),
-        q("--listen"),
-        q("127.0.0.1:{port}"),
-        q("--work-us"),
-        q("200"),
-    ];
-    cmd.extend(sim_flags.iter().map(|f| q(f)));
-    let text = format!(
-        r#"target = "http://127.0.0.1:{{port}}"
-duration = "1500ms"
-grace = "1s"
-
-[[pipeline]]
-name = "text"
-workers = 4
-path = "/v1/chat/completions"
-json = {{ model = "sim", messages = [{{ role = "user", content = "Say hi" }}], max_tokens = 4 }}
-check = "consistent"
-timeout = "5s"
-
-[[pipeline]]
-name = "vision"
-workers = 4
-path = "/v1/chat/completions"
-body_file = "vision.json"
-check = "consistent"
-timeout = "5s"
-
-[target_process]
-command = [{}]
-health = "/healthz"
-startup_timeout = "20s"
-{extra}
-"#,
-        cmd.join(", ")
-    );
-    std::fs::write(
-        dir.join("vision.json"),
-        r#"{"model":"sim","max_tokens":4,"messages":[{"role":"user","content":[{"type":"text","text":"What is this?"},{"type":"image_url","image_url":{"url":"{{png_1x1_data_url}}"}}]}]}"#,
-    )
-    .unwrap();
-    let path = dir.join("scenario.toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
 
 struct Outcome {
     code: i32,
@@ -242,6 +191,7 @@ fn shared_dispatch_fails_with_the_encoder_assertion_from_stderr_and_ips() {
     std::fs::create_dir(&reports).unwrap();
     let sc = managed_scenario(
         dir.path(),
+        "1500ms",
         &[
             "--dispatch",
             "shared",
@@ -283,6 +233,7 @@ fn streams_dispatch_fails_with_the_signal_event_assertion() {
     let dir = tempfile::tempdir().unwrap();
     let sc = managed_scenario(
         dir.path(),
+        "1500ms",
         &[
             "--dispatch",
             "streams",
@@ -317,6 +268,7 @@ fn injected_500s_without_a_crash_are_partial() {
     let dir = tempfile::tempdir().unwrap();
     let sc = managed_scenario(
         dir.path(),
+        "1500ms",
         &["--dispatch", "gated", "--fail-every", "25"],
         "",
     );
@@ -343,7 +295,7 @@ fn injected_500s_without_a_crash_are_partial() {
 #[test]
 fn wrong_answers_under_concurrency_fail_by_the_check() {
     let dir = tempfile::tempdir().unwrap();
-    let sc = managed_scenario(dir.path(), &["--dispatch", "corrupt"], "");
+    let sc = managed_scenario(dir.path(), "1500ms", &["--dispatch", "corrupt"], "");
     let o = stress(
         &[
             sc.to_str().unwrap(),
@@ -367,7 +319,12 @@ fn wrong_answers_under_concurrency_fail_by_the_check() {
 #[test]
 fn a_managed_target_that_crashes_is_restarted_and_counted() {
     let dir = tempfile::tempdir().unwrap();
-    let sc = managed_scenario(dir.path(), &["--dispatch", "shared"], "restart = true");
+    let sc = managed_scenario(
+        dir.path(),
+        "1500ms",
+        &["--dispatch", "shared"],
+        "restart = true",
+    );
     let o = stress(
         &[
             sc.to_str().unwrap(),
@@ -474,6 +431,7 @@ fn a_crashed_target_that_is_not_restarted_ends_the_run_early() {
     std::fs::create_dir(&reports).unwrap();
     let sc = managed_scenario(
         dir.path(),
+        "1500ms",
         &[
             "--dispatch",
             "shared",
@@ -519,6 +477,7 @@ fn keep_going_runs_the_full_duration_after_the_target_exited() {
     std::fs::create_dir(&reports).unwrap();
     let sc = managed_scenario(
         dir.path(),
+        "1500ms",
         &[
             "--dispatch",
             "shared",
@@ -558,6 +517,7 @@ fn stop_on_exit_false_in_the_scenario_runs_the_full_duration() {
     let dir = tempfile::tempdir().unwrap();
     let sc = managed_scenario(
         dir.path(),
+        "1500ms",
         &["--dispatch", "shared"],
         "stop_on_exit = false",
     );
