@@ -7,7 +7,7 @@
 //! Bounded: every wait polls with a deadline; every process is killed on drop.
 #![cfg(unix)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -17,6 +17,8 @@ use assert_cmd::cargo::CommandCargoExt;
 use serde_json::Value;
 
 mod provision;
+mod sim_server;
+use sim_server::Server;
 
 /// A child process killed (and reaped) on drop.
 struct Killed(Child);
@@ -88,40 +90,16 @@ fn query(port: u16, promql: &str) -> Option<Vec<(Value, f64)>> {
     )
 }
 
-fn sim_server() -> (Killed, u16) {
-    let mut child = Command::cargo_bin("racegate")
-        .unwrap()
-        .args([
-            "sim-serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--work-us",
-            "200",
-            "--dispatch",
-            "gated",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let server = Killed(child);
-    let port = line
-        .trim()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.trim_end_matches('/').parse().ok())
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-    (server, port)
-}
-
 #[test]
 fn prometheus_scrapes_the_gate_series_and_sees_them_grow() {
     let prometheus = provision::debian_program("prometheus", "prometheus");
-    let (_server, port) = sim_server();
+    let server = Server::start(&["--dispatch", "gated"]);
+    let port: u16 = server
+        .url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse().ok())
+        .unwrap_or_else(|| panic!("no port in `{}`", server.url));
     // The load: bounded in time by itself, killed at the end of the test if still running.
     let _load = Killed(
         Command::cargo_bin("racegate")

@@ -2,18 +2,17 @@
 //! the real binary, real loopback ports, real crashes. Every run is bounded (1-2 s of load,
 //! `timeout` on the process).
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use assert_cmd::cargo::CommandCargoExt;
 use serde_json::Value;
 
 mod sim_scenario;
+mod sim_server;
 use sim_scenario::managed_scenario;
-
-const BIN: &str = env!("CARGO_BIN_EXE_racegate");
+use sim_server::Server;
 
 struct Outcome {
     code: i32,
@@ -93,42 +92,6 @@ fn show(o: &Outcome) -> String {
         "exit {}\nstdout:\n{}\nstderr:\n{}\njson:\n{:#}",
         o.code, o.stdout, o.stderr, o.json
     )
-}
-
-/// An unmanaged `racegate sim-serve`, killed on drop.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Server {
-    fn start(flags: &[&str]) -> Server {
-        let mut child = Command::new(BIN)
-            .args(["sim-serve", "--listen", "127.0.0.1:0", "--work-us", "200"])
-            .args(flags)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        // The server prints its address as its first line once it is bound.
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
-        Server { child, url }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]
