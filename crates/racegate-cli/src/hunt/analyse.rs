@@ -275,44 +275,58 @@ fn analyse(
         }
     }
 
-    // 3. Bisection.
+    // 3a. A hang whose stacks show workers blocked under a fixture that leaks its work: the
+    // users of that fixture are the suspects. When they hang without the others, the set is
+    // all of them, not a bisected few: every user leaves work behind, so any few of them hang
+    // together, and a "minimal" three would name three of six equally guilty tests.
+    let mut leak_users = false;
+    if set.is_none() && key.kind == super::model::FailureKind::Hang {
+        let leak = super::emit::leaking_fixtures(&state.tracked[idx].finding.stacks)
+            .into_iter()
+            .next();
+        if let Some(leak) = leak {
+            let candidates = state.tracked[idx].candidates.clone();
+            let users = super::converge::fixture_users(session, state, &leak.name)?;
+            let suspects: Vec<String> = candidates
+                .iter()
+                .filter(|t| users.contains(t))
+                .cloned()
+                .collect();
+            if suspects.len() >= 2 && suspects.len() < candidates.len() {
+                let runs_before = session.total_runs;
+                let out = probe.run(session, state, RunPurpose::Probe, &suspects, per_probe)?;
+                if out.reproduced {
+                    let t = &mut state.tracked[idx];
+                    t.finding.evidence.push(format!(
+                        "the {} users of fixture `{}` (the hung workers were blocked under it) reproduced it without the other {}: the set is all of them, not reduced further (each user leaks, so any few of them hang together)",
+                        suspects.len(),
+                        leak.name,
+                        candidates.len() - suspects.len()
+                    ));
+                    t.finding.bisection = Some(BisectionReport {
+                        candidates: candidates.len(),
+                        probes: 1,
+                        runs_per_probe: per_probe,
+                        runs: session.total_runs - runs_before,
+                        confidence: cfg.confidence,
+                        minimal: false,
+                        inconclusive_probes: out.other as usize,
+                        fixture_users_of: Some(leak.name.clone()),
+                    });
+                    prior = Some(out);
+                    leak_users = true;
+                    set = Some(suspects);
+                }
+            }
+        }
+    }
+
+    // 3b. Bisection.
     let mut set = match set {
         Some(s) => s,
         None => {
             session.emit(HuntEvent::Note("bisecting"));
-            let mut candidates = state.tracked[idx].candidates.clone();
-            let mut reproduced_by_all = false;
-            // A hang whose stacks show workers blocked under a fixture that leaks its work:
-            // the users of that fixture are the suspects, searched first (and alone when they
-            // reproduce it without the others).
-            let leak = if key.kind == super::model::FailureKind::Hang {
-                super::emit::leaking_fixtures(&state.tracked[idx].finding.stacks)
-                    .into_iter()
-                    .next()
-            } else {
-                None
-            };
-            if let Some(leak) = leak {
-                let users = super::converge::fixture_users(session, state, &leak.name)?;
-                let suspects: Vec<String> = candidates
-                    .iter()
-                    .filter(|t| users.contains(t))
-                    .cloned()
-                    .collect();
-                if suspects.len() >= 2 && suspects.len() < candidates.len() {
-                    let out = probe.run(session, state, RunPurpose::Probe, &suspects, per_probe)?;
-                    if out.reproduced {
-                        state.tracked[idx].finding.evidence.push(format!(
-                            "the {} users of fixture `{}` (the hung workers were blocked under it) reproduced it without the other {}: searched among them",
-                            suspects.len(),
-                            leak.name,
-                            candidates.len() - suspects.len()
-                        ));
-                        candidates = suspects;
-                        reproduced_by_all = true;
-                    }
-                }
-            }
+            let candidates = state.tracked[idx].candidates.clone();
             let fixed: Vec<String> = culprit
                 .iter()
                 .filter(|c| candidates.contains(c) || key.test() == Some(c.as_str()))
@@ -327,14 +341,7 @@ fn analyse(
             // The whole candidate set first: a finding that does not come back there is not
             // worth a search.
             let all: Vec<String> = fixed.iter().chain(rest.iter()).cloned().collect();
-            let first = if reproduced_by_all {
-                ProbeOutcome {
-                    reproduced: true,
-                    ..ProbeOutcome::default()
-                }
-            } else {
-                probe.run(session, state, RunPurpose::Probe, &all, per_probe)?
-            };
+            let first = probe.run(session, state, RunPurpose::Probe, &all, per_probe)?;
             if !first.reproduced {
                 let t = &mut state.tracked[idx];
                 t.finding.conflict_set = all;
@@ -386,6 +393,7 @@ fn analyse(
                 confidence: cfg.confidence,
                 minimal: result.minimal && stop.is_none() && !truncated,
                 inconclusive_probes: inconclusive,
+                fixture_users_of: None,
             });
             t.finding.conflict_set = result.conflict_set.clone();
             if let Some(s) = stop {
@@ -439,14 +447,18 @@ fn analyse(
             .iter()
             .filter(|t| Some(*t) != trivially_needed.as_ref())
             .count();
-        let worth = super::stats::confirm_runs_for_members(
+        let worth = if leak_users {
+            0
+        } else {
+            super::stats::confirm_runs_for_members(
             members_to_check,
             1.0 - (1.0 - cfg.confidence) / members_to_check.max(1) as f64,
             cfg.max_runs_per_probe,
             if hang { 2.0 } else { 1.0 },
             confirm_runs,
             most,
-        );
+            )
+        };
         while rep.runs < confirm_runs
             || (rep.reproduced < 3 && rep.runs < most)
             || (rep.reproduced == rep.runs && rep.runs < worth)
@@ -478,6 +490,9 @@ fn analyse(
             ));
             t.done = true;
             return Ok(());
+        }
+        if leak_users {
+            break;
         }
         let members: Vec<String> = set
             .iter()
@@ -570,6 +585,7 @@ fn analyse(
                 m.confidence * 100.0,
                 m.planning_rate * 100.0
             ),
+            _ if leak_users => "its members were not checked one by one: they share the leaking fixture".into(),
             _ => "not every member could be shown necessary".into(),
         }
     ));

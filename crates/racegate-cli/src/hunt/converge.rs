@@ -172,6 +172,19 @@ fn update_groups(
 /// Tests that use fixture `name`, when the runner can tell.
 pub(super) fn fixture_users(
     session: &mut Session<'_>,
+    state: &mut HuntState,
+    name: &str,
+) -> Result<Vec<String>, Stop> {
+    if let Some((_, users)) = state.fixture_users.iter().find(|(n, _)| n == name) {
+        return Ok(users.clone());
+    }
+    let users = collect_fixture_users(session, state, name)?;
+    state.fixture_users.push((name.to_string(), users.clone()));
+    Ok(users)
+}
+
+fn collect_fixture_users(
+    session: &mut Session<'_>,
     state: &HuntState,
     name: &str,
 ) -> Result<Vec<String>, Stop> {

@@ -34,7 +34,7 @@ fn planned_runs(session: &Session<'_>, state: &HuntState, round: u32) -> u32 {
         return k;
     }
     let needed = state
-        .lowest_race_rate()
+        .verify_target_rate()
         .map(|p| runs_for_power(p, session.cfg.confidence))
         .unwrap_or(k);
     k.max(needed).min(1000)
@@ -284,7 +284,7 @@ fn record_verify(
     planned: u32,
     failures: Vec<String>,
 ) {
-    let target = state.lowest_race_rate().unwrap_or(1.0);
+    let target = state.verify_target_rate().unwrap_or(1.0);
     let clean_runs = pass.runs - pass.failing_runs;
     let rate_before = state.rate_before.unwrap_or(Rate::new(0, 0));
     state.verify = Some(VerifyReport {

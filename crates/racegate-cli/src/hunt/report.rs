@@ -134,6 +134,10 @@ pub struct BisectionReport {
     /// Probes that showed only other failures (counted as not reproduced by the search, which
     /// can only make its result larger; each such failure is a finding of its own).
     pub inconclusive_probes: usize,
+    /// The leaking fixture whose users, together, reproduced a hang: the set is all of them
+    /// and the search stopped there (not reduced further, on purpose).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fixture_users_of: Option<String>,
 }
 
 /// A measured reproduction rate of a set run on its own.
@@ -328,7 +332,8 @@ pub struct VerifyReport {
     pub planned_runs: u32,
     /// The power aimed at.
     pub target_power: f64,
-    /// The lowest rate of a finding in the fix, measured before it was applied.
+    /// The rate planned for, measured before the fix was applied: the lowest of the suite's
+    /// failing-run rate and the rates of the findings in the fix.
     pub target_rate: f64,
     /// The probability that a failure at `target_rate` would have shown in the runs made.
     pub power: f64,

@@ -199,6 +199,8 @@ pub struct HuntState {
     pub converged: bool,
     /// Modules or classes tried as a whole and dropped.
     pub rejected_units: Vec<String>,
+    /// Users of each fixture asked about so far (collecting them is a run of its own).
+    pub fixture_users: Vec<(String, Vec<String>)>,
 }
 
 impl HuntState {
@@ -375,6 +377,20 @@ impl HuntState {
     }
 
     /// The smallest measured rate of a race finding (what verification must be able to see).
+    /// The rate verification plans for: the lowest of the fix's findings' rates and the
+    /// suite's own failing-run rate before any fix. A hang's tests sit out the rest of a pass
+    /// once it is seen, so its own rate counts only the runs it could show in, and can read
+    /// 100% where the suite failed in 40% of runs; verify must catch the 40%.
+    pub fn verify_target_rate(&self) -> Option<f64> {
+        let before = self.rate_before.map(|r| r.rate).filter(|r| *r > 0.0);
+        match (self.lowest_race_rate(), before) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The lowest per-run rate among the findings the groups fix (races, and findings whose
+    /// tests the groups cover).
     pub fn lowest_race_rate(&self) -> Option<f64> {
         let grouped: Vec<String> = self.groups.iter().flat_map(Group::members).collect();
         self.tracked

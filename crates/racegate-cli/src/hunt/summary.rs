@@ -91,7 +91,14 @@ pub fn write_summary<W: Write>(w: &mut W, r: &HuntReport) -> io::Result<()> {
             }
         }
         if let Some(b) = &f.bisection {
-            writeln!(
+            if let Some(fx) = &b.fixture_users_of {
+                writeln!(
+                    w,
+                    "    search: the users of leaking fixture `{fx}` reproduced it (1 probe over {} candidates, {} runs); not reduced further",
+                    b.candidates, b.runs
+                )?;
+            } else {
+                writeln!(
                 w,
                 "    bisection: {} probes over {} candidates, ≤{} runs/probe, {} runs{}{}",
                 b.probes,
@@ -103,12 +110,13 @@ pub fn write_summary<W: Write>(w: &mut W, r: &HuntReport) -> io::Result<()> {
                 } else {
                     String::new()
                 },
-                if b.minimal {
-                    ""
-                } else {
-                    " (probe limit reached)"
-                }
-            )?;
+                    if b.minimal {
+                        ""
+                    } else {
+                        " (probe limit reached)"
+                    }
+                )?;
+            }
         }
         if let Some(rep) = &f.reproduction {
             writeln!(
@@ -238,7 +246,7 @@ pub fn write_summary<W: Write>(w: &mut W, r: &HuntReport) -> io::Result<()> {
         )?;
         writeln!(
             w,
-            "    power: {:.0}% to see a failure at {} per run (the lowest rate measured for a race in the fix; aimed at {:.0}%)",
+            "    power: {:.0}% to see a failure at {} per run (the lowest rate measured before the fix: the suite's, or a race's in it; aimed at {:.0}%)",
             v.power * 100.0,
             percent(v.target_rate),
             v.target_power * 100.0
