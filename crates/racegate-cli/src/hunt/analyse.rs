@@ -25,6 +25,7 @@ use super::runner::RunPlan;
 use super::session::{Session, Stop};
 use super::state::HuntState;
 use super::stats::{runs_for_power, Rate};
+use std::time::{Duration, Instant};
 
 /// Parallelism of a probe of `tests` tests: at least `jobs`, and for small sets one worker
 /// per test (up to [`PROBE_JOBS_CAP`]). Runners place tests on workers in chunks (xdist sends
@@ -46,11 +47,18 @@ const MAX_SIDE_FINDINGS: usize = 20;
 const MAX_CHECKED_SET: usize = 8;
 
 /// Runs one search over `n` candidates may spend: twelve per probe of a pair's search
-/// (`2·ceil(log2 n) + 2` probes, `12·(ceil(log2 n) + 1)` runs).
+/// (`2·ceil(log2 n) + 2` probes, `12·(ceil(log2 n) + 1)` runs)…
 fn search_run_cap(n: usize) -> u32 {
     let log = usize::BITS - n.max(2).saturating_sub(1).leading_zeros();
     12 * (log + 1)
 }
+
+/// …unless its runs are cheap: a search goes on past its cap until it has taken this long
+/// (a suite whose run takes 50 ms can afford the hundreds of runs a failure seen once in
+/// ten needs, where one of 5 s cannot)…
+const SEARCH_TIME: Duration = Duration::from_secs(30);
+/// …up to this many times its cap.
+const SEARCH_CAP_STRETCH: u32 = 10;
 
 /// What repeated runs of one set showed for one finding.
 #[derive(Debug, Clone, Copy, Default)]
@@ -140,12 +148,20 @@ pub fn analyse_pending(
 ) -> Result<usize, Stop> {
     let mut analysed = 0usize;
     let mut side = 0usize;
+    // A finding left from an earlier round whose test a group now holds waits: if it does
+    // not show again under the groups it ends covered; if it does, it comes back to this
+    // round (discover re-homes it) and is worked out here.
+    let grouped: Vec<String> = state.groups.iter().flat_map(|g| g.members()).collect();
+    let pending = |t: &super::state::Tracked| {
+        !t.done
+            && (t.finding.round == round || (t.finding.round < round && !t.covered_by(&grouped)))
+    };
     loop {
         let next = state
             .tracked
             .iter()
             .enumerate()
-            .filter(|(_, t)| !t.done && t.finding.round <= round)
+            .filter(|(_, t)| pending(t))
             .min_by_key(|(i, t)| {
                 (
                     std::cmp::Reverse(t.finding.seen_in_runs),
@@ -157,11 +173,7 @@ pub fn analyse_pending(
             .map(|(i, _)| i);
         let Some(idx) = next else { break };
         if analysed >= BATCH {
-            let left = state
-                .tracked
-                .iter()
-                .filter(|t| !t.done && t.finding.round <= round)
-                .count();
+            let left = state.tracked.iter().filter(|t| pending(t)).count();
             return Ok(left);
         }
         if state.tracked[idx].finding.found_in == FoundIn::Probe {
@@ -362,12 +374,17 @@ fn analyse(
             // search stops running probes (its answers are then "not reproduced", which only
             // leaves the set larger) and the set is checked as it is.
             let run_cap = search_run_cap(candidates.len());
+            let search_started = Instant::now();
             let mut truncated = false;
             let result = bisect_with(&fixed, &rest, limit, |subset: &[String]| {
                 if stop.is_some() || truncated {
                     return false;
                 }
-                if session.total_runs - runs_before >= run_cap {
+                let spent = session.total_runs - runs_before;
+                if spent >= run_cap
+                    && (search_started.elapsed() >= SEARCH_TIME
+                        || spent >= run_cap * SEARCH_CAP_STRETCH)
+                {
                     truncated = true;
                     return false;
                 }
@@ -401,7 +418,8 @@ fn analyse(
             }
             if truncated {
                 t.finding.evidence.push(format!(
-                    "the search stopped after {run_cap} runs (a rare failure): its set is checked as it stands"
+                    "the search stopped after {} runs (a rare failure): its set is checked as it stands",
+                    session.total_runs - runs_before
                 ));
             }
             if result.conflict_set.len() > MAX_CHECKED_SET {
@@ -451,16 +469,20 @@ fn analyse(
             0
         } else {
             super::stats::confirm_runs_for_members(
-            members_to_check,
-            1.0 - (1.0 - cfg.confidence) / members_to_check.max(1) as f64,
-            cfg.max_runs_per_probe,
-            if hang { 2.0 } else { 1.0 },
-            confirm_runs,
-            most,
+                members_to_check,
+                1.0 - (1.0 - cfg.confidence) / members_to_check.max(1) as f64,
+                cfg.max_runs_per_probe,
+                if hang { 2.0 } else { 1.0 },
+                confirm_runs,
+                most,
             )
         };
+        // Cheap runs buy a rare set more of them, as in the search.
+        let confirm_started = Instant::now();
+        let cheap =
+            |runs: u32| confirm_started.elapsed() < SEARCH_TIME && runs < most * SEARCH_CAP_STRETCH;
         while rep.runs < confirm_runs
-            || (rep.reproduced < 3 && rep.runs < most)
+            || (rep.reproduced < 3 && (rep.runs < most || cheap(rep.runs)))
             || (rep.reproduced == rep.runs && rep.runs < worth)
         {
             let out = probe.run(session, state, RunPurpose::Confirm, &set, 1)?;
@@ -470,7 +492,11 @@ fn analyse(
             } else if out.other > 0 {
                 rep.other_failures += 1;
             }
-            if rep.runs >= confirm_runs && rep.reproduced == 0 && rep.runs >= 2 * confirm_runs {
+            if rep.runs >= confirm_runs
+                && rep.reproduced == 0
+                && rep.runs >= 2 * confirm_runs
+                && !cheap(rep.runs)
+            {
                 break;
             }
         }

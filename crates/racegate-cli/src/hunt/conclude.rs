@@ -56,6 +56,7 @@ pub fn conclude(session: &Session<'_>, mut state: HuntState, stop: Option<&Stop>
             },
             measured: g.measured.clone(),
             verified: g.verified,
+            seen_failing: g.seen_failing.clone(),
         })
         .collect();
     for t in &mut state.tracked {
@@ -69,7 +70,9 @@ pub fn conclude(session: &Session<'_>, mut state: HuntState, stop: Option<&Stop>
     }
     let fix = runner.fix(&named, &state.leaks);
 
-    let any_race = state.any_race();
+    // A unit kept from failures alone is a race shown by its fix: with it serialized, the
+    // failures of its tests stopped.
+    let any_race = state.any_race() || !state.groups.is_empty();
     let verify_failed = (cfg.verify && state.verify.as_ref().is_some_and(|v| v.failing()))
         || (any_race && !state.converged && stop.is_none());
     let verdict = match stop {

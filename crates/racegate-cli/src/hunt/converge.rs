@@ -2,9 +2,8 @@
 //! a round runs clean (or nothing new can be learned).
 //!
 //! Conflict sets that share a test merge into one group, so each test is in exactly one. When
-//! many tests of one module or class conflict, the group is widened to the whole module or
-//! class — tentatively: the next round must run clean for the widening to stay, and it is
-//! dropped (back to the measured sets) otherwise.
+//! many tests of one module or class conflict or fail, the whole module or class is tried as
+//! a group ([`widen`](super::widen)) — tentatively: a round must run clean for it to stay.
 
 use super::analyse::analyse_pending;
 use super::discover::discover;
@@ -14,11 +13,7 @@ use super::model::FailureKind;
 use super::report::Classification;
 use super::session::{Session, Stop};
 use super::state::HuntState;
-
-/// Distinct conflicting tests of one module or class before the whole of it is tried…
-const UNIT_THRESHOLD: usize = 3;
-/// …and the share of its tests they must be ("many tests of one module").
-const UNIT_SHARE: f64 = 0.5;
+use super::widen;
 
 /// Run the rounds.
 pub fn rounds(session: &mut Session<'_>, state: &mut HuntState) -> Result<(), Stop> {
@@ -37,11 +32,13 @@ pub fn rounds(session: &mut Session<'_>, state: &mut HuntState) -> Result<(), St
             }
             break Ok(());
         }
-        // Batches of the most frequent findings, until one changes the groups (or none is
-        // left): the rest wait for the next round, where many will not show again.
-        let mut changed = false;
+        // Units where several tests failed are tried whole first: their findings wait for the
+        // next round. Otherwise batches of the most frequent findings, until one changes the
+        // groups (or none is left): the rest wait for the next round, where many will not
+        // show again.
+        let mut changed = widen::widen_from_failures(session, state, round);
         let mut stopped = None;
-        loop {
+        while !changed {
             let left = match analyse_pending(session, state, round) {
                 Ok(l) => l,
                 Err(e) => {
@@ -63,7 +60,7 @@ pub fn rounds(session: &mut Session<'_>, state: &mut HuntState) -> Result<(), St
         if let Some(e) = stopped {
             break Err(e);
         }
-        check_widenings(state, round);
+        widen::check_widenings(state, round);
         if !changed {
             if state.any_race() {
                 state.note(format!(
@@ -78,7 +75,7 @@ pub fn rounds(session: &mut Session<'_>, state: &mut HuntState) -> Result<(), St
             ));
             break Ok(());
         }
-        widen(session, state, round);
+        widen::widen(session, state, round);
         round += 1;
     };
     // Findings left for a later round that never showed again.
@@ -108,8 +105,11 @@ pub fn rounds(session: &mut Session<'_>, state: &mut HuntState) -> Result<(), St
             if !g.verified && g.unit.is_some() {
                 g.added.clear();
                 g.unit = None;
+                g.seen_failing.clear();
             }
         }
+        // A unit tried from failures alone has no measured members left.
+        state.groups.retain(|g| !g.members().is_empty());
     }
     result
 }
@@ -208,135 +208,4 @@ fn collect_fixture_users(
         .filter(|(id, fx)| fx.iter().any(|f| f == name) && state.tests.contains(id))
         .map(|(id, _)| id)
         .collect())
-}
-
-/// Widen groups where many tests of one module or class conflict.
-fn widen(session: &mut Session<'_>, state: &mut HuntState, round: u32) {
-    let runner = session.runner;
-    // Tests seen failing this round, and the members of this round's sets.
-    let mut involved: Vec<String> = Vec::new();
-    for t in state.tracked.iter().filter(|t| t.finding.round == round) {
-        if let Some(x) = t.finding.test.clone() {
-            involved.push(x);
-        }
-        if t.finding.classification == Classification::Race {
-            involved.extend(t.finding.conflict_set.iter().cloned());
-        }
-    }
-    let excluded = state.excluded_tests();
-    let in_unit = |t: &String, u: &str| runner.units(t).iter().any(|x| x == u);
-    let mut widened: Vec<String> = Vec::new();
-    for gi in 0..state.groups.len() {
-        if state.groups[gi].fixture.is_some() {
-            continue;
-        }
-        let measured = state.groups[gi].measured.clone();
-        let current = state.groups[gi].unit.clone();
-        // The units (class, module, file) of this group's measured members.
-        let mut units: Vec<String> = Vec::new();
-        for t in &measured {
-            for u in runner.units(t) {
-                if !units.contains(&u) {
-                    units.push(u);
-                }
-            }
-        }
-        let mut best: Option<(String, usize, usize)> = None;
-        for u in units {
-            if state.rejected_units.contains(&u)
-                || widened.contains(&u)
-                || Some(&u) == current.as_ref()
-            {
-                continue;
-            }
-            let mut distinct: Vec<&String> = measured
-                .iter()
-                .chain(involved.iter())
-                .filter(|t| in_unit(t, &u))
-                .collect();
-            distinct.sort();
-            distinct.dedup();
-            let size = state.tests.iter().filter(|t| in_unit(t, &u)).count();
-            let many = distinct.len() >= UNIT_THRESHOLD
-                && distinct.len() as f64 >= UNIT_SHARE * size as f64;
-            // A group already widened only widens further to a unit holding all of it.
-            let holds_current = current.as_ref().map_or(true, |c| {
-                state
-                    .tests
-                    .iter()
-                    .filter(|t| in_unit(t, c))
-                    .all(|t| in_unit(t, &u))
-            });
-            if !many || !holds_current {
-                continue;
-            }
-            // The unit most of the conflicting tests share; on a tie, the smaller one.
-            let better = best.as_ref().map_or(true, |(_, n, sz)| {
-                distinct.len() > *n || (distinct.len() == *n && size < *sz)
-            });
-            if better {
-                best = Some((u, distinct.len(), size));
-            }
-        }
-        let Some((unit, _, _)) = best else {
-            continue;
-        };
-        let whole: Vec<String> = state
-            .tests
-            .iter()
-            .filter(|t| in_unit(t, &unit))
-            .filter(|t| !excluded.contains(t))
-            .cloned()
-            .collect();
-        let added: Vec<String> = whole
-            .into_iter()
-            .filter(|t| !state.groups[gi].members().contains(t))
-            .collect();
-        if added.is_empty() {
-            continue;
-        }
-        let note = format!(
-            "trying the whole of `{unit}` as one group ({} more tests); it stays only if the next round runs clean",
-            added.len()
-        );
-        session.emit(HuntEvent::Note(&note));
-        state.groups[gi].added.extend(added);
-        widened.push(unit.clone());
-        state.groups[gi].unit = Some(unit);
-        state.groups[gi].verified = false;
-    }
-    // Widening may overlap other groups: merge to keep each test in one group.
-    state.disjoint_groups();
-}
-
-/// A widened group whose own tests still conflicted among themselves while it was applied
-/// (a race set of this round inside it) did not hold: back to its measured members. A set
-/// that reaches outside the group only shows the group is incomplete: the set joins it.
-fn check_widenings(state: &mut HuntState, round: u32) {
-    let sets: Vec<Vec<String>> = state
-        .tracked
-        .iter()
-        .filter(|t| t.finding.round == round && t.finding.classification == Classification::Race)
-        .map(|t| t.finding.conflict_set.clone())
-        .collect();
-    for g in &mut state.groups {
-        let Some(unit) = g.unit.clone() else { continue };
-        if g.verified {
-            continue;
-        }
-        let members = g.members();
-        let inside = sets.iter().any(|s| {
-            s.len() >= 2
-                && s.iter().all(|t| members.contains(t))
-                && s.iter().any(|t| g.added.contains(t))
-        });
-        if inside {
-            g.added.clear();
-            g.unit = None;
-            state.rejected_units.push(unit.clone());
-            state.notes.push(format!(
-                "`{unit}` as a whole did not hold in round {round}: back to the measured sets"
-            ));
-        }
-    }
 }

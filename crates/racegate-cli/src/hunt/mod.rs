@@ -49,6 +49,7 @@ pub mod stacks;
 pub mod state;
 pub mod stats;
 pub mod summary;
+pub mod widen;
 
 #[cfg(test)]
 mod engine_tests;

@@ -63,8 +63,8 @@ pub enum Subject {
 }
 
 /// The identity of a failure: a probe reproduces a finding only when it shows a failure with
-/// an equal key — the same test (or process) failing in the same class, with the same
-/// normalized message at the same location.
+/// the same key ([`FailureKey::same`]) — the same test (or process) failing in the same class,
+/// with the same normalized message, or at the same location.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FailureKey {
     /// Crash, hang or failure.
@@ -78,14 +78,33 @@ pub struct FailureKey {
 
 impl FailureKey {
     /// Whether two observations are the same failure: same class, same test (or process),
-    /// same message — where an empty message means "not known" (a test binary that died
-    /// before printing its failures) and matches any.
+    /// and the same message — where an empty message means "not known" (a test binary that
+    /// died before printing its failures) and matches any. A test's assertion failures at
+    /// the same location are the same failure whatever their text: one race shows through
+    /// several messages at one place (sqlite's "disk I/O error" and "attempt to write a
+    /// readonly database" at one line; an unset variable read as `None` or as the wrong
+    /// value by one test), and counting each text apart would take the others for "not
+    /// reproduced".
     pub fn same(&self, other: &FailureKey) -> bool {
         self.kind == other.kind
             && self.subject == other.subject
             && (self.message == other.message
                 || self.message.is_empty()
-                || other.message.is_empty())
+                || other.message.is_empty()
+                || (self.kind == FailureKind::Failure
+                    && matches!(self.subject, Subject::Test(_))
+                    && self.location().is_some()
+                    && self.location() == other.location()))
+    }
+
+    /// Where the failure was raised: the location its message ends with (`src/lib.rs`,
+    /// `sqlitedict.py:521`), when it has one.
+    pub fn location(&self) -> Option<&str> {
+        self.message
+            .rsplit_once(" at ")
+            .map(|(_, at)| at)
+            .or_else(|| self.message.strip_prefix("at "))
+            .filter(|at| !at.is_empty())
     }
 
     /// The failing test, when the key names one.
@@ -212,5 +231,48 @@ impl RunObservation {
     /// Tests reported failed, crashed or timed out.
     pub fn failed(&self) -> usize {
         self.results.iter().filter(|(_, s)| !s.is_ok()).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(kind: FailureKind, test: &str, message: &str) -> FailureKey {
+        FailureKey {
+            kind,
+            subject: Subject::Test(test.into()),
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn one_place_is_one_failure_whatever_its_text() {
+        let a = key(
+            FailureKind::Failure,
+            "t::a",
+            "failure: sqlite3.OperationalError: disk I/O error at sqlitedict.py:521",
+        );
+        let b = key(
+            FailureKind::Failure,
+            "t::a",
+            "failure: sqlite3.OperationalError: attempt to write a readonly database at sqlitedict.py:521",
+        );
+        assert!(a.same(&b) && b.same(&a));
+        assert_eq!(a.location(), Some("sqlitedict.py:521"));
+        // Another place, another test or another class is another failure.
+        let elsewhere = key(
+            FailureKind::Failure,
+            "t::a",
+            "failure: sqlite3.OperationalError: unable to open database file at sqlitedict.py:474",
+        );
+        assert!(!a.same(&elsewhere));
+        assert!(!a.same(&key(FailureKind::Failure, "t::b", &b.message)));
+        let crash = |m: &str| key(FailureKind::Crash, "t::a", m);
+        assert!(!crash("signal: SIGSEGV at x.rs").same(&crash("signal: SIGABRT at x.rs")));
+        // Without a location only the text decides.
+        let plain = |m: &str| key(FailureKind::Failure, "t::a", m);
+        assert!(!plain("failure: one").same(&plain("failure: two")));
+        assert!(plain("failure: one").same(&plain("")));
     }
 }

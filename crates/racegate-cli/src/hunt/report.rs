@@ -243,8 +243,9 @@ pub struct Finding {
 pub enum GroupOrigin {
     /// Measured conflict sets (overlapping ones merged).
     Measured,
-    /// Widened to the module or class most of its tests share, and kept because the suite
-    /// then ran clean.
+    /// Widened to the module or class most of its tests share (or where several of its tests
+    /// failed, with no set measured: `seen_failing`), and kept because the suite then ran
+    /// clean.
     Unit,
     /// Widened to every user of a leaking fixture.
     Fixture,
@@ -262,6 +263,9 @@ pub struct GroupReport {
     pub measured: Vec<String>,
     /// Whether the suite ran clean with it applied.
     pub verified: bool,
+    /// For a unit tried from failures alone (no set measured): its tests seen failing.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub seen_failing: Vec<String>,
 }
 
 /// One level of concurrency tried in the first round.

@@ -149,6 +149,8 @@ pub struct Group {
     pub fixture: Option<String>,
     /// The suite ran clean with it applied.
     pub verified: bool,
+    /// Tests of its unit seen failing when it was tried from failures alone.
+    pub seen_failing: Vec<String>,
 }
 
 impl Group {

@@ -99,17 +99,17 @@ pub fn write_summary<W: Write>(w: &mut W, r: &HuntReport) -> io::Result<()> {
                 )?;
             } else {
                 writeln!(
-                w,
-                "    bisection: {} probes over {} candidates, ≤{} runs/probe, {} runs{}{}",
-                b.probes,
-                b.candidates,
-                b.runs_per_probe,
-                b.runs,
-                if b.inconclusive_probes > 0 {
-                    format!(", {} inconclusive (other failures)", b.inconclusive_probes)
-                } else {
-                    String::new()
-                },
+                    w,
+                    "    bisection: {} probes over {} candidates, ≤{} runs/probe, {} runs{}{}",
+                    b.probes,
+                    b.candidates,
+                    b.runs_per_probe,
+                    b.runs,
+                    if b.inconclusive_probes > 0 {
+                        format!(", {} inconclusive (other failures)", b.inconclusive_probes)
+                    } else {
+                        String::new()
+                    },
                     if b.minimal {
                         ""
                     } else {
@@ -190,11 +190,18 @@ pub fn write_summary<W: Write>(w: &mut W, r: &HuntReport) -> io::Result<()> {
                 g.group.name,
                 g.group.tests.len(),
                 match g.origin {
-                    super::report::GroupOrigin::Unit => format!(
-                        ", the whole of `{}` ({} measured)",
-                        g.group.shared.as_deref().unwrap_or("?"),
-                        g.measured.len()
+                    super::report::GroupOrigin::Unit if g.measured.is_empty() => format!(
+                        ", the whole of `{}` ({} of its tests seen failing; no set measured)",
+                        g.group.shared.as_deref().unwrap_or("its unit"),
+                        g.seen_failing.len()
                     ),
+                    super::report::GroupOrigin::Unit => match g.group.shared.as_deref() {
+                        Some(u) => format!(", the whole of `{u}` ({} measured)", g.measured.len()),
+                        None => format!(
+                            ", whole modules or classes with the sets that join them ({} measured)",
+                            g.measured.len()
+                        ),
+                    },
                     super::report::GroupOrigin::Fixture => format!(
                         ", every user of the leaking fixture ({} measured)",
                         g.measured.len()

@@ -1,0 +1,229 @@
+//! Widening: when many tests of one module or class conflict, the whole module or class is
+//! tried as one group — tentatively. The suite then runs again with it applied; a round that
+//! runs clean verifies it, a conflict found inside it drops it (back to the measured sets),
+//! and so does a hunt that ends without a clean round.
+//!
+//! Two ways in:
+//! - from **sets**: a group's measured members and this round's failing tests are at least
+//!   [`UNIT_THRESHOLD`] of a unit and at least [`UNIT_SHARE`] of it ([`widen`]);
+//! - from **failures** alone: several distinct tests of one unit failed in a round and none of
+//!   them is in a group yet ([`widen_from_failures`]). In a dense suite each test fails rarely,
+//!   so few of its findings can be bisected, while the unit they share shows at once; their
+//!   findings wait for the next round, where, with the unit serialized, most do not show.
+
+use super::events::HuntEvent;
+use super::report::Classification;
+use super::session::Session;
+use super::state::{Group, HuntState};
+
+/// Distinct conflicting tests of one module or class before the whole of it is tried…
+pub const UNIT_THRESHOLD: usize = 3;
+/// …and the share of its tests they must be ("many tests of one module").
+pub const UNIT_SHARE: f64 = 0.5;
+
+/// Try, as a whole, each unit where several distinct tests failed in round `round` that no
+/// group holds yet. Returns whether a unit was tried.
+pub(super) fn widen_from_failures(
+    session: &mut Session<'_>,
+    state: &mut HuntState,
+    round: u32,
+) -> bool {
+    let runner = session.runner;
+    let grouped: Vec<String> = state.groups.iter().flat_map(Group::members).collect();
+    let excluded = state.excluded_tests();
+    let mut failing: Vec<String> = Vec::new();
+    for t in state
+        .tracked
+        .iter()
+        .filter(|t| t.finding.round == round && !t.done)
+    {
+        if let Some(x) = t.key.test() {
+            if !grouped.iter().any(|g| g == x)
+                && !excluded.iter().any(|e| e == x)
+                && !failing.iter().any(|f| f == x)
+            {
+                failing.push(x.to_string());
+            }
+        }
+    }
+    // Each failing test counts toward its narrowest unit only: a file is not tried for what
+    // its classes show one by one.
+    let mut by_unit: Vec<(String, Vec<String>)> = Vec::new();
+    for t in &failing {
+        let Some(u) = runner.units(t).into_iter().next() else {
+            continue;
+        };
+        if state.rejected_units.contains(&u) {
+            continue;
+        }
+        match by_unit.iter_mut().find(|(x, _)| *x == u) {
+            Some((_, v)) => v.push(t.clone()),
+            None => by_unit.push((u, vec![t.clone()])),
+        }
+    }
+    let in_unit = |t: &String, u: &str| runner.units(t).iter().any(|x| x == u);
+    let mut tried = false;
+    for (unit, seen) in by_unit {
+        let whole: Vec<String> = state
+            .tests
+            .iter()
+            .filter(|t| in_unit(t, &unit))
+            .filter(|t| !excluded.contains(t) && !grouped.contains(t))
+            .cloned()
+            .collect();
+        // Two failing tests of a class or module say little about the rest of it (a test
+        // module of 8 with 2 environment readers); they are bisected instead.
+        if seen.len() < UNIT_THRESHOLD || whole.len() < 2 {
+            continue;
+        }
+        let note = format!(
+            "{} tests of `{unit}` failed in round {round} (none in a group yet): trying the whole of it ({} tests) as one group; it stays only if a round runs clean with it",
+            seen.len(),
+            whole.len()
+        );
+        session.emit(HuntEvent::Note(&note));
+        state.notes.push(note);
+        state.groups.push(Group {
+            added: whole,
+            unit: Some(unit),
+            seen_failing: seen,
+            ..Group::default()
+        });
+        tried = true;
+    }
+    if tried {
+        state.disjoint_groups();
+    }
+    tried
+}
+
+/// Widen groups where many tests of one module or class conflict.
+pub(super) fn widen(session: &mut Session<'_>, state: &mut HuntState, round: u32) {
+    let runner = session.runner;
+    // Tests seen failing this round, and the members of this round's sets.
+    let mut involved: Vec<String> = Vec::new();
+    for t in state.tracked.iter().filter(|t| t.finding.round == round) {
+        if let Some(x) = t.finding.test.clone() {
+            involved.push(x);
+        }
+        if t.finding.classification == Classification::Race {
+            involved.extend(t.finding.conflict_set.iter().cloned());
+        }
+    }
+    let excluded = state.excluded_tests();
+    let in_unit = |t: &String, u: &str| runner.units(t).iter().any(|x| x == u);
+    let mut widened: Vec<String> = Vec::new();
+    for gi in 0..state.groups.len() {
+        if state.groups[gi].fixture.is_some() {
+            continue;
+        }
+        let measured = state.groups[gi].measured.clone();
+        let current = state.groups[gi].unit.clone();
+        // The units (class, module, file) of this group's measured members.
+        let mut units: Vec<String> = Vec::new();
+        for t in &measured {
+            for u in runner.units(t) {
+                if !units.contains(&u) {
+                    units.push(u);
+                }
+            }
+        }
+        let mut best: Option<(String, usize, usize)> = None;
+        for u in units {
+            if state.rejected_units.contains(&u)
+                || widened.contains(&u)
+                || Some(&u) == current.as_ref()
+            {
+                continue;
+            }
+            let mut distinct: Vec<&String> = measured
+                .iter()
+                .chain(involved.iter())
+                .filter(|t| in_unit(t, &u))
+                .collect();
+            distinct.sort();
+            distinct.dedup();
+            let size = state.tests.iter().filter(|t| in_unit(t, &u)).count();
+            let many = distinct.len() >= UNIT_THRESHOLD
+                && distinct.len() as f64 >= UNIT_SHARE * size as f64;
+            // A group already widened only widens further to a unit holding all of it.
+            let holds_current = current.as_ref().map_or(true, |c| {
+                state
+                    .tests
+                    .iter()
+                    .filter(|t| in_unit(t, c))
+                    .all(|t| in_unit(t, &u))
+            });
+            if !many || !holds_current {
+                continue;
+            }
+            // The unit most of the conflicting tests share; on a tie, the smaller one.
+            let better = best.as_ref().map_or(true, |(_, n, sz)| {
+                distinct.len() > *n || (distinct.len() == *n && size < *sz)
+            });
+            if better {
+                best = Some((u, distinct.len(), size));
+            }
+        }
+        let Some((unit, _, _)) = best else {
+            continue;
+        };
+        let whole: Vec<String> = state
+            .tests
+            .iter()
+            .filter(|t| in_unit(t, &unit))
+            .filter(|t| !excluded.contains(t))
+            .cloned()
+            .collect();
+        let added: Vec<String> = whole
+            .into_iter()
+            .filter(|t| !state.groups[gi].members().contains(t))
+            .collect();
+        if added.is_empty() {
+            continue;
+        }
+        let note = format!(
+            "trying the whole of `{unit}` as one group ({} more tests); it stays only if the next round runs clean",
+            added.len()
+        );
+        session.emit(HuntEvent::Note(&note));
+        state.groups[gi].added.extend(added);
+        widened.push(unit.clone());
+        state.groups[gi].unit = Some(unit);
+        state.groups[gi].verified = false;
+    }
+    // Widening may overlap other groups: merge to keep each test in one group.
+    state.disjoint_groups();
+}
+
+/// A widened group whose own tests still conflicted among themselves while it was applied
+/// (a race set of this round inside it) did not hold: back to its measured members. A set
+/// that reaches outside the group only shows the group is incomplete: the set joins it.
+pub(super) fn check_widenings(state: &mut HuntState, round: u32) {
+    let sets: Vec<Vec<String>> = state
+        .tracked
+        .iter()
+        .filter(|t| t.finding.round == round && t.finding.classification == Classification::Race)
+        .map(|t| t.finding.conflict_set.clone())
+        .collect();
+    for g in &mut state.groups {
+        let Some(unit) = g.unit.clone() else { continue };
+        if g.verified {
+            continue;
+        }
+        let members = g.members();
+        let inside = sets.iter().any(|s| {
+            s.len() >= 2
+                && s.iter().all(|t| members.contains(t))
+                && s.iter().any(|t| g.added.contains(t))
+        });
+        if inside {
+            g.added.clear();
+            g.unit = None;
+            state.rejected_units.push(unit.clone());
+            state.notes.push(format!(
+                "`{unit}` as a whole did not hold in round {round}: back to the measured sets"
+            ));
+        }
+    }
+}
