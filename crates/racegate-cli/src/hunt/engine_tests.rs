@@ -403,6 +403,40 @@ fn module_widening_stays_only_when_the_next_round_is_clean() {
     assert!(g.group.tests.iter().all(|t| t.starts_with("bin db::")));
 }
 
+#[test]
+fn a_module_whose_tests_each_fail_rarely_is_tried_whole_from_its_failures_and_kept_once_clean() {
+    // Twelve `cfg` tests rewrite one environment: every pair conflicts, but each pair only
+    // now and then (every 3rd to 7th chance), so a finding rarely comes back in a probe. The
+    // module shows at once: several of its tests fail in the first round. Six innocents.
+    let cfgs = names("bin cfg::t", 12);
+    let mut tests = cfgs.clone();
+    tests.extend(names("bin other::x", 6));
+    let mut suite = Suite::new(&refs(&tests));
+    for (i, a) in cfgs.iter().enumerate() {
+        for (j, b) in cfgs.iter().enumerate().skip(i + 1) {
+            let mut rule = Rule::new(&[a, b], fail(b, "CI_NAME was not what it set"));
+            rule.every = 3 + ((i + j) % 5) as u32;
+            suite = suite.rule(rule);
+        }
+    }
+    let (r, s) = hunt(suite, &cfg(true));
+    assert_eq!(r.verdict, HuntVerdict::RacesFound, "{:#?}\n{:?}", r.rounds, r.notes);
+    assert_eq!(r.groups.len(), 1, "{:#?}", r.groups);
+    let g = &r.groups[0];
+    let mut members = g.group.tests.clone();
+    members.sort();
+    assert_eq!(members, cfgs, "the whole module, and no innocent");
+    assert_eq!(g.origin, super::report::GroupOrigin::Unit);
+    assert!(g.measured.is_empty(), "no set was bisected: {:?}", g.measured);
+    assert!(g.seen_failing.len() >= 3, "{:?}", g.seen_failing);
+    assert!(g.verified);
+    assert!(r.verify.as_ref().unwrap().passed, "{:#?}", r.verify);
+    // Its findings were not bisected one by one: they ended covered by the group.
+    assert!(r.findings.iter().all(|f| f.classification == Classification::Covered));
+    // The second round ran with the module serialized.
+    assert!(s.log.iter().any(|(_, _, groups)| groups.iter().any(|g| g.len() == 12)));
+}
+
 /// Every field of the JSON document (top level, findings, and the objects inside them) is
 /// documented in docs/hunt.md, and the schema stays `racegate.hunt.v1`.
 #[test]
