@@ -57,6 +57,7 @@ pub fn conclude(session: &Session<'_>, mut state: HuntState, stop: Option<&Stop>
             measured: g.measured.clone(),
             verified: g.verified,
             seen_failing: g.seen_failing.clone(),
+            held_runs: (!g.verified && g.held_runs > 0).then_some(g.held_runs),
         })
         .collect();
     for t in &mut state.tracked {

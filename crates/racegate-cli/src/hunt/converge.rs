@@ -32,6 +32,7 @@ pub fn rounds(session: &mut Session<'_>, state: &mut HuntState) -> Result<(), St
             }
             break Ok(());
         }
+        widen::record_held(state, round, pass.runs);
         // Units where several tests failed are tried whole first: their findings wait for the
         // next round. Otherwise batches of the most frequent findings, until one changes the
         // groups (or none is left): the rest wait for the next round, where many will not
@@ -100,9 +101,11 @@ pub fn rounds(session: &mut Session<'_>, state: &mut HuntState) -> Result<(), St
         }
     }
     if !state.converged {
-        // A widening is kept only when a clean round verified it.
+        // A widening is kept only when a clean round verified it — or, unverified and said
+        // so, when none of its own tests failed in the runs it was applied, while the
+        // failures left were elsewhere.
         for g in &mut state.groups {
-            if !g.verified && g.unit.is_some() {
+            if !g.verified && g.unit.is_some() && g.held_runs == 0 {
                 g.added.clear();
                 g.unit = None;
                 g.seen_failing.clear();
@@ -153,6 +156,7 @@ fn update_groups(
                         if !g.members().contains(&u) {
                             g.added.push(u);
                             g.fixture = Some(leak.name.clone());
+                            g.held_runs = 0;
                             changed = true;
                         }
                     }

@@ -420,21 +420,78 @@ fn a_module_whose_tests_each_fail_rarely_is_tried_whole_from_its_failures_and_ke
         }
     }
     let (r, s) = hunt(suite, &cfg(true));
-    assert_eq!(r.verdict, HuntVerdict::RacesFound, "{:#?}\n{:?}", r.rounds, r.notes);
+    assert_eq!(
+        r.verdict,
+        HuntVerdict::RacesFound,
+        "{:#?}\n{:?}",
+        r.rounds,
+        r.notes
+    );
     assert_eq!(r.groups.len(), 1, "{:#?}", r.groups);
     let g = &r.groups[0];
     let mut members = g.group.tests.clone();
     members.sort();
     assert_eq!(members, cfgs, "the whole module, and no innocent");
     assert_eq!(g.origin, super::report::GroupOrigin::Unit);
-    assert!(g.measured.is_empty(), "no set was bisected: {:?}", g.measured);
+    assert!(
+        g.measured.is_empty(),
+        "no set was bisected: {:?}",
+        g.measured
+    );
     assert!(g.seen_failing.len() >= 3, "{:?}", g.seen_failing);
     assert!(g.verified);
     assert!(r.verify.as_ref().unwrap().passed, "{:#?}", r.verify);
     // Its findings were not bisected one by one: they ended covered by the group.
-    assert!(r.findings.iter().all(|f| f.classification == Classification::Covered));
+    assert!(r
+        .findings
+        .iter()
+        .all(|f| f.classification == Classification::Covered));
     // The second round ran with the module serialized.
-    assert!(s.log.iter().any(|(_, _, groups)| groups.iter().any(|g| g.len() == 12)));
+    assert!(s
+        .log
+        .iter()
+        .any(|(_, _, groups)| groups.iter().any(|g| g.len() == 12)));
+}
+
+#[test]
+fn a_unit_that_held_is_kept_unverified_when_failures_elsewhere_remain() {
+    // The rare, dense `cfg` module of the test above, and a pair in `io` that no
+    // serialization stops (it races with something outside the suite): no round runs clean.
+    let cfgs = names("bin cfg::t", 12);
+    let mut tests = cfgs.clone();
+    tests.extend(names("bin io::x", 4));
+    let mut suite = Suite::new(&refs(&tests));
+    for (i, a) in cfgs.iter().enumerate() {
+        for (j, b) in cfgs.iter().enumerate().skip(i + 1) {
+            let mut rule = Rule::new(&[a, b], fail(b, "CI_NAME was not what it set"));
+            rule.every = 3 + ((i + j) % 5) as u32;
+            suite = suite.rule(rule);
+        }
+    }
+    let mut io = Rule::new(
+        &["bin io::x00", "bin io::x01"],
+        fail("bin io::x01", "port taken"),
+    );
+    io.respects_groups = false;
+    suite = suite.rule(io);
+    let (r, _) = hunt(suite, &cfg(true));
+    assert_eq!(
+        r.verdict,
+        HuntVerdict::VerifyFailed,
+        "{:#?}\n{:?}",
+        r.rounds,
+        r.notes
+    );
+    let unit = r
+        .groups
+        .iter()
+        .find(|g| g.group.tests.iter().any(|t| t.starts_with("bin cfg::")))
+        .expect("the cfg unit is kept");
+    assert_eq!(unit.group.tests.len(), 12);
+    assert!(!unit.verified);
+    assert!(unit.held_runs.unwrap_or(0) > 0, "{unit:#?}");
+    // The pair the groups cannot stop is in the fix too, and not verified either.
+    assert!(r.groups.iter().all(|g| !g.verified));
 }
 
 /// Every field of the JSON document (top level, findings, and the objects inside them) is

@@ -266,6 +266,10 @@ pub struct GroupReport {
     /// For a unit tried from failures alone (no set measured): its tests seen failing.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub seen_failing: Vec<String>,
+    /// For a group not verified (the hunt ended without a clean round): the suite runs it
+    /// was applied in, in a row, in which none of its own tests failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_runs: Option<u32>,
 }
 
 /// One level of concurrency tried in the first round.

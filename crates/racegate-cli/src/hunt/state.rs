@@ -151,6 +151,9 @@ pub struct Group {
     pub verified: bool,
     /// Tests of its unit seen failing when it was tried from failures alone.
     pub seen_failing: Vec<String>,
+    /// Suite runs, in the rounds since it was last changed, that ran with it applied and
+    /// saw none of its tests fail (0 once one did).
+    pub held_runs: u32,
 }
 
 impl Group {
@@ -354,6 +357,7 @@ impl HuntState {
             g.unit = g.unit.take().or(other.unit);
             g.fixture = g.fixture.take().or(other.fixture);
             g.verified &= other.verified;
+            g.held_runs = 0;
             g.measured.sort_by_key(|t| order(&self.tests, t));
             g.added.sort_by_key(|t| order(&self.tests, t));
         }

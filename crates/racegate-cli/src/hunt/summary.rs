@@ -208,7 +208,13 @@ pub fn write_summary<W: Write>(w: &mut W, r: &HuntReport) -> io::Result<()> {
                     ),
                     super::report::GroupOrigin::Measured => String::new(),
                 },
-                if g.verified { ", verified" } else { "" }
+                match (g.verified, g.held_runs) {
+                    (true, _) => ", verified".to_string(),
+                    (false, Some(n)) => format!(
+                        ", not verified: none of its tests failed in the {n} runs it was applied (failures elsewhere remained)"
+                    ),
+                    (false, None) => String::new(),
+                }
             )?;
         }
     }

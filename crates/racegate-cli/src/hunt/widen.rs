@@ -21,6 +21,29 @@ pub const UNIT_THRESHOLD: usize = 3;
 /// …and the share of its tests they must be ("many tests of one module").
 pub const UNIT_SHARE: f64 = 0.5;
 
+/// After the suite runs of round `round` (`runs` of them, every group applied): a group none
+/// of whose tests failed held for those runs; one whose test failed did not.
+pub(super) fn record_held(state: &mut HuntState, round: u32, runs: u32) {
+    if round < 2 {
+        return;
+    }
+    let mut failed: Vec<&str> = Vec::new();
+    for t in state.tracked.iter().filter(|t| t.finding.round == round) {
+        match t.key.test() {
+            Some(x) => failed.push(x),
+            None => failed.extend(t.first.in_flight.iter().map(String::as_str)),
+        }
+    }
+    for g in &mut state.groups {
+        let members = g.members();
+        if members.iter().any(|m| failed.contains(&m.as_str())) {
+            g.held_runs = 0;
+        } else {
+            g.held_runs += runs;
+        }
+    }
+}
+
 /// Try, as a whole, each unit where several distinct tests failed in round `round` that no
 /// group holds yet. Returns whether a unit was tried.
 pub(super) fn widen_from_failures(
@@ -188,6 +211,7 @@ pub(super) fn widen(session: &mut Session<'_>, state: &mut HuntState, round: u32
         );
         session.emit(HuntEvent::Note(&note));
         state.groups[gi].added.extend(added);
+        state.groups[gi].held_runs = 0;
         widened.push(unit.clone());
         state.groups[gi].unit = Some(unit);
         state.groups[gi].verified = false;
