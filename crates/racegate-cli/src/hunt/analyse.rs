@@ -304,16 +304,21 @@ fn analyse(
                 .filter(|t| users.contains(t))
                 .cloned()
                 .collect();
-            if suspects.len() >= 2 && suspects.len() < candidates.len() {
+            if suspects.len() >= 2 {
                 let runs_before = session.total_runs;
                 let out = probe.run(session, state, RunPurpose::Probe, &suspects, per_probe)?;
                 if out.reproduced {
                     let t = &mut state.tracked[idx];
+                    let others = candidates.len() - suspects.len();
                     t.finding.evidence.push(format!(
-                        "the {} users of fixture `{}` (the hung workers were blocked under it) reproduced it without the other {}: the set is all of them, not reduced further (each user leaks, so any few of them hang together)",
+                        "the {} users of fixture `{}` (the hung workers were blocked under it) reproduced it{}: the set is all of them, not reduced further (each user leaks, so any few of them hang together)",
                         suspects.len(),
                         leak.name,
-                        candidates.len() - suspects.len()
+                        if others > 0 {
+                            format!(" without the other {others}")
+                        } else {
+                            String::new()
+                        }
                     ));
                     t.finding.bisection = Some(BisectionReport {
                         candidates: candidates.len(),
