@@ -59,6 +59,8 @@ fn search_run_cap(n: usize) -> u32 {
 const SEARCH_TIME: Duration = Duration::from_secs(30);
 /// …up to this many times its cap.
 const SEARCH_CAP_STRETCH: u32 = 10;
+/// A run this short is cheap: member checks then take `--max-runs-per-probe` runs each.
+const CHEAP_RUN: Duration = Duration::from_secs(1);
 
 /// What repeated runs of one set showed for one finding.
 #[derive(Debug, Clone, Copy, Default)]
@@ -67,6 +69,8 @@ struct ProbeOutcome {
     runs: u32,
     clean: u32,
     other: u32,
+    /// Time its runs took, as the executor measured them.
+    elapsed: Duration,
 }
 
 /// Everything one probe needs besides the set.
@@ -116,8 +120,9 @@ impl Probe<'_> {
         let runner = session.runner;
         // Inconclusive runs get two more chances in all, not unbounded ones.
         while out.clean < clean_runs && out.runs < clean_runs + 2 {
-            let (obs, _) = session.run(purpose, &plan, false)?;
+            let (obs, executions) = session.run(purpose, &plan, false)?;
             out.runs += 1;
+            out.elapsed += executions.iter().map(|e| e.elapsed).sum::<Duration>();
             for f in obs.failures.iter().filter(|f| !f.key.same(self.key)) {
                 state.record_side_failure(f, self.round, jobs);
             }
@@ -484,6 +489,7 @@ fn analyse(
         };
         // Cheap runs buy a rare set more of them, as in the search.
         let confirm_started = Instant::now();
+        let mut confirm_time = (0u32, Duration::ZERO);
         let cheap =
             |runs: u32| confirm_started.elapsed() < SEARCH_TIME && runs < most * SEARCH_CAP_STRETCH;
         while rep.runs < confirm_runs
@@ -492,6 +498,7 @@ fn analyse(
         {
             let out = probe.run(session, state, RunPurpose::Confirm, &set, 1)?;
             rep.runs += 1;
+            confirm_time = (confirm_time.0 + out.runs, confirm_time.1 + out.elapsed);
             if out.reproduced {
                 rep.reproduced += 1;
             } else if out.other > 0 {
@@ -534,7 +541,15 @@ fn analyse(
         // a member kept on too few runs is an innocent test in the fix.
         let planning = r.low.max(0.01);
         let share = (1.0 - cfg.confidence) / members.len().max(1) as f64;
-        let per_member = runs_for_power(planning, 1.0 - share).min(cfg.max_runs_per_probe);
+        let mut per_member = runs_for_power(planning, 1.0 - share).min(cfg.max_runs_per_probe);
+        // A member whose removal only lowers the rate (a third test that makes a pair's
+        // failure likelier) passes a check planned for the set's own rate too easily. Where
+        // runs are cheap, each member gets the most runs a probe may have.
+        if let (made @ 1.., took) = confirm_time {
+            if took / made < CHEAP_RUN {
+                per_member = per_member.max(cfg.max_runs_per_probe);
+            }
+        }
         let mut checks = Vec::new();
         let mut dropped = None;
         for m in &members {

@@ -50,12 +50,14 @@ fn two_binaries() -> Vec<String> {
 #[test]
 fn a_crashing_pair_is_found_confirmed_minimal_serialized_and_verified() {
     let tests = two_binaries();
-    let suite = Suite::new(&refs(&tests)).rule(Rule::new(
+    let mut suite = Suite::new(&refs(&tests)).rule(Rule::new(
         &["bin_a m::t03", "bin_a m::t09"],
         Effect::Crash {
             message: "assertion: commit an already committed command buffer".into(),
         },
     ));
+    // Runs of 2 s: member checks are planned for the set's rate (cheap runs get more).
+    suite.run_time = Some(Duration::from_secs(2));
     let (r, s) = hunt(suite, &cfg(true));
     assert_eq!(r.verdict, HuntVerdict::RacesFound, "{:#?}", r.findings);
     assert!(!r.partial);
@@ -102,6 +104,26 @@ fn a_crashing_pair_is_found_confirmed_minimal_serialized_and_verified() {
     assert_eq!(v.rate_after.k, 0);
     assert_eq!(v.rate_before.k, 3);
     assert!(v.power >= 0.95, "{v:?}");
+}
+
+#[test]
+fn where_runs_are_cheap_each_member_gets_the_most_runs_a_probe_may_have() {
+    // The pair of the test above with runs of 20 ms: a member whose removal only lowered
+    // the rate would pass 5 runs planned for the set's 54% too easily; it gets 20.
+    let tests = two_binaries();
+    let suite = Suite::new(&refs(&tests)).rule(Rule::new(
+        &["bin_a m::t03", "bin_a m::t09"],
+        fail("bin_a m::t09", "stream clobbered"),
+    ));
+    let c = cfg(true);
+    let (r, _) = hunt(suite, &c);
+    assert_eq!(r.verdict, HuntVerdict::RacesFound, "{:#?}", r.findings);
+    let m = r.findings[0].minimality.as_ref().unwrap();
+    assert!(m.minimal);
+    assert!(
+        m.members.iter().all(|x| x.runs == c.max_runs_per_probe),
+        "{m:?}"
+    );
 }
 
 #[test]

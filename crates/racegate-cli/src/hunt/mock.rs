@@ -66,6 +66,8 @@ pub struct Suite {
     chances: HashMap<usize, u32>,
     /// Every plan run: (tests, jobs, groups).
     pub log: Vec<(Vec<String>, u32, Vec<Vec<String>>)>,
+    /// What each run reports it took (20 ms unless set).
+    pub run_time: Option<Duration>,
 }
 
 impl Suite {
@@ -162,7 +164,7 @@ impl Suite {
             progress: vec![Duration::from_millis(10), Duration::from_millis(20)],
             stacks: Vec::new(),
             native_crashes: Vec::new(),
-            elapsed: Duration::from_millis(20),
+            elapsed: self.run_time.unwrap_or(Duration::from_millis(20)),
         }
     }
 }
