@@ -315,6 +315,16 @@ impl HuntState {
                 }
                 merged.unit = merged.unit.or(g.unit);
                 merged.fixture = merged.fixture.or(g.fixture);
+                for t in g.seen_failing {
+                    if !merged.seen_failing.contains(&t) {
+                        merged.seen_failing.push(t);
+                    }
+                }
+                if !changed {
+                    // The set was already in it: the group is the same one.
+                    merged.verified = g.verified;
+                    merged.held_runs = g.held_runs;
+                }
             } else {
                 keep.push(g);
             }
@@ -358,6 +368,11 @@ impl HuntState {
             g.fixture = g.fixture.take().or(other.fixture);
             g.verified &= other.verified;
             g.held_runs = 0;
+            for t in other.seen_failing {
+                if !g.seen_failing.contains(&t) {
+                    g.seen_failing.push(t);
+                }
+            }
             g.measured.sort_by_key(|t| order(&self.tests, t));
             g.added.sort_by_key(|t| order(&self.tests, t));
         }
