@@ -6,8 +6,9 @@
 //! Two ways in:
 //! - from **sets**: a group's measured members and this round's failing tests are at least
 //!   [`UNIT_THRESHOLD`] of a unit and at least [`UNIT_SHARE`] of it ([`widen`]);
-//! - from **failures** alone: several distinct tests of one unit failed in a round and none of
-//!   them is in a group yet ([`widen_from_failures`]). In a dense suite each test fails rarely,
+//! - from **failures** alone: several distinct tests of one unit failed in a round (in any
+//!   round so far, for a unit of at most [`SMALL_UNIT`] tests) and none of them is in a group
+//!   yet ([`widen_from_failures`]). In a dense suite each test fails rarely,
 //!   so few of its findings can be bisected, while the unit they share shows at once; their
 //!   findings wait for the next round, where, with the unit serialized, most do not show.
 
@@ -20,6 +21,9 @@ use super::state::{Group, HuntState};
 pub const UNIT_THRESHOLD: usize = 3;
 /// …and the share of its tests they must be ("many tests of one module").
 pub const UNIT_SHARE: f64 = 0.5;
+/// A unit this small counts, toward [`UNIT_THRESHOLD`], its tests that failed in any round,
+/// not only in this one (a class of a few tests sharing one file).
+pub const SMALL_UNIT: usize = 8;
 
 /// After the suite runs of round `round` (`runs` of them, every group applied): a group none
 /// of whose tests failed held for those runs; one whose test failed did not.
@@ -84,9 +88,32 @@ pub(super) fn widen_from_failures(
             None => by_unit.push((u, vec![t.clone()])),
         }
     }
+    // A small class or module also counts its tests that failed in earlier rounds: in a
+    // suite whose tests each fail rarely, its failures seldom meet in one round.
+    let mut earlier: Vec<&str> = Vec::new();
+    for t in state.tracked.iter().filter(|t| t.finding.round < round) {
+        let innocent = !matches!(
+            t.finding.classification,
+            Classification::Broken | Classification::Flaky | Classification::OrderDependent
+        );
+        if let Some(x) = t.key.test() {
+            if innocent && !grouped.iter().any(|g| g == x) && !excluded.iter().any(|e| e == x) {
+                earlier.push(x);
+            }
+        }
+    }
     let in_unit = |t: &String, u: &str| runner.units(t).iter().any(|x| x == u);
     let mut tried = false;
-    for (unit, seen) in by_unit {
+    for (unit, mut seen) in by_unit {
+        let size = state.tests.iter().filter(|t| in_unit(t, &unit)).count();
+        if size <= SMALL_UNIT {
+            for x in &earlier {
+                let x = x.to_string();
+                if in_unit(&x, &unit) && !seen.contains(&x) {
+                    seen.push(x);
+                }
+            }
+        }
         let whole: Vec<String> = state
             .tests
             .iter()
@@ -100,7 +127,7 @@ pub(super) fn widen_from_failures(
             continue;
         }
         let note = format!(
-            "{} tests of `{unit}` failed in round {round} (none in a group yet): trying the whole of it ({} tests) as one group; it stays only if a round runs clean with it",
+            "{} tests of `{unit}` failed by round {round} (none in a group yet): trying the whole of it ({} tests) as one group; it stays only if a round runs clean with it",
             seen.len(),
             whole.len()
         );
