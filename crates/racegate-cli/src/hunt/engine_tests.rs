@@ -476,6 +476,60 @@ fn a_module_whose_tests_each_fail_rarely_is_tried_whole_from_its_failures_and_ke
 }
 
 #[test]
+fn a_small_class_counts_its_failures_over_the_rounds() {
+    // The rare, dense `cfg` module keeps the rounds going; the 5 tests of `small` share one
+    // file, and each pair of them fails only now and then, so their failures seldom meet in
+    // one round.
+    let cfgs = names("bin cfg::t", 12);
+    let small = names("bin small::s", 5);
+    let mut tests = cfgs.clone();
+    tests.extend(small.clone());
+    tests.extend(names("bin other::x", 4));
+    let mut suite = Suite::new(&refs(&tests));
+    for (i, a) in cfgs.iter().enumerate() {
+        for (j, b) in cfgs.iter().enumerate().skip(i + 1) {
+            let mut rule = Rule::new(&[a, b], fail(b, "CI_NAME was not what it set"));
+            rule.every = 3 + ((i + j) % 5) as u32;
+            suite = suite.rule(rule);
+        }
+    }
+    for (a, b, first) in [(0, 1, 2), (2, 3, 5), (2, 4, 6)] {
+        let mut rule = Rule::new(
+            &[&small[a], &small[b]],
+            fail(&small[b], "database is locked"),
+        );
+        rule.every = 40;
+        rule.first = first;
+        suite = suite.rule(rule);
+    }
+    let (r, _) = hunt(suite, &cfg(true));
+    assert_eq!(
+        r.verdict,
+        HuntVerdict::RacesFound,
+        "{:#?}\n{:?}",
+        r.groups,
+        r.notes
+    );
+    let g = r
+        .groups
+        .iter()
+        .find(|g| g.group.tests.iter().any(|t| t.starts_with("bin small::")))
+        .expect("the small class is in the fix");
+    let mut members = g.group.tests.clone();
+    members.sort();
+    assert_eq!(members, small);
+    assert!(g.verified);
+    // One of them failed in round 1, two in round 2: tried in round 2.
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n.starts_with("3 tests of `bin small` failed by round 2")),
+        "{:?}",
+        r.notes
+    );
+}
+
+#[test]
 fn a_unit_that_held_is_kept_unverified_when_failures_elsewhere_remain() {
     // The rare, dense `cfg` module of the test above, and a pair in `io` that no
     // serialization stops (it races with something outside the suite): no round runs clean.

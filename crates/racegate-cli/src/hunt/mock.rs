@@ -34,6 +34,8 @@ pub struct Rule {
     pub effect: Effect,
     pub min_jobs: u32,
     pub every: u32,
+    /// The chance it first fires on (1-based; 1 unless set).
+    pub first: u32,
     /// Whether the serialization prevents it (false: a conflict the groups cannot stop).
     pub respects_groups: bool,
 }
@@ -45,6 +47,7 @@ impl Rule {
             effect,
             min_jobs: 2,
             every: 1,
+            first: 1,
             respects_groups: true,
         }
     }
@@ -99,7 +102,7 @@ impl Suite {
             if present && overlap {
                 let n = self.chances.entry(i).or_insert(0);
                 *n += 1;
-                if (*n - 1) % r.every.max(1) == 0 {
+                if *n >= r.first.max(1) && (*n - r.first.max(1)) % r.every.max(1) == 0 {
                     fired.push(r.effect.clone());
                 }
             }
