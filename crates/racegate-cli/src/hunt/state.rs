@@ -410,6 +410,19 @@ impl HuntState {
         }
     }
 
+    /// The median time of a parallel run of the whole suite so far.
+    pub fn typical_run(&self) -> Option<std::time::Duration> {
+        let mut v: Vec<u64> = self
+            .suite_runs
+            .iter()
+            .filter(|r| r.round >= 1)
+            .map(|r| r.elapsed_ms)
+            .collect();
+        v.sort_unstable();
+        v.get(v.len() / 2)
+            .map(|ms| std::time::Duration::from_millis(*ms))
+    }
+
     /// The lowest per-run rate among the findings the groups fix (races, and findings whose
     /// tests the groups cover).
     pub fn lowest_race_rate(&self) -> Option<f64> {
