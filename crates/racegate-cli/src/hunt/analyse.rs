@@ -550,9 +550,19 @@ fn analyse(
         // A member whose removal only lowers the rate (a third test that makes a pair's
         // failure likelier) passes a check planned for the set's own rate too easily. Where
         // runs are cheap, each member gets the most runs a probe may have.
+        // A rare set's members need more than that: where runs are cheap, they get up to
+        // what its rate needs, within SEARCH_TIME for all of them (at most 10x the cap).
         if let (made @ 1.., took) = confirm_time {
-            if took / made < CHEAP_RUN {
-                per_member = per_member.max(cfg.max_runs_per_probe);
+            let mean = took / made;
+            if mean < CHEAP_RUN {
+                let needed = runs_for_power(planning, 1.0 - share);
+                let affordable = (SEARCH_TIME.as_secs_f64()
+                    / mean.as_secs_f64().max(1e-3)
+                    / members.len().max(1) as f64) as u32;
+                per_member = needed
+                    .min(affordable)
+                    .min(cfg.max_runs_per_probe * SEARCH_CAP_STRETCH)
+                    .max(cfg.max_runs_per_probe);
             }
         }
         let mut checks = Vec::new();
