@@ -59,7 +59,9 @@ fn search_run_cap(n: usize) -> u32 {
 const SEARCH_TIME: Duration = Duration::from_secs(30);
 /// …up to this many times its cap.
 const SEARCH_CAP_STRETCH: u32 = 10;
-/// A run this short is cheap: member checks then take `--max-runs-per-probe` runs each.
+/// A run this short is cheap: a probe then takes `--max-runs-per-probe` runs before it calls a
+/// set clean, each member of a set gets at least that many checks (a rare set's, what its
+/// rate needs), and a round that changed nothing runs once more ([`super::converge`]).
 pub(super) const CHEAP_RUN: Duration = Duration::from_secs(1);
 
 /// What repeated runs of one set showed for one finding.
