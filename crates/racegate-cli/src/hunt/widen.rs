@@ -1,7 +1,8 @@
 //! Widening: when many tests of one module or class conflict, the whole module or class is
 //! tried as one group — tentatively. The suite then runs again with it applied; a round that
 //! runs clean verifies it, a conflict found inside it drops it (back to the measured sets),
-//! and so does a hunt that ends without a clean round.
+//! and so does a hunt that ends without a clean round — unless none of its own tests failed
+//! while it was applied ([`record_held`]): then it is kept, marked unverified.
 //!
 //! Two ways in:
 //! - from **sets**: a group's measured members and this round's failing tests are at least
