@@ -5,7 +5,6 @@
 //! the outer `cargo test` may hold). cargo-nextest is provisioned by the tests themselves
 //! (`common/tools.rs`) when the machine lacks it.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use assert_cmd::Command;
@@ -15,12 +14,7 @@ use serde_json::Value;
 #[allow(dead_code)]
 mod tools;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
+use tools::workspace as root;
 
 fn manifest(fixture: &str) -> String {
     root()
@@ -32,11 +26,7 @@ fn manifest(fixture: &str) -> String {
 }
 
 fn racegate() -> Command {
-    let mut cmd = Command::cargo_bin("racegate").unwrap();
-    cmd.env("CARGO_TARGET_DIR", root().join("target/fixtures"))
-        .env_remove("RUSTFLAGS")
-        .timeout(Duration::from_secs(420));
-    cmd
+    tools::racegate_on_rust_fixtures(Duration::from_secs(420))
 }
 
 fn report(path: &std::path::Path) -> Value {

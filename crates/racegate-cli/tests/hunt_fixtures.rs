@@ -15,23 +15,14 @@ use serde_json::Value;
 #[allow(dead_code)]
 mod tools;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
+use tools::workspace as root;
 
 fn fixture(name: &str) -> PathBuf {
     root().join("fixtures").join(name)
 }
 
 fn racegate() -> Command {
-    let mut cmd = Command::cargo_bin("racegate").unwrap();
-    cmd.env("CARGO_TARGET_DIR", root().join("target/fixtures"))
-        .env_remove("RUSTFLAGS")
-        .timeout(Duration::from_secs(600));
-    cmd
+    tools::racegate_on_rust_fixtures(Duration::from_secs(600))
 }
 
 fn report(path: &Path) -> Value {

@@ -46,11 +46,23 @@ impl Tools {
     }
 }
 
-fn workspace() -> PathBuf {
+/// The workspace root.
+pub fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
         .canonicalize()
         .expect("workspace root")
+}
+
+/// The real `racegate` binary, set up to hunt the Rust fixtures: they build into
+/// `target/fixtures` (not the workspace's own target dir, whose lock the outer `cargo test`
+/// may hold), without the outer build's RUSTFLAGS, bounded by `timeout`.
+pub fn racegate_on_rust_fixtures(timeout: std::time::Duration) -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::cargo_bin("racegate").unwrap();
+    cmd.env("CARGO_TARGET_DIR", workspace().join("target/fixtures"))
+        .env_remove("RUSTFLAGS")
+        .timeout(timeout);
+    cmd
 }
 
 /// Hold an exclusive lock on `target/<name>.lock` while `f` runs.
