@@ -40,6 +40,32 @@ fn fail(victim: &str, message: &str) -> Effect {
     }
 }
 
+/// Every pair of `tests` conflicts: together, the later one fails with `message`, on every
+/// `every(i, j)`-th chance.
+fn every_pair_conflicts(
+    mut suite: Suite,
+    tests: &[String],
+    message: &str,
+    every: impl Fn(usize, usize) -> u32,
+) -> Suite {
+    for (i, a) in tests.iter().enumerate() {
+        for (j, b) in tests.iter().enumerate().skip(i + 1) {
+            let mut rule = Rule::new(&[a, b], fail(b, message));
+            rule.every = every(i, j);
+            suite = suite.rule(rule);
+        }
+    }
+    suite
+}
+
+/// A dense module whose tests each fail rarely: every pair of `tests` conflicts, but only on
+/// every 3rd to 7th chance.
+fn rarely_clobbering_each_other(suite: Suite, tests: &[String]) -> Suite {
+    every_pair_conflicts(suite, tests, "CI_NAME was not what it set", |i, j| {
+        3 + ((i + j) % 5) as u32
+    })
+}
+
 /// Two binaries of 12 tests; `bin_a m::t03` and `bin_a m::t09` abort their binary together.
 fn two_binaries() -> Vec<String> {
     let mut t = names("bin_a m::t", 12);
@@ -224,11 +250,7 @@ fn dense_conflicts_converge_to_one_group_per_test() {
     let mut tests = env.clone();
     tests.extend(names("bin other::x", 8));
     let mut suite = Suite::new(&refs(&tests));
-    for (i, a) in env.iter().enumerate() {
-        for b in &env[i + 1..] {
-            suite = suite.rule(Rule::new(&[a, b], fail(b, "env var clobbered")));
-        }
-    }
+    suite = every_pair_conflicts(suite, &env, "env var clobbered", |_, _| 1);
     let mut c = cfg(true);
     c.runs = 2;
     let (r, _) = hunt(suite, &c);
@@ -433,14 +455,7 @@ fn a_module_whose_tests_each_fail_rarely_is_tried_whole_from_its_failures_and_ke
     let cfgs = names("bin cfg::t", 12);
     let mut tests = cfgs.clone();
     tests.extend(names("bin other::x", 6));
-    let mut suite = Suite::new(&refs(&tests));
-    for (i, a) in cfgs.iter().enumerate() {
-        for (j, b) in cfgs.iter().enumerate().skip(i + 1) {
-            let mut rule = Rule::new(&[a, b], fail(b, "CI_NAME was not what it set"));
-            rule.every = 3 + ((i + j) % 5) as u32;
-            suite = suite.rule(rule);
-        }
-    }
+    let suite = rarely_clobbering_each_other(Suite::new(&refs(&tests)), &cfgs);
     let (r, s) = hunt(suite, &cfg(true));
     assert_eq!(
         r.verdict,
@@ -485,14 +500,7 @@ fn a_small_class_counts_its_failures_over_the_rounds() {
     let mut tests = cfgs.clone();
     tests.extend(small.clone());
     tests.extend(names("bin other::x", 4));
-    let mut suite = Suite::new(&refs(&tests));
-    for (i, a) in cfgs.iter().enumerate() {
-        for (j, b) in cfgs.iter().enumerate().skip(i + 1) {
-            let mut rule = Rule::new(&[a, b], fail(b, "CI_NAME was not what it set"));
-            rule.every = 3 + ((i + j) % 5) as u32;
-            suite = suite.rule(rule);
-        }
-    }
+    let mut suite = rarely_clobbering_each_other(Suite::new(&refs(&tests)), &cfgs);
     for (a, b, first) in [(0, 1, 2), (2, 3, 5), (2, 4, 6)] {
         let mut rule = Rule::new(
             &[&small[a], &small[b]],
@@ -536,14 +544,7 @@ fn a_unit_that_held_is_kept_unverified_when_failures_elsewhere_remain() {
     let cfgs = names("bin cfg::t", 12);
     let mut tests = cfgs.clone();
     tests.extend(names("bin io::x", 4));
-    let mut suite = Suite::new(&refs(&tests));
-    for (i, a) in cfgs.iter().enumerate() {
-        for (j, b) in cfgs.iter().enumerate().skip(i + 1) {
-            let mut rule = Rule::new(&[a, b], fail(b, "CI_NAME was not what it set"));
-            rule.every = 3 + ((i + j) % 5) as u32;
-            suite = suite.rule(rule);
-        }
-    }
+    let mut suite = rarely_clobbering_each_other(Suite::new(&refs(&tests)), &cfgs);
     let mut io = Rule::new(
         &["bin io::x00", "bin io::x01"],
         fail("bin io::x01", "port taken"),
