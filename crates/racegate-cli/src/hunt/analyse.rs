@@ -4,7 +4,9 @@
 //!    way there makes it *broken*, not a race.
 //! 2. **Known sets.** A set found for another finding of this round is tried first (two tests
 //!    racing for one resource fail in turn, one finding each).
-//! 3. **Bisection** ([`bisect`](super::bisect)) over the candidates — the tests of the failing
+//! 3. **Writers of one file.** When the failing test wrote a fixed file that other candidates
+//!    wrote too (in the serial run), those writers are probed first; if they reproduce it, the
+//!    set is all of them. Otherwise **bisection** ([`bisect`](super::bisect)) over the candidates — the tests of the failing
 //!    process that had started by the time it failed — always holding the failing test.
 //! 4. **Confirmation.** The final set alone, K runs: its rate, with a 95% interval. A set that
 //!    never reproduces is *unresolved*, never a race.
@@ -19,7 +21,7 @@ use super::bisect::{bisect_with, probe_limit, runs_per_probe};
 use super::events::{HuntEvent, Phase, RunPurpose};
 use super::model::{FailureKey, Subject, Verdict};
 use super::report::{
-    BisectionReport, Classification, FoundIn, MemberCheck, Minimality, Reproduction,
+    BisectionReport, Classification, FoundIn, MemberCheck, Minimality, Reproduction, StandIn,
 };
 use super::runner::RunPlan;
 use super::session::{Session, Stop};
@@ -45,6 +47,10 @@ const MAX_SIDE_FINDINGS: usize = 20;
 /// The largest set whose members are each checked for necessity; a search that ends larger
 /// did not narrow the failure down.
 const MAX_CHECKED_SET: usize = 8;
+
+/// The most writers of one file tried as a set: more is a file every test touches (a log),
+/// which says nothing about this failure.
+const MAX_WRITERS: usize = 16;
 
 /// Runs one search over `n` candidates may spend: twelve per probe of a pair's search
 /// (`2·ceil(log2 n) + 2` probes, `12·(ceil(log2 n) + 1)` runs)…
@@ -82,6 +88,8 @@ struct Probe<'k> {
     beside: Option<String>,
     jobs: u32,
     round: u32,
+    /// Whether the groups in force are applied (all but a join probe's runs).
+    serialize: bool,
 }
 
 impl Probe<'_> {
@@ -97,7 +105,11 @@ impl Probe<'_> {
     ) -> Result<ProbeOutcome, Stop> {
         let mut tests = tests.to_vec();
         tests.sort_by_key(|t| state.tests.iter().position(|x| x == t));
-        let groups = state.probe_serialization(self.round, self.beside.as_deref());
+        let groups = if self.serialize {
+            state.probe_serialization(self.round, self.beside.as_deref())
+        } else {
+            Vec::new()
+        };
         let rotation = self
             .beside
             .as_ref()
@@ -229,6 +241,7 @@ fn analyse(
         beside: culprit.clone(),
         jobs,
         round,
+        serialize: true,
     };
 
     // 1. Alone.
@@ -303,7 +316,8 @@ fn analyse(
     // users of that fixture are the suspects. When they hang without the others, the set is
     // all of them, not a bisected few: every user leaves work behind, so any few of them hang
     // together, and a "minimal" three would name three of six equally guilty tests.
-    let mut leak_users = false;
+    // Why the set is taken whole rather than reduced member by member, if it is.
+    let mut unreduced: Option<String> = None;
     if set.is_none() && key.kind == super::model::FailureKind::Hang {
         let leak = super::emit::leaking_fixtures(&state.tracked[idx].finding.stacks)
             .into_iter()
@@ -341,16 +355,61 @@ fn analyse(
                         minimal: false,
                         inconclusive_probes: out.other as usize,
                         fixture_users_of: Some(leak.name.clone()),
+                        writers_of: Vec::new(),
                     });
                     prior = Some(out);
-                    leak_users = true;
+                    unreduced = Some("they share the leaking fixture".into());
                     set = Some(suspects);
                 }
             }
         }
     }
 
-    // 3b. Bisection.
+    // 3b. A failing test that writes a fixed file other candidates write too (as the serial
+    // run saw): those writers are the suspects. When they reproduce it without the others, the
+    // set is all of them, not a bisected few: any two writers of one fixed file can collide,
+    // and a rare failure leaves member checks too few runs to tell them apart.
+    if set.is_none() {
+        if let Some(test) = key.test() {
+            let candidates = state.tracked[idx].candidates.clone();
+            let (paths, writers) = state.co_writers(test, &candidates);
+            if writers.len() >= 2 && writers.len() <= MAX_WRITERS {
+                let runs_before = session.total_runs;
+                let out = probe.run(session, state, RunPurpose::Probe, &writers, per_probe)?;
+                if out.reproduced {
+                    let t = &mut state.tracked[idx];
+                    let others = candidates.len().saturating_sub(writers.len());
+                    let files: Vec<String> = paths.iter().map(|p| format!("`{p}`")).collect();
+                    t.finding.evidence.push(format!(
+                        "the {} tests that write {} (as the serial run saw) reproduced it{}: the set is all of them, not reduced further (any two writers of one fixed file can collide)",
+                        writers.len(),
+                        files.join(", "),
+                        if others > 0 {
+                            format!(" without the other {others}")
+                        } else {
+                            String::new()
+                        }
+                    ));
+                    t.finding.bisection = Some(BisectionReport {
+                        candidates: candidates.len(),
+                        probes: 1,
+                        runs_per_probe: per_probe,
+                        runs: session.total_runs - runs_before,
+                        confidence: cfg.confidence,
+                        minimal: false,
+                        inconclusive_probes: out.other as usize,
+                        fixture_users_of: None,
+                        writers_of: paths.clone(),
+                    });
+                    prior = Some(out);
+                    unreduced = Some(format!("they all write {}", files.join(", ")));
+                    set = Some(writers);
+                }
+            }
+        }
+    }
+
+    // 3c. Bisection.
     let mut set = match set {
         Some(s) => s,
         None => {
@@ -372,6 +431,9 @@ fn analyse(
             let all: Vec<String> = fixed.iter().chain(rest.iter()).cloned().collect();
             let first = probe.run(session, state, RunPurpose::Probe, &all, per_probe)?;
             if !first.reproduced {
+                if join_group(session, state, &probe, idx, &all, per_probe)? {
+                    return Ok(());
+                }
                 let t = &mut state.tracked[idx];
                 t.finding.conflict_set = all;
                 t.finding.classification = Classification::Unresolved;
@@ -428,6 +490,7 @@ fn analyse(
                 minimal: result.minimal && stop.is_none() && !truncated,
                 inconclusive_probes: inconclusive,
                 fixture_users_of: None,
+                writers_of: Vec::new(),
             });
             t.finding.conflict_set = result.conflict_set.clone();
             if let Some(s) = stop {
@@ -440,6 +503,7 @@ fn analyse(
                 ));
             }
             if result.conflict_set.len() > MAX_CHECKED_SET {
+                t.unnarrowed = true;
                 t.finding.classification = Classification::Unresolved;
                 t.finding.evidence.push(format!(
                     "could not be narrowed below {} tests: not shown to be a race, not in the fix",
@@ -482,7 +546,7 @@ fn analyse(
             .iter()
             .filter(|t| Some(*t) != trivially_needed.as_ref())
             .count();
-        let worth = if leak_users {
+        let worth = if unreduced.is_some() {
             0
         } else {
             super::stats::confirm_runs_for_members(
@@ -536,7 +600,7 @@ fn analyse(
             t.done = true;
             return Ok(());
         }
-        if leak_users {
+        if unreduced.is_some() {
             break;
         }
         let members: Vec<String> = set
@@ -612,14 +676,54 @@ fn analyse(
                 cfg.confidence * 100.0
             ));
         }
+        // A member may take part only by running (a third test that shifts a pair's timing):
+        // where runs are cheap, each member of a set of three or more is replaced by a test
+        // implicated in nothing, and one whose stand-in reproduces it too is a bystander.
+        let mut stand_ins = Vec::new();
+        let cheap_runs = confirm_time.0 > 0 && confirm_time.1 / confirm_time.0 < CHEAP_RUN;
+        if minimal && members.len() >= 2 && cheap_runs {
+            for m in &members {
+                let Some(other) = super::bystander::stand_in(state, session.runner, &set, m) else {
+                    continue;
+                };
+                let with: Vec<String> = set
+                    .iter()
+                    .map(|t| if t == m { other.clone() } else { t.clone() })
+                    .collect();
+                let out = probe.run(session, state, RunPurpose::Minimality, &with, per_member)?;
+                stand_ins.push(StandIn {
+                    test: m.clone(),
+                    replaced_by: other,
+                    runs: out.runs,
+                    reproduced: u32::from(out.reproduced),
+                });
+            }
+        }
         let t = &mut state.tracked[idx];
+        for b in stand_ins.iter().filter(|b| b.reproduced > 0) {
+            t.finding.evidence.push(format!(
+                "`{}` is a bystander: with `{}` in its place the rest of the set still failed ({} of {} runs); its part is only to be running, so it is left out of the set and the fix (the set's rate was measured with it)",
+                b.test, b.replaced_by, b.reproduced, b.runs
+            ));
+            set.retain(|x| *x != b.test);
+        }
         t.finding.minimality = Some(Minimality {
             members: checks,
-            failing_test: trivially_needed.filter(|c| set.contains(c)),
+            failing_test: trivially_needed.clone().filter(|c| set.contains(c)),
             planning_rate: planning,
             confidence,
             minimal,
+            stand_ins,
         });
+        if set.len() == 1 && trivially_needed.as_ref() == set.first() {
+            t.finding.conflict_set = set;
+            t.finding.classification = Classification::Unresolved;
+            t.finding.evidence.push(
+                "every other member was a bystander: it fails beside tests that share nothing with it, so no test is shown to conflict with it; not in the fix".into(),
+            );
+            t.done = true;
+            return Ok(());
+        }
         break;
     }
 
@@ -648,7 +752,10 @@ fn analyse(
                 m.confidence * 100.0,
                 m.planning_rate * 100.0
             ),
-            _ if leak_users => "its members were not checked one by one: they share the leaking fixture".into(),
+            _ if unreduced.is_some() => format!(
+                "its members were not checked one by one: {}",
+                unreduced.as_deref().unwrap_or_default()
+            ),
             _ => "not every member could be shown necessary".into(),
         }
     ));
@@ -661,6 +768,75 @@ fn analyse(
     }
     t.done = true;
     Ok(())
+}
+
+/// A failure seen with the groups applied that its candidates, under the same groups, did
+/// not bring back: its partner is likely a group member, kept from it there by the
+/// serialization (a test that clears the environment beside a module of tests that set it).
+/// Its test and the group's members among its candidates are run unserialized; if it comes
+/// back, the test joins that group, tentatively — kept only if a round then runs clean.
+/// Returns whether it joined.
+fn join_group(
+    session: &mut Session<'_>,
+    state: &mut HuntState,
+    probe: &Probe<'_>,
+    idx: usize,
+    candidates: &[String],
+    runs: u32,
+) -> Result<bool, Stop> {
+    let Some(test) = probe.key.test().map(str::to_string) else {
+        return Ok(false);
+    };
+    if probe.round < 2 || state.groups.iter().any(|g| g.members().contains(&test)) {
+        return Ok(false);
+    }
+    // The group most of its candidates are in.
+    let best = state
+        .groups
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            let inside: Vec<String> = g
+                .members()
+                .into_iter()
+                .filter(|t| candidates.contains(t))
+                .collect();
+            (i, inside)
+        })
+        .filter(|(_, inside)| !inside.is_empty())
+        .max_by_key(|(i, inside)| (inside.len(), std::cmp::Reverse(*i)));
+    let Some((gi, inside)) = best else {
+        return Ok(false);
+    };
+    let mut set = vec![test.clone()];
+    set.extend(inside);
+    let unserialized = Probe {
+        key: probe.key,
+        beside: None,
+        jobs: probe.jobs,
+        round: probe.round,
+        serialize: false,
+    };
+    let out = unserialized.run(session, state, RunPurpose::Probe, &set, runs)?;
+    if !out.reproduced {
+        return Ok(false);
+    }
+    let g = &mut state.groups[gi];
+    g.joined.push(test.clone());
+    g.verified = false;
+    g.held_runs = 0;
+    state.joined_since = true;
+    let t = &mut state.tracked[idx];
+    t.joined = true;
+    t.finding.conflict_set = set.clone();
+    t.finding.evidence.push(format!(
+        "did not come back among its {} candidates with the groups applied; among the {} tests of a group it shares a process with, unserialized, it did (within {} runs): it joins that group, tentatively (kept only if a round then runs clean)",
+        candidates.len(),
+        set.len() - 1,
+        out.runs
+    ));
+    t.done = true;
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -39,7 +39,21 @@ pub fn conclude(session: &Session<'_>, mut state: HuntState, stop: Option<&Stop>
     let raw: Vec<Vec<String>> = state.groups.iter().map(|g| g.members()).collect();
     let units = |t: &str| runner.units(t);
     let short = |u: &str| runner.unit_name(u);
-    let preferred: Vec<Option<String>> = state.groups.iter().map(|g| g.fixture.clone()).collect();
+    // A leaking fixture's users are named after it, a fixed file's writers after the file.
+    let preferred: Vec<Option<String>> = state
+        .groups
+        .iter()
+        .map(|g| {
+            g.fixture.clone().or_else(|| {
+                g.file.as_deref().map(|f| {
+                    let name = std::path::Path::new(f)
+                        .file_name()
+                        .map_or(f.into(), |n| n.to_string_lossy());
+                    name.split('.').next().unwrap_or_default().to_string()
+                })
+            })
+        })
+        .collect();
     let named: Vec<FixGroup> = emit::name_groups_as(&raw, &preferred, &units, &short);
     let groups: Vec<GroupReport> = state
         .groups
@@ -57,6 +71,7 @@ pub fn conclude(session: &Session<'_>, mut state: HuntState, stop: Option<&Stop>
             measured: g.measured.clone(),
             verified: g.verified,
             seen_failing: g.seen_failing.clone(),
+            joined: g.joined.clone(),
             held_runs: (!g.verified && g.held_runs > 0).then_some(g.held_runs),
         })
         .collect();

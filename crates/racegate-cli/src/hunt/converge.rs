@@ -48,6 +48,7 @@ pub fn rounds(session: &mut Session<'_>, state: &mut HuntState) -> Result<(), St
                     break;
                 }
             };
+            changed |= std::mem::take(&mut state.joined_since);
             match update_groups(session, state, round) {
                 Ok(c) => changed |= c,
                 Err(e) => {
@@ -62,6 +63,7 @@ pub fn rounds(session: &mut Session<'_>, state: &mut HuntState) -> Result<(), St
         if let Some(e) = stopped {
             break Err(e);
         }
+        changed |= widen::widen_from_unnarrowed(session, state);
         widen::check_widenings(state, round);
         if !changed {
             // A failure that bridges two groups can be rare enough that its probes missed
@@ -94,8 +96,8 @@ pub fn rounds(session: &mut Session<'_>, state: &mut HuntState) -> Result<(), St
         widen::widen(session, state, round);
         round += 1;
     };
-    // Findings left for a later round that never showed again.
     let grouped: Vec<String> = state.groups.iter().flat_map(|g| g.members()).collect();
+    // Findings left for a later round that never showed again.
     for t in state.tracked.iter_mut().filter(|t| !t.done) {
         t.done = true;
         if state.converged && t.covered_by(&grouped) {
@@ -125,9 +127,31 @@ pub fn rounds(session: &mut Session<'_>, state: &mut HuntState) -> Result<(), St
                 g.unit = None;
                 g.seen_failing.clear();
             }
+            // So is a test that joined a group.
+            if !g.verified && g.held_runs == 0 {
+                g.joined.clear();
+            }
         }
         // A unit tried from failures alone has no measured members left.
         state.groups.retain(|g| !g.members().is_empty());
+    }
+    // A failure no search could narrow, gone once its unit was serialized; a test that
+    // joined a group, gone with it (a clean round, or the group held while failures were
+    // left elsewhere).
+    let grouped: Vec<String> = state.groups.iter().flat_map(|g| g.members()).collect();
+    for t in state
+        .tracked
+        .iter_mut()
+        .filter(|t| t.unnarrowed || t.joined)
+    {
+        if t.finding.classification == Classification::Unresolved && t.covered_by(&grouped) {
+            t.finding.classification = Classification::Covered;
+            t.finding.evidence.push(if t.joined {
+                "it stays in that group: with it there, none of the group's tests failed again; covered by the group, not a set of its own".into()
+            } else {
+                "its unit stays a group: with it applied, none of its tests failed again; covered by that group, not a set of its own".into()
+            });
+        }
     }
     result
 }
@@ -148,6 +172,21 @@ fn update_groups(
     for i in races {
         let set = state.tracked[i].finding.conflict_set.clone();
         changed |= state.merge_group(&set);
+        // All writers of one fixed file: the group is named after the file.
+        let file = state.tracked[i]
+            .finding
+            .bisection
+            .as_ref()
+            .and_then(|b| b.writers_of.first().cloned());
+        if let Some(file) = file {
+            if let Some(g) = state
+                .groups
+                .iter_mut()
+                .find(|g| g.members().iter().any(|t| set.contains(t)))
+            {
+                g.file = g.file.take().or(Some(file));
+            }
+        }
         // A hang under a leaking fixture: every user of it belongs in the group.
         if state.tracked[i].key.kind == FailureKind::Hang {
             let leak = emit::leaking_fixtures(&state.tracked[i].finding.stacks)

@@ -491,6 +491,160 @@ fn a_module_whose_tests_each_fail_rarely_is_tried_whole_from_its_failures_and_ke
 }
 
 #[test]
+fn a_third_test_that_only_needs_to_be_running_is_a_bystander_and_stays_out_of_the_fix() {
+    // `env::b` fails beside `env::a` only while some third test runs too: the search ends
+    // on a set of three, and removing the third stops it as surely as removing `env::a`.
+    // Put any uninvolved test in its place and it fails again: a bystander.
+    let mut tests = names("bin env::t", 2);
+    tests.extend(names("bin other::x", 6));
+    let mut rule = Rule::new(
+        &["bin env::t00", "bin env::t01"],
+        fail("bin env::t01", "CI was not set"),
+    );
+    rule.company = 1;
+    let (r, _) = hunt(Suite::new(&refs(&tests)).rule(rule), &cfg(true));
+    assert_eq!(r.verdict, HuntVerdict::RacesFound, "{:#?}", r.findings);
+    let f = r
+        .findings
+        .iter()
+        .find(|f| f.classification == Classification::Race)
+        .expect("the race");
+    assert_eq!(
+        f.conflict_set,
+        vec!["bin env::t00", "bin env::t01"],
+        "{f:#?}"
+    );
+    let m = f.minimality.as_ref().unwrap();
+    let b = m
+        .stand_ins
+        .iter()
+        .find(|b| b.reproduced > 0)
+        .unwrap_or_else(|| panic!("no bystander: {m:#?}"));
+    assert!(b.test.starts_with("bin other::"), "{b:?}");
+    assert!(b.replaced_by.starts_with("bin other::"), "{b:?}");
+    // A true party's stand-in does not reproduce it.
+    assert!(
+        m.stand_ins
+            .iter()
+            .any(|b| b.test == "bin env::t00" && b.reproduced == 0),
+        "{m:#?}"
+    );
+    assert_eq!(r.groups.len(), 1);
+    assert_eq!(
+        r.groups[0].group.tests,
+        vec!["bin env::t00", "bin env::t01"]
+    );
+    assert!(r.verify.as_ref().unwrap().passed, "{:#?}", r.verify);
+}
+
+#[test]
+fn a_failure_no_search_can_narrow_gets_its_files_tests_tried_whole() {
+    // An integration-test file of twelve tests at its crate root: `t09` fails only when nine
+    // of them run together, so no half of them reproduces it and the search cannot narrow it.
+    // The file's tests (its binary's root module) are tried as one group, and hold.
+    let tests = names("signals t", 12);
+    let needed: Vec<String> = tests[1..10].to_vec();
+    let rule = Rule::new(&refs(&needed), fail("signals t09", "toggle was cleared"));
+    let (r, s) = hunt(Suite::new(&refs(&tests)).rule(rule), &cfg(true));
+    assert_eq!(r.verdict, HuntVerdict::RacesFound, "{:#?}", r.findings);
+    let f = &r.findings[0];
+    assert_eq!(f.classification, Classification::Covered, "{f:#?}");
+    assert!(
+        f.evidence
+            .iter()
+            .any(|e| e.contains("could not be narrowed")),
+        "{f:#?}"
+    );
+    assert_eq!(r.groups.len(), 1, "{:#?}", r.groups);
+    let g = &r.groups[0];
+    assert_eq!(g.group.name, "signals");
+    assert_eq!(g.group.tests.len(), 12);
+    assert_eq!(g.origin, super::report::GroupOrigin::Unit);
+    assert!(g.verified);
+    assert!(r.verify.as_ref().unwrap().passed, "{:#?}", r.verify);
+    assert!(s
+        .log
+        .iter()
+        .any(|(_, _, groups)| groups.iter().any(|g| g.len() == 12)));
+}
+
+#[test]
+fn tests_writing_one_fixed_file_are_one_set_and_their_module_is_not_tried_whole() {
+    // Six of the twelve `db` tests write one fixed file (as the serial run saw), and every
+    // pair of them collides now and then; the other six write nothing. Several `db` tests fail
+    // in the first round, which alone would try the whole module; the writers are the set.
+    let db = names("bin db::t", 12);
+    let writers: Vec<String> = db[..6].to_vec();
+    let mut tests = db.clone();
+    tests.extend(names("bin other::x", 4));
+    let mut suite = rarely_clobbering_each_other(Suite::new(&refs(&tests)), &writers);
+    suite.writes = writers
+        .iter()
+        .map(|t| (t.clone(), vec!["/suite/data/ledger.db".to_string()]))
+        .collect();
+    let (r, _) = hunt(suite, &cfg(true));
+    assert_eq!(r.verdict, HuntVerdict::RacesFound, "{:#?}", r.findings);
+    assert_eq!(r.groups.len(), 1, "{:#?}", r.groups);
+    let g = &r.groups[0];
+    assert_eq!(g.group.tests, writers, "the writers, and no innocent");
+    assert_eq!(g.group.name, "ledger");
+    let f = r
+        .findings
+        .iter()
+        .find(|f| f.classification == Classification::Race)
+        .expect("a race");
+    let b = f.bisection.as_ref().unwrap();
+    assert_eq!(b.writers_of, vec!["/suite/data/ledger.db"]);
+    assert_eq!(b.probes, 1);
+    assert!(f.minimality.is_none());
+    assert!(r.verify.as_ref().unwrap().passed, "{:#?}", r.verify);
+}
+
+#[test]
+fn a_test_whose_partner_the_groups_hide_from_its_probes_joins_that_group() {
+    // Cargo-style serialization: of the `cfg` group only one member (a different one each
+    // run) runs beside the rest. `lib::get` fails beside `cfg::t01`: in the suite's runs
+    // whenever the rotation puts `t01` beside it, never in its probes (whose rotation holds
+    // the failing test's place), so no search can find its partner. Among `cfg`'s tests run
+    // unserialized it fails again: it joins the group, and the suite then runs clean.
+    let cfgs = names("bin cfg::t", 6);
+    let mut tests = cfgs.clone();
+    tests.push("bin lib::get".into());
+    tests.extend(names("bin other::x", 4));
+    let mut suite = every_pair_conflicts(Suite::new(&refs(&tests)), &cfgs, "CI unset", |_, _| 1)
+        .rule(Rule::new(
+            &["bin cfg::t01", "bin lib::get"],
+            fail("bin lib::get", "env was cleared"),
+        ));
+    suite.rotating = true;
+    let (r, _) = hunt(suite, &cfg(true));
+    assert_eq!(
+        r.verdict,
+        HuntVerdict::RacesFound,
+        "{:#?}\n{:?}",
+        r.findings,
+        r.notes
+    );
+    assert_eq!(r.groups.len(), 1, "{:#?}", r.groups);
+    let g = &r.groups[0];
+    assert_eq!(g.joined, vec!["bin lib::get"]);
+    let mut want = cfgs.clone();
+    want.push("bin lib::get".into());
+    let mut got = g.group.tests.clone();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+    assert!(g.verified);
+    let f = r
+        .findings
+        .iter()
+        .find(|f| f.test.as_deref() == Some("bin lib::get"))
+        .unwrap();
+    assert_eq!(f.classification, Classification::Covered, "{f:#?}");
+    assert!(r.verify.as_ref().unwrap().passed, "{:#?}", r.verify);
+}
+
+#[test]
 fn a_small_class_counts_its_failures_over_the_rounds() {
     // The rare, dense `cfg` module keeps the rounds going; the 5 tests of `small` share one
     // file, and each pair of them fails only now and then, so their failures seldom meet in

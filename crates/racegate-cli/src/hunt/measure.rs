@@ -36,6 +36,11 @@ pub fn measure(session: &mut Session<'_>, state: &mut HuntState) -> Result<(), S
     let t0 = std::time::Instant::now();
     let (obs, execs) = session.run(RunPurpose::Measure, &plan, true)?;
     let slowest = execs.iter().map(slowest_test).max().unwrap_or_default();
+    for ex in &execs {
+        state
+            .writes
+            .extend(session.runner.written_paths(&ex.output));
+    }
     let startup = execs
         .iter()
         .filter_map(Execution::startup)

@@ -38,6 +38,9 @@ pub struct Rule {
     pub first: u32,
     /// Whether the serialization prevents it (false: a conflict the groups cannot stop).
     pub respects_groups: bool,
+    /// Other tests of the run it also needs, whichever they are (a pair whose timing only
+    /// lines up with a third test running).
+    pub company: usize,
 }
 
 impl Rule {
@@ -49,6 +52,7 @@ impl Rule {
             every: 1,
             first: 1,
             respects_groups: true,
+            company: 0,
         }
     }
 }
@@ -71,6 +75,11 @@ pub struct Suite {
     pub log: Vec<(Vec<String>, u32, Vec<Vec<String>>)>,
     /// What each run reports it took (20 ms unless set).
     pub run_time: Option<Duration>,
+    /// Files each test writes, reported by the serial run of the whole suite.
+    pub writes: Vec<(String, Vec<String>)>,
+    /// Serialize as cargo test does: of each group only the member the run's rotation picks
+    /// runs beside the other tests; the rest run one at a time afterwards.
+    pub rotating: bool,
 }
 
 impl Suite {
@@ -86,13 +95,29 @@ impl Suite {
         self
     }
 
-    fn simulate(&mut self, tests: &[String], jobs: u32, groups: &[Vec<String>]) -> Execution {
+    fn simulate(
+        &mut self,
+        tests: &[String],
+        jobs: u32,
+        groups: &[Vec<String>],
+        rotation: usize,
+    ) -> Execution {
         self.log.push((tests.to_vec(), jobs, groups.to_vec()));
-        let together =
-            |a: &String, b: &String| !groups.iter().any(|g| g.contains(a) && g.contains(b));
+        let rotating = self.rotating;
+        // Whether `a` may overlap tests outside its group: always, unless groups rotate and
+        // `a` is not the member this run puts beside the rest.
+        let beside = |a: &String| match groups.iter().find(|g| g.contains(a)) {
+            Some(g) if rotating => g.iter().position(|x| x == a) == Some(rotation % g.len()),
+            _ => true,
+        };
+        let together = |a: &String, b: &String| {
+            let same = groups.iter().any(|g| g.contains(a) && g.contains(b));
+            !same && beside(a) && beside(b)
+        };
         let mut fired: Vec<Effect> = Vec::new();
         for (i, r) in self.rules.iter().enumerate() {
-            let present = r.set.iter().all(|t| tests.contains(t));
+            let present = r.set.iter().all(|t| tests.contains(t))
+                && tests.iter().filter(|t| !r.set.contains(t)).count() >= r.company;
             let overlap = jobs >= r.min_jobs.max(2)
                 && (!r.respects_groups
                     || r.set
@@ -110,6 +135,11 @@ impl Suite {
         let mut out = String::new();
         for t in tests {
             out.push_str(&format!("start {t}\n"));
+        }
+        if jobs == 1 && tests.len() == self.tests.len() {
+            for (t, paths) in &self.writes {
+                out.push_str(&format!("racegate-writes {t}\t{}\n", paths.join("\t")));
+            }
         }
         let hang = fired.contains(&Effect::Hang);
         let crash = fired.iter().find_map(|e| match e {
@@ -221,9 +251,9 @@ impl Executor for MockExec<'_> {
                 elapsed: Duration::from_millis(1),
             });
         }
-        let plan: (Vec<String>, u32, Vec<Vec<String>>) =
+        let plan: (Vec<String>, u32, Vec<Vec<String>>, usize) =
             serde_json::from_str(&spec.args[0].to_string_lossy()).expect("mock plan");
-        Ok(s.simulate(&plan.0, plan.1, &plan.2))
+        Ok(s.simulate(&plan.0, plan.1, &plan.2, plan.3))
     }
 }
 
@@ -256,7 +286,7 @@ impl Runner for MockRunner {
                     .collect()
             })
             .collect();
-        let arg = serde_json::to_string(&(plan.tests, plan.jobs, &groups)).unwrap();
+        let arg = serde_json::to_string(&(plan.tests, plan.jobs, &groups, plan.rotation)).unwrap();
         vec![RunCommand {
             spec: CommandSpec {
                 program: "run".into(),
@@ -270,6 +300,9 @@ impl Runner for MockRunner {
     }
     fn is_progress(&self, line: &str) -> bool {
         line.starts_with("done ")
+    }
+    fn written_paths(&self, output: &str) -> Vec<(String, Vec<String>)> {
+        super::runner::pytest::parse_writes(output)
     }
     fn parse_run(&self, _command: &RunCommand, execution: &Execution) -> Vec<RunEvent> {
         let mut ev = Vec::new();

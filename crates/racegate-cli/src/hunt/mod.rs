@@ -32,6 +32,7 @@
 
 pub mod analyse;
 pub mod bisect;
+pub mod bystander;
 pub mod classify;
 pub mod conclude;
 pub mod config;

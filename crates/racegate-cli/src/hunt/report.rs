@@ -138,6 +138,11 @@ pub struct BisectionReport {
     /// and the search stopped there (not reduced further, on purpose).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fixture_users_of: Option<String>,
+    /// The fixed files the failing test and the rest of the set wrote (in the serial run):
+    /// together, without the other candidates, they reproduced it; the set is all of them and
+    /// is not reduced (`minimal` false, no member checks). Absent otherwise.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub writers_of: Vec<String>,
 }
 
 /// A measured reproduction rate of a set run on its own.
@@ -184,6 +189,24 @@ pub struct Minimality {
     pub confidence: f64,
     /// Every member checked, none still reproducing.
     pub minimal: bool,
+    /// Members run again with an uninvolved test in their place
+    /// ([`bystander`](super::bystander)); one that still reproduced was a bystander, left
+    /// out of the set. Absent when none was checked.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stand_ins: Vec<StandIn>,
+}
+
+/// A member of a set replaced by a test implicated in nothing, the rest of the set unchanged.
+#[derive(Debug, Clone, Serialize)]
+pub struct StandIn {
+    /// The member replaced.
+    pub test: String,
+    /// The test put in its place.
+    pub replaced_by: String,
+    /// Runs made with it in place.
+    pub runs: u32,
+    /// Runs that still showed the finding: any at all make the member a bystander.
+    pub reproduced: u32,
 }
 
 /// One distinct failure and what the hunt learned about it.
@@ -266,6 +289,10 @@ pub struct GroupReport {
     /// For a unit tried from failures alone (no set measured): its tests seen failing.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub seen_failing: Vec<String>,
+    /// Tests that joined it: each failed with the groups applied where no probe under them
+    /// brought it back, and came back among this group's tests run unserialized.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub joined: Vec<String>,
     /// For a group not verified (the hunt ended without a clean round): the suite runs it
     /// was applied in, in a row, in which none of its own tests failed.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -25,6 +25,13 @@ pub struct Tracked {
     pub done: bool,
     /// Whether its pass is still counting runs for it.
     pub counting: bool,
+    /// Its candidates reproduced it together, but the search could not narrow them to a
+    /// set small enough to check: many tests take part (see [`widen_from_unnarrowed`]).
+    ///
+    /// [`widen_from_unnarrowed`]: super::widen::widen_from_unnarrowed
+    pub unnarrowed: bool,
+    /// Its test joined a group ([`Group::joined`]).
+    pub joined: bool,
 }
 
 impl Tracked {
@@ -73,6 +80,8 @@ impl Tracked {
             finding,
             done: false,
             counting: true,
+            unnarrowed: false,
+            joined: false,
         }
     }
 
@@ -147,6 +156,11 @@ pub struct Group {
     pub unit: Option<String>,
     /// Widened to the users of this leaking fixture.
     pub fixture: Option<String>,
+    /// A fixed file its measured members all write (the group is named after it).
+    pub file: Option<String>,
+    /// Tests that joined it tentatively: each failed with the groups applied, where no probe
+    /// brought it back, and came back among this group's tests run unserialized.
+    pub joined: Vec<String>,
     /// The suite ran clean with it applied.
     pub verified: bool,
     /// Tests of its unit seen failing when it was tried from failures alone.
@@ -160,7 +174,7 @@ impl Group {
     /// Every member.
     pub fn members(&self) -> Vec<String> {
         let mut v = self.measured.clone();
-        for t in &self.added {
+        for t in self.added.iter().chain(self.joined.iter()) {
             if !v.contains(t) {
                 v.push(t.clone());
             }
@@ -206,9 +220,42 @@ pub struct HuntState {
     pub rejected_units: Vec<String>,
     /// Users of each fixture asked about so far (collecting them is a run of its own).
     pub fixture_users: Vec<(String, Vec<String>)>,
+    /// The files each test wrote in the serial run, where the runner can tell.
+    pub writes: Vec<(String, Vec<String>)>,
+    /// A test joined a group since the groups were last merged (see [`Group::joined`]).
+    pub joined_since: bool,
 }
 
 impl HuntState {
+    /// The files `test` wrote that another of `among` wrote too, and every test of `among`
+    /// that wrote one of them (`test` first).
+    pub fn co_writers(&self, test: &str, among: &[String]) -> (Vec<String>, Vec<String>) {
+        let Some((_, own)) = self.writes.iter().find(|(t, _)| t == test) else {
+            return (Vec::new(), Vec::new());
+        };
+        let mut shared: Vec<String> = Vec::new();
+        let mut writers: Vec<String> = vec![test.to_string()];
+        for (other, paths) in &self.writes {
+            if other == test || !among.contains(other) {
+                continue;
+            }
+            let common: Vec<&String> = paths.iter().filter(|p| own.contains(p)).collect();
+            if common.is_empty() {
+                continue;
+            }
+            writers.push(other.clone());
+            for p in common {
+                if !shared.contains(p) {
+                    shared.push(p.clone());
+                }
+            }
+        }
+        if writers.len() < 2 {
+            return (Vec::new(), Vec::new());
+        }
+        (shared, writers)
+    }
+
     /// Tests left out of parallel runs.
     pub fn excluded_tests(&self) -> Vec<String> {
         self.excluded.iter().map(|e| e.test.clone()).collect()
@@ -315,6 +362,12 @@ impl HuntState {
                 }
                 merged.unit = merged.unit.or(g.unit);
                 merged.fixture = merged.fixture.or(g.fixture);
+                merged.file = merged.file.or(g.file);
+                for t in g.joined {
+                    if !merged.joined.contains(&t) {
+                        merged.joined.push(t);
+                    }
+                }
                 for t in g.seen_failing {
                     if !merged.seen_failing.contains(&t) {
                         merged.seen_failing.push(t);
@@ -366,6 +419,12 @@ impl HuntState {
             g.added.retain(|t| !measured.contains(t));
             g.unit = g.unit.take().or(other.unit);
             g.fixture = g.fixture.take().or(other.fixture);
+            g.file = g.file.take().or(other.file);
+            for t in other.joined {
+                if !g.joined.contains(&t) {
+                    g.joined.push(t);
+                }
+            }
             g.verified &= other.verified;
             g.held_runs = 0;
             for t in other.seen_failing {

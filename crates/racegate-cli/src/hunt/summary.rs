@@ -130,11 +130,17 @@ pub fn write_summary<W: Write>(w: &mut W, r: &HuntReport) -> io::Result<()> {
             )?;
         }
         if let Some(m) = &f.minimality {
-            let members: Vec<String> = m
+            let mut members: Vec<String> = m
                 .members
                 .iter()
                 .map(|c| format!("without {}: {}/{}", c.test, c.reproduced, c.runs))
                 .collect();
+            members.extend(m.stand_ins.iter().map(|b| {
+                format!(
+                    "{} in place of {}: {}/{}",
+                    b.replaced_by, b.test, b.reproduced, b.runs
+                )
+            }));
             writeln!(
                 w,
                 "    minimality: {} — {}{}",
@@ -186,7 +192,7 @@ pub fn write_summary<W: Write>(w: &mut W, r: &HuntReport) -> io::Result<()> {
         for g in &r.groups {
             writeln!(
                 w,
-                "  {} — {} tests{}{}",
+                "  {} — {} tests{}{}{}",
                 g.group.name,
                 g.group.tests.len(),
                 match g.origin {
@@ -207,6 +213,14 @@ pub fn write_summary<W: Write>(w: &mut W, r: &HuntReport) -> io::Result<()> {
                         g.measured.len()
                     ),
                     super::report::GroupOrigin::Measured => String::new(),
+                },
+                if g.joined.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; joined by {} (each failed beside it, unserialized)",
+                        g.joined.join(", ")
+                    )
                 },
                 match (g.verified, g.held_runs) {
                     (true, _) => ", verified".to_string(),

@@ -11,7 +11,9 @@
 //!   round so far, for a unit of at most [`SMALL_UNIT`] tests) and none of them is in a group
 //!   yet ([`widen_from_failures`]). In a dense suite each test fails rarely,
 //!   so few of its findings can be bisected, while the unit they share shows at once; their
-//!   findings wait for the next round, where, with the unit serialized, most do not show.
+//!   findings wait for the next round, where, with the unit serialized, most do not show;
+//! - from a search that could not **narrow** a failure whose candidates, many of them in its
+//!   test's unit, reproduce it together ([`widen_from_unnarrowed`]).
 
 use super::events::HuntEvent;
 use super::report::Classification;
@@ -66,9 +68,13 @@ pub(super) fn widen_from_failures(
         .filter(|t| t.finding.round == round && !t.done)
     {
         if let Some(x) = t.key.test() {
+            // A test that writes a file others write too is worked out among those writers
+            // (the analysis probes them first), not through its module.
+            let writes_shared = !state.co_writers(x, &state.tests).1.is_empty();
             if !grouped.iter().any(|g| g == x)
                 && !excluded.iter().any(|e| e == x)
                 && !failing.iter().any(|f| f == x)
+                && !writes_shared
             {
                 failing.push(x.to_string());
             }
@@ -148,6 +154,70 @@ pub(super) fn widen_from_failures(
     tried
 }
 
+/// Try, as a whole, the unit of each failing test whose candidates reproduced it together
+/// but could not be narrowed to a set small enough to check, when at least
+/// [`UNIT_THRESHOLD`] of them share its unit: many tests of that unit take part, each
+/// needed only sometimes (tests that clear and read one process-wide flag), so halves of
+/// them seldom reproduce what all of them do every run. Returns whether a unit was tried.
+pub(super) fn widen_from_unnarrowed(session: &mut Session<'_>, state: &mut HuntState) -> bool {
+    let runner = session.runner;
+    let excluded = state.excluded_tests();
+    let in_unit = |t: &String, u: &str| runner.units(t).iter().any(|x| x == u);
+    let mut tried = false;
+    for i in 0..state.tracked.len() {
+        let t = &state.tracked[i];
+        if !t.unnarrowed {
+            continue;
+        }
+        let Some(test) = t.key.test().map(str::to_string) else {
+            continue;
+        };
+        let Some(unit) = runner.units(&test).into_iter().next() else {
+            continue;
+        };
+        let set = &t.finding.conflict_set;
+        let taking_part = set.iter().filter(|x| in_unit(x, &unit)).count();
+        if taking_part < UNIT_THRESHOLD
+            || state.rejected_units.contains(&unit)
+            || state.groups.iter().any(|g| g.unit.as_ref() == Some(&unit))
+        {
+            continue;
+        }
+        let whole: Vec<String> = state
+            .tests
+            .iter()
+            .filter(|x| in_unit(x, &unit))
+            .filter(|x| !excluded.contains(x))
+            .cloned()
+            .collect();
+        if whole.len() < 2 {
+            continue;
+        }
+        let note = format!(
+            "`{test}` failed with {} candidates that could not be narrowed, {taking_part} of them in `{unit}`: trying the whole of it ({} tests) as one group; it stays only if a round runs clean with it",
+            set.len(),
+            whole.len()
+        );
+        session.emit(HuntEvent::Note(&note));
+        state.notes.push(note);
+        state.tracked[i].finding.evidence.push(format!(
+            "its unit `{unit}` was tried whole as one group ({} tests)",
+            whole.len()
+        ));
+        state.groups.push(Group {
+            added: whole,
+            unit: Some(unit),
+            seen_failing: vec![test],
+            ..Group::default()
+        });
+        tried = true;
+    }
+    if tried {
+        state.disjoint_groups();
+    }
+    tried
+}
+
 /// Widen groups where many tests of one module or class conflict.
 pub(super) fn widen(session: &mut Session<'_>, state: &mut HuntState, round: u32) {
     let runner = session.runner;
@@ -165,7 +235,9 @@ pub(super) fn widen(session: &mut Session<'_>, state: &mut HuntState, round: u32
     let in_unit = |t: &String, u: &str| runner.units(t).iter().any(|x| x == u);
     let mut widened: Vec<String> = Vec::new();
     for gi in 0..state.groups.len() {
-        if state.groups[gi].fixture.is_some() {
+        // A leaking fixture's users, or a fixed file's writers, are already all of what they
+        // share.
+        if state.groups[gi].fixture.is_some() || state.groups[gi].file.is_some() {
             continue;
         }
         let measured = state.groups[gi].measured.clone();

@@ -601,7 +601,7 @@ mod tests {
         );
         assert_eq!(r.domain("suite gpu::a"), "suite");
         assert_eq!(r.unit("suite gpu::a").as_deref(), Some("suite gpu"));
-        assert_eq!(r.unit("test/it smoke"), None);
+        assert_eq!(r.unit("test/it smoke").as_deref(), Some("test/it"));
         let b = parse_binary_line(
             "     Running unittests src/main.rs (target/debug/deps/racegate-00ff)",
         )

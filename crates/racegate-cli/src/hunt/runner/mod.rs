@@ -184,6 +184,11 @@ pub trait Runner {
     }
     /// The serialization for `groups`, in this runner's terms.
     fn fix(&self, groups: &[FixGroup], leaks: &[LeakingFixture]) -> Fix;
+    /// The files each test wrote, as the serial run's output reports them (pytest's helper
+    /// plugin watches opens for writing in that run); empty where the runner cannot tell.
+    fn written_paths(&self, _output: &str) -> Vec<(String, Vec<String>)> {
+        Vec::new()
+    }
     /// A command that writes `test<TAB>fixture,fixture…` lines for every test into `out`, for
     /// runners whose tests have fixtures.
     fn fixtures_command(&self, _out: &Path) -> Option<CommandSpec> {

@@ -73,7 +73,65 @@ def pytest_runtest_logreport(report):
                 _emit(terminal, "racegate-message %s\t%s\t%s" % (report.nodeid, where, first))
 
 
+# Files each test writes, in the serial run only (RACEGATE_HUNT_WRITES): tests that write
+# one fixed path are the first suspects when one of them fails in parallel runs. An audit
+# hook sees every open for writing, sqlite3.connect, remove, rename and rmtree, in setup,
+# call and teardown alike.
+_current = [None]
+_writes = {}
+
+
+def _note_write(path):
+    test = _current[0]
+    if test is None or path is None or isinstance(path, int):
+        return
+    try:
+        path = os.path.abspath(os.fsdecode(path))
+    except Exception:
+        return
+    if path.endswith(".pyc") or "/__pycache__/" in path or path.startswith(("/dev/", "/proc/")):
+        return
+    _writes.setdefault(test, set()).add(path)
+
+
+def _audit(event, args):
+    try:
+        if event == "open":
+            path, mode, flags = args
+            if mode is not None:
+                if not any(c in mode for c in "wax+"):
+                    return
+            elif not (flags or 0) & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+                return
+            _note_write(path)
+        elif event == "sqlite3.connect":
+            database = args[0]
+            if str(database) not in ("", ":memory:") and not str(database).startswith("file::memory:"):
+                _note_write(database)
+        elif event in ("os.remove", "os.rename", "shutil.rmtree"):
+            _note_write(args[0])
+    except Exception:
+        pass
+
+
+if os.environ.get("RACEGATE_HUNT_WRITES"):
+    import sys
+
+    sys.addaudithook(_audit)
+
+
+def pytest_runtest_logfinish(nodeid, location):
+    if not os.environ.get("RACEGATE_HUNT_WRITES"):
+        return
+    _current[0] = None
+    paths = _writes.pop(nodeid, None)
+    terminal = _config.pluginmanager.get_plugin("terminalreporter") if _config else None
+    if paths and terminal is not None:
+        _emit(terminal, "racegate-writes %s\t%s" % (nodeid, "\t".join(sorted(paths))))
+
+
 def pytest_runtest_logstart(nodeid, location):
+    _current[0] = nodeid
     # On the controller too: xdist forwards each worker's start, so the tests in flight are
     # known when a worker dies or the run hangs.
     if _config is None or hasattr(_config, "workerinput"):
@@ -229,6 +287,21 @@ impl Pytest {
         spec.args = vec!["-c".into(), script.into()];
         spec
     }
+}
+
+/// The helper plugin's `racegate-writes NODEID<TAB>PATH<TAB>PATH…` lines: the files each test
+/// wrote in the serial run.
+pub fn parse_writes(output: &str) -> Vec<(String, Vec<String>)> {
+    output
+        .lines()
+        .filter_map(|l| l.trim_end().strip_prefix("racegate-writes "))
+        .filter_map(|rest| {
+            let mut fields = rest.split('\t');
+            let id = fields.next().filter(|id| !id.is_empty())?;
+            let paths: Vec<String> = fields.filter(|p| !p.is_empty()).map(String::from).collect();
+            (!paths.is_empty()).then(|| (id.to_string(), paths))
+        })
+        .collect()
 }
 
 /// Parse the helper plugin's fixture file: `(node id, fixtures)` per test.
@@ -419,6 +492,10 @@ impl Runner for Pytest {
             extra.extend(["-n", "0"]);
         }
         let mut spec = self.base(&extra);
+        if jobs == 1 && plan.whole_suite {
+            // The serial run: which files each test writes (`written_paths`).
+            spec.env.push(("RACEGATE_HUNT_WRITES".into(), "1".into()));
+        }
         if !plan.whole_suite {
             let select = serde_json::to_string(plan.tests).unwrap_or_default();
             spec.env
@@ -565,6 +642,10 @@ impl Runner for Pytest {
             pytest: Some(emit::pytest_conftest(groups, leaks, self.gate.get())),
             root_cause: emit::leak_note(leaks),
         }
+    }
+
+    fn written_paths(&self, output: &str) -> Vec<(String, Vec<String>)> {
+        parse_writes(output)
     }
 
     fn fixtures_command(&self, out: &Path) -> Option<CommandSpec> {
@@ -853,6 +934,94 @@ mod tests {
         let out = "t.py::test_a\nt.py::test_b[1]\n\n2 tests collected in 0.01s\n";
         assert_eq!(parse_collect(out), vec!["t.py::test_a", "t.py::test_b[1]"]);
         assert!(parse_collect("no tests ran in 0.01s\n").is_empty());
+    }
+
+    /// In the serial run the helper plugin reports the files each test writes — by `open`,
+    /// `sqlite3.connect` or `os.remove`, in setup as in the test — and no file only read.
+    #[test]
+    fn the_serial_run_reports_the_files_each_test_writes() {
+        let has_pytest = std::process::Command::new("python3")
+            .args(["-c", "import pytest"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !has_pytest {
+            eprintln!("skipped: no pytest for python3 (tests/hunt_pytest.rs provisions it)");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join(format!("{PLUGIN}.py")), PLUGIN_SOURCE).unwrap();
+        std::fs::create_dir(d.join("data")).unwrap();
+        std::fs::write(d.join("data/readme.txt"), "read only\n").unwrap();
+        std::fs::write(
+            d.join("test_files.py"),
+            "import os\nimport sqlite3\n\nDB = os.path.join(os.path.dirname(__file__), 'data', 'shared.db')\n\n\ndef test_a():\n    sqlite3.connect(DB).close()\n\n\nclass TestB:\n    def setup_method(self):\n        with open(DB, 'ab'):\n            pass\n\n    def test_b(self):\n        os.remove(DB)\n\n\ndef test_reads():\n    with open(os.path.join(os.path.dirname(__file__), 'data', 'readme.txt')) as f:\n        assert f.read()\n\n\ndef test_memory():\n    sqlite3.connect(':memory:').close()\n",
+        )
+        .unwrap();
+        let out = std::process::Command::new("python3")
+            .args([
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "-p",
+                "no:xdist",
+            ])
+            .args(["-p", PLUGIN])
+            .current_dir(d)
+            .env("PYTHONPATH", d)
+            .env("RACEGATE_HUNT_WRITES", "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{text}");
+        let writes = parse_writes(&text);
+        let db = d.join("data/shared.db").display().to_string();
+        let of = |t: &str| {
+            writes
+                .iter()
+                .find(|(id, _)| id == t)
+                .map(|(_, p)| p.clone())
+                .unwrap_or_default()
+        };
+        assert_eq!(of("test_files.py::test_a"), vec![db.clone()], "{text}");
+        assert_eq!(of("test_files.py::TestB::test_b"), vec![db], "{text}");
+        assert!(of("test_files.py::test_reads").is_empty(), "{text}");
+        assert!(of("test_files.py::test_memory").is_empty(), "{text}");
+        // Without the variable, no report and no hook.
+        let out = std::process::Command::new("python3")
+            .args([
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "-p",
+                "no:xdist",
+            ])
+            .args(["-p", PLUGIN])
+            .current_dir(d)
+            .env("PYTHONPATH", d)
+            .output()
+            .unwrap();
+        assert!(parse_writes(&String::from_utf8_lossy(&out.stdout)).is_empty());
+    }
+
+    #[test]
+    fn write_lines_parse_and_never_panic() {
+        assert_eq!(
+            parse_writes("x\nracegate-writes t.py::a\t/d/f.db\t/d/g\nracegate-writes t.py::b\n"),
+            vec![(
+                "t.py::a".to_string(),
+                vec!["/d/f.db".to_string(), "/d/g".to_string()]
+            )]
+        );
+        proptest::proptest!(|(text in "(racegate-writes [ -~\t]{0,40}\n|[ -~]{0,20}\n){0,8}")| {
+            for (id, paths) in parse_writes(&text) {
+                proptest::prop_assert!(!id.is_empty() && !paths.is_empty());
+            }
+        });
     }
 
     /// The helper plugin (in `--verify` runs) and the emitted conftest apply the racegate gate

@@ -11,21 +11,26 @@ pub fn split_id(id: &str) -> (&str, &str) {
     id.split_once(' ').unwrap_or(("", id))
 }
 
-/// The module of a Rust test: its binary and module path (`bin a::b` for `bin a::b::t`),
-/// `None` for a test at the crate root.
+/// The module of a Rust test: its binary and module path (`bin a::b` for `bin a::b::t`). A
+/// test at the crate root is in its binary's root module, named by the binary alone
+/// (`test/signals` for `test/signals t`): an integration-test file often holds all its tests
+/// there. `None` for a doctest (each is a process of its own) or an id without a binary.
 pub fn module_of(id: &str) -> Option<String> {
     let (bin, name) = split_id(id);
-    let (module, _) = name.rsplit_once("::")?;
-    Some(if bin.is_empty() {
-        module.to_string()
-    } else {
-        format!("{bin} {module}")
-    })
+    match name.rsplit_once("::") {
+        Some((module, _)) if bin.is_empty() => Some(module.to_string()),
+        Some((module, _)) => Some(format!("{bin} {module}")),
+        None if bin.is_empty() || bin.starts_with("doc/") => None,
+        None => Some(bin.to_string()),
+    }
 }
 
-/// The short form of a module for a group name: its path without the binary.
+/// The short form of a module for a group name: its path without the binary; a binary's root
+/// module is the binary's name without its kind (`signals` for `test/signals`).
 pub fn module_short(unit: &str) -> String {
-    split_id(unit).1.replace("::", "-")
+    let path = split_id(unit).1;
+    let path = path.rsplit_once('/').map_or(path, |(_, name)| name);
+    path.replace("::", "-")
 }
 
 /// The directory holding the suite's sources: that of `--manifest-path`, else the current one.
@@ -157,8 +162,12 @@ mod tests {
             module_of("suite env::tests::a").as_deref(),
             Some("suite env::tests")
         );
-        assert_eq!(module_of("suite a"), None);
+        assert_eq!(module_of("suite a").as_deref(), Some("suite"));
+        assert_eq!(module_of("test/signals a").as_deref(), Some("test/signals"));
+        assert_eq!(module_of("doc/suite src/lib.rs - x (line 3)"), None);
+        assert_eq!(module_of("a"), None);
         assert_eq!(module_short("suite env::tests"), "env-tests");
+        assert_eq!(module_short("test/signals"), "signals");
     }
 
     #[test]
