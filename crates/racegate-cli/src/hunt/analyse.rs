@@ -770,6 +770,50 @@ fn analyse(
     Ok(())
 }
 
+/// Findings left unresolved that came back in round `round`'s suite runs, with the groups
+/// applied: each is tried among the group most of its candidates are in ([`join_group`]).
+/// Returns whether a test joined a group.
+pub fn join_recurring(
+    session: &mut Session<'_>,
+    state: &mut HuntState,
+    round: u32,
+) -> Result<bool, Stop> {
+    let cfg = session.cfg;
+    let mut joined = false;
+    for idx in 0..state.tracked.len() {
+        let t = &state.tracked[idx];
+        let grouped: Vec<String> = state.groups.iter().flat_map(|g| g.members()).collect();
+        if !t.done
+            || t.joined
+            || t.unnarrowed
+            || t.last_seen != round
+            || t.finding.classification != Classification::Unresolved
+            || t.covered_by(&grouped)
+        {
+            continue;
+        }
+        let key = t.key.clone();
+        let candidates = t.candidates.clone();
+        let mut per_probe = runs_per_probe(
+            t.finding.parallel.planning(),
+            cfg.confidence,
+            cfg.max_runs_per_probe,
+        );
+        if state.typical_run().is_some_and(|d| d < CHEAP_RUN) {
+            per_probe = cfg.max_runs_per_probe;
+        }
+        let probe = Probe {
+            key: &key,
+            beside: None,
+            jobs: t.finding.jobs.max(state.jobs).max(2),
+            round,
+            serialize: true,
+        };
+        joined |= join_group(session, state, &probe, idx, &candidates, per_probe)?;
+    }
+    Ok(joined)
+}
+
 /// A failure seen with the groups applied that its candidates, under the same groups, did
 /// not bring back: its partner is likely a group member, kept from it there by the
 /// serialization (a test that clears the environment beside a module of tests that set it).
@@ -830,7 +874,7 @@ fn join_group(
     t.joined = true;
     t.finding.conflict_set = set.clone();
     t.finding.evidence.push(format!(
-        "did not come back among its {} candidates with the groups applied; among the {} tests of a group it shares a process with, unserialized, it did (within {} runs): it joins that group, tentatively (kept only if a round then runs clean)",
+        "no probe of its {} candidates with the groups applied showed its partner; among the {} tests of a group it shares a process with, unserialized, it failed again (within {} runs): it joins that group, tentatively (kept only if a round then runs clean)",
         candidates.len(),
         set.len() - 1,
         out.runs

@@ -64,6 +64,14 @@ pub fn rounds(session: &mut Session<'_>, state: &mut HuntState) -> Result<(), St
             break Err(e);
         }
         changed |= widen::widen_from_unnarrowed(session, state);
+        if !changed {
+            // Unresolved failures that keep coming back under the groups: their partner may
+            // be a group member the serialization hides from their probes.
+            match super::analyse::join_recurring(session, state, round) {
+                Ok(j) => changed |= j,
+                Err(e) => break Err(e),
+            }
+        }
         widen::check_widenings(state, round);
         if !changed {
             // A failure that bridges two groups can be rare enough that its probes missed

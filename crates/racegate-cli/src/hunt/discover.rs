@@ -187,6 +187,7 @@ pub fn discover(
                             }
                         } else if let Some(i) = known {
                             let t = &mut state.tracked[i];
+                            t.last_seen = round;
                             if t.finding.round == round && t.finding.found_in == FoundIn::Suite {
                                 // This pass, after it stopped counting (a hang already
                                 // seen): its rate is over the runs up to its last sighting.

@@ -32,6 +32,8 @@ pub struct Tracked {
     pub unnarrowed: bool,
     /// Its test joined a group ([`Group::joined`]).
     pub joined: bool,
+    /// The last round whose suite runs showed it.
+    pub last_seen: u32,
 }
 
 impl Tracked {
@@ -82,6 +84,7 @@ impl Tracked {
             counting: true,
             unnarrowed: false,
             joined: false,
+            last_seen: round,
         }
     }
 
