@@ -153,6 +153,35 @@ impl Probe<'_> {
     }
 }
 
+impl Probe<'_> {
+    /// [`Probe::run`] for a whole candidate set where runs are cheap: a failure seen in 1 of
+    /// 12 suite runs can take more than a probe's runs to show among its candidates, so the
+    /// probe goes on, `clean_runs` at a time, while it has taken under [`SEARCH_TIME`] (at
+    /// most [`SEARCH_CAP_STRETCH`] times `clean_runs`).
+    fn run_long(
+        &self,
+        session: &mut Session<'_>,
+        state: &mut HuntState,
+        tests: &[String],
+        clean_runs: u32,
+    ) -> Result<ProbeOutcome, Stop> {
+        let started = Instant::now();
+        let mut total = ProbeOutcome::default();
+        for _ in 0..SEARCH_CAP_STRETCH {
+            let out = self.run(session, state, RunPurpose::Probe, tests, clean_runs)?;
+            total.reproduced = out.reproduced;
+            total.runs += out.runs;
+            total.clean += out.clean;
+            total.other += out.other;
+            total.elapsed += out.elapsed;
+            if out.reproduced || started.elapsed() >= SEARCH_TIME {
+                break;
+            }
+        }
+        Ok(total)
+    }
+}
+
 /// Findings analysed before the round's sets are applied and the suite runs again: in a dense
 /// suite most of the rest are the same conflicts seen from another test, and disappear.
 pub const BATCH: usize = 3;
@@ -429,7 +458,11 @@ fn analyse(
             // The whole candidate set first: a finding that does not come back there is not
             // worth a search.
             let all: Vec<String> = fixed.iter().chain(rest.iter()).cloned().collect();
-            let first = probe.run(session, state, RunPurpose::Probe, &all, per_probe)?;
+            let first = if state.typical_run().is_some_and(|d| d < CHEAP_RUN) {
+                probe.run_long(session, state, &all, per_probe)?
+            } else {
+                probe.run(session, state, RunPurpose::Probe, &all, per_probe)?
+            };
             if !first.reproduced {
                 if join_group(session, state, &probe, idx, &all, per_probe)? {
                     return Ok(());

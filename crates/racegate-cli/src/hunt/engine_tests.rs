@@ -243,6 +243,19 @@ fn a_set_that_does_not_reproduce_is_unresolved_never_a_race_and_never_in_the_fix
 }
 
 #[test]
+fn where_runs_are_cheap_a_rare_failure_gets_more_than_one_probe_to_come_back() {
+    // Seen on its first chance, then only on every 30th: the first probe of its candidates
+    // (20 runs) would call it gone. Runs of 20 ms buy it more, and the pair is found.
+    let tests = names("bin m::t", 8);
+    let mut rule = Rule::new(&["bin m::t01", "bin m::t06"], fail("bin m::t06", "rare"));
+    rule.every = 30;
+    let (r, _) = hunt(Suite::new(&refs(&tests)).rule(rule), &cfg(true));
+    let f = &r.findings[0];
+    assert_eq!(f.classification, Classification::Race, "{f:#?}");
+    assert_eq!(f.conflict_set, vec!["bin m::t01", "bin m::t06"]);
+}
+
+#[test]
 fn dense_conflicts_converge_to_one_group_per_test() {
     // Ten tests of `env` all clobber one variable: any two of them together fail the later
     // one. Eight innocent tests elsewhere.

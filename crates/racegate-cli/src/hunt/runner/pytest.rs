@@ -117,7 +117,9 @@ def _audit(event, args):
 if os.environ.get("RACEGATE_HUNT_WRITES"):
     import sys
 
-    sys.addaudithook(_audit)
+    # Audit hooks came with Python 3.8; before it, no writes are seen.
+    if hasattr(sys, "addaudithook"):
+        sys.addaudithook(_audit)
 
 
 def pytest_runtest_logfinish(nodeid, location):
