@@ -328,14 +328,33 @@ fn analyse(
     // Runs of the known set alone count toward its confirmation: a conflict seen from its
     // rarer side (the test that loses less often) is measured on every run it had.
     let mut prior: Option<ProbeOutcome> = None;
+    // Why the set is taken whole rather than reduced member by member, if it is: a leaking
+    // fixture's users or a fixed file's writers (3a, 3b), or a known set that was one.
+    let mut unreduced: Option<String> = None;
     for (other, s) in known {
         let out = probe.run(session, state, RunPurpose::Known, &s, per_probe)?;
         if out.reproduced {
             prior = Some(out);
+            let whole = state.tracked[other]
+                .finding
+                .bisection
+                .as_ref()
+                .and_then(|b| {
+                    if let Some(f) = &b.fixture_users_of {
+                        Some(format!("they are the users of leaking fixture `{f}`"))
+                    } else if !b.writers_of.is_empty() {
+                        let files: Vec<String> =
+                            b.writers_of.iter().map(|p| format!("`{p}`")).collect();
+                        Some(format!("they all write {}", files.join(", ")))
+                    } else {
+                        None
+                    }
+                });
             state.tracked[idx]
                 .finding
                 .evidence
                 .push(format!("reproduced by the set of finding [{}]", other + 1));
+            unreduced = whole;
             set = Some(s);
             break;
         }
@@ -345,8 +364,6 @@ fn analyse(
     // users of that fixture are the suspects. When they hang without the others, the set is
     // all of them, not a bisected few: every user leaves work behind, so any few of them hang
     // together, and a "minimal" three would name three of six equally guilty tests.
-    // Why the set is taken whole rather than reduced member by member, if it is.
-    let mut unreduced: Option<String> = None;
     if set.is_none() && key.kind == super::model::FailureKind::Hang {
         let leak = super::emit::leaking_fixtures(&state.tracked[idx].finding.stacks)
             .into_iter()

@@ -112,6 +112,10 @@ pub fn write_summary<W: Write>(w: &mut W, r: &HuntReport) -> io::Result<()> {
                     },
                     if b.minimal {
                         ""
+                    } else if b.fixture_users_of.is_some() {
+                        " (the fixture's users, not reduced)"
+                    } else if !b.writers_of.is_empty() {
+                        " (the file's writers, not reduced)"
                     } else {
                         " (probe limit reached)"
                     }
