@@ -418,13 +418,24 @@ fn analyse(
     if set.is_none() {
         if let Some(test) = key.test() {
             let candidates = state.tracked[idx].candidates.clone();
-            let (paths, writers) = state.co_writers(test, &candidates);
+            // Every writer in the failing test's process domain, not only the candidates (the
+            // tests running at each of its failures): a writer absent from one occurrence is
+            // no less a writer.
+            let excluded = state.excluded_tests();
+            let domain = session.runner.domain(test);
+            let pool: Vec<String> = state
+                .tests
+                .iter()
+                .filter(|t| session.runner.domain(t) == domain && !excluded.contains(t))
+                .cloned()
+                .collect();
+            let (paths, writers) = state.co_writers(test, &pool);
             if writers.len() >= 2 && writers.len() <= MAX_WRITERS {
                 let runs_before = session.total_runs;
                 let out = probe.run(session, state, RunPurpose::Probe, &writers, per_probe)?;
                 if out.reproduced {
                     let t = &mut state.tracked[idx];
-                    let others = candidates.len().saturating_sub(writers.len());
+                    let others = pool.len().saturating_sub(writers.len());
                     let files: Vec<String> = paths.iter().map(|p| format!("`{p}`")).collect();
                     t.finding.evidence.push(format!(
                         "the {} tests that write {} (as the serial run saw) reproduced it{}: the set is all of them, not reduced further (any two writers of one fixed file can collide)",
