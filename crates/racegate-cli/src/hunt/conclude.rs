@@ -61,7 +61,9 @@ pub fn conclude(session: &Session<'_>, mut state: HuntState, stop: Option<&Stop>
         .zip(named.iter())
         .map(|(g, n)| GroupReport {
             group: n.clone(),
-            origin: if g.unit.is_some() {
+            origin: if g.file.is_some() {
+                GroupOrigin::Writers
+            } else if g.unit.is_some() {
                 GroupOrigin::Unit
             } else if g.fixture.is_some() {
                 GroupOrigin::Fixture
@@ -72,6 +74,7 @@ pub fn conclude(session: &Session<'_>, mut state: HuntState, stop: Option<&Stop>
             verified: g.verified,
             seen_failing: g.seen_failing.clone(),
             joined: g.joined.clone(),
+            file: g.file.clone(),
             held_runs: (!g.verified && g.held_runs > 0).then_some(g.held_runs),
         })
         .collect();

@@ -601,6 +601,8 @@ fn tests_writing_one_fixed_file_are_one_set_and_their_module_is_not_tried_whole(
     let g = &r.groups[0];
     assert_eq!(g.group.tests, writers, "the writers, and no innocent");
     assert_eq!(g.group.name, "ledger");
+    assert_eq!(g.origin, super::report::GroupOrigin::Writers);
+    assert_eq!(g.file.as_deref(), Some("/suite/data/ledger.db"));
     let f = r
         .findings
         .iter()

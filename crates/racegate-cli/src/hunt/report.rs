@@ -272,6 +272,9 @@ pub enum GroupOrigin {
     Unit,
     /// Widened to every user of a leaking fixture.
     Fixture,
+    /// Every test that wrote one fixed file in the serial run (`file`): found so, or widened
+    /// to them from a set whose members all wrote it.
+    Writers,
 }
 
 /// A group of the fix.
@@ -289,6 +292,9 @@ pub struct GroupReport {
     /// For a unit tried from failures alone (no set measured): its tests seen failing.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub seen_failing: Vec<String>,
+    /// For [`GroupOrigin::Writers`]: the file its tests wrote.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
     /// Tests that joined it: each failed with the groups applied where no probe under them
     /// brought it back, and came back among this group's tests run unserialized.
     #[serde(skip_serializing_if = "Vec::is_empty")]

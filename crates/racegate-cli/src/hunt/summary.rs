@@ -216,6 +216,11 @@ pub fn write_summary<W: Write>(w: &mut W, r: &HuntReport) -> io::Result<()> {
                         ", every user of the leaking fixture ({} measured)",
                         g.measured.len()
                     ),
+                    super::report::GroupOrigin::Writers => format!(
+                        ", every test that wrote `{}` in the serial run ({} measured)",
+                        g.file.as_deref().unwrap_or("one file"),
+                        g.measured.len()
+                    ),
                     super::report::GroupOrigin::Measured => String::new(),
                 },
                 if g.joined.is_empty() {

@@ -241,6 +241,32 @@ pub(super) fn widen(session: &mut Session<'_>, state: &mut HuntState, round: u32
             continue;
         }
         let measured = state.groups[gi].measured.clone();
+        // A set whose members all wrote one fixed file widens to that file's writers, not to
+        // a module or class: the file is what they share.
+        if let Some((file, writers)) = shared_file(state, &measured) {
+            let unit = format!("writers of {file}");
+            if !state.rejected_units.contains(&unit) {
+                let members = state.groups[gi].members();
+                let added: Vec<String> = writers
+                    .into_iter()
+                    .filter(|t| !members.contains(t) && !excluded.contains(t))
+                    .collect();
+                let g = &mut state.groups[gi];
+                g.file = Some(file.clone());
+                if !added.is_empty() {
+                    let note = format!(
+                        "every member of a set wrote `{file}`: trying all its writers as one group ({} more tests); it stays only if the next round runs clean",
+                        added.len()
+                    );
+                    session.emit(HuntEvent::Note(&note));
+                    g.added.extend(added);
+                    g.held_runs = 0;
+                    g.unit = Some(unit);
+                    g.verified = false;
+                }
+                continue;
+            }
+        }
         let current = state.groups[gi].unit.clone();
         // The units (class, module, file) of this group's measured members.
         let mut units: Vec<String> = Vec::new();
@@ -320,6 +346,33 @@ pub(super) fn widen(session: &mut Session<'_>, state: &mut HuntState, round: u32
     state.disjoint_groups();
 }
 
+/// A fixed file every one of `tests` wrote in the serial run, and all the tests that wrote it
+/// (at most [`MAX_WRITERS`]); `None` when there is none.
+fn shared_file(state: &HuntState, tests: &[String]) -> Option<(String, Vec<String>)> {
+    let wrote = |t: &String| {
+        state
+            .writes
+            .iter()
+            .find(|(x, _)| x == t)
+            .map(|(_, p)| p.clone())
+            .unwrap_or_default()
+    };
+    let first = tests.first()?;
+    let file = wrote(first)
+        .into_iter()
+        .find(|p| tests.iter().all(|t| wrote(t).contains(p)))?;
+    let writers: Vec<String> = state
+        .tests
+        .iter()
+        .filter(|t| wrote(t).contains(&file))
+        .cloned()
+        .collect();
+    (writers.len() <= MAX_WRITERS).then_some((file, writers))
+}
+
+/// The most writers of one file a set is widened to: more is a file every test touches.
+const MAX_WRITERS: usize = 16;
+
 /// A widened group whose own tests still conflicted among themselves while it was applied
 /// (a race set of this round inside it) did not hold: back to its measured members. A set
 /// that reaches outside the group only shows the group is incomplete: the set joins it.
@@ -349,5 +402,53 @@ pub(super) fn check_widenings(state: &mut HuntState, round: u32) {
                 "`{unit}` as a whole did not hold in round {round}: back to the measured sets"
             ));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_set_whose_members_all_wrote_one_file_names_it_and_its_writers() {
+        let tests: Vec<String> = (0..6).map(|i| format!("t.py::t{i}")).collect();
+        let mut state = HuntState {
+            tests: tests.clone(),
+            ..HuntState::default()
+        };
+        let w =
+            |t: usize, p: &[&str]| (tests[t].clone(), p.iter().map(|x| x.to_string()).collect());
+        state.writes = vec![
+            w(0, &["/d/log", "/d/a.db"]),
+            w(1, &["/d/a.db"]),
+            w(2, &["/d/a.db", "/d/log"]),
+            w(3, &["/d/b.db"]),
+            w(4, &["/d/log"]),
+        ];
+        let set = vec![tests[0].clone(), tests[1].clone()];
+        assert_eq!(
+            shared_file(&state, &set),
+            Some((
+                "/d/a.db".to_string(),
+                vec![tests[0].clone(), tests[1].clone(), tests[2].clone()]
+            ))
+        );
+        // Nothing in common, or a member that wrote nothing.
+        assert_eq!(
+            shared_file(&state, &[tests[1].clone(), tests[3].clone()]),
+            None
+        );
+        assert_eq!(
+            shared_file(&state, &[tests[0].clone(), tests[5].clone()]),
+            None
+        );
+        // A file more than MAX_WRITERS tests wrote says nothing.
+        let many: Vec<String> = (0..=MAX_WRITERS).map(|i| format!("m.py::t{i}")).collect();
+        state.tests = many.clone();
+        state.writes = many
+            .iter()
+            .map(|t| (t.clone(), vec!["/d/log".into()]))
+            .collect();
+        assert_eq!(shared_file(&state, &many[..2]), None);
     }
 }
