@@ -429,39 +429,46 @@ fn analyse(
                 .filter(|t| session.runner.domain(t) == domain && !excluded.contains(t))
                 .cloned()
                 .collect();
-            let (paths, writers) = state.co_writers(test, &pool);
-            if writers.len() >= 2 && writers.len() <= MAX_WRITERS {
+            // The writers of each file it shares, the most written first (at most three
+            // files): the first set that reproduces it is the set.
+            let files: Vec<(String, Vec<String>)> = state
+                .co_writers(test, &pool)
+                .into_iter()
+                .filter(|(_, w)| w.len() <= MAX_WRITERS)
+                .take(3)
+                .collect();
+            for (file, writers) in files {
                 let runs_before = session.total_runs;
                 let out = probe.run(session, state, RunPurpose::Probe, &writers, per_probe)?;
-                if out.reproduced {
-                    let t = &mut state.tracked[idx];
-                    let others = pool.len().saturating_sub(writers.len());
-                    let files: Vec<String> = paths.iter().map(|p| format!("`{p}`")).collect();
-                    t.finding.evidence.push(format!(
-                        "the {} tests that write {} (as the serial run saw) reproduced it{}: the set is all of them, not reduced further (any two writers of one fixed file can collide)",
-                        writers.len(),
-                        files.join(", "),
-                        if others > 0 {
-                            format!(" without the other {others}")
-                        } else {
-                            String::new()
-                        }
-                    ));
-                    t.finding.bisection = Some(BisectionReport {
-                        candidates: candidates.len(),
-                        probes: 1,
-                        runs_per_probe: per_probe,
-                        runs: session.total_runs - runs_before,
-                        confidence: cfg.confidence,
-                        minimal: false,
-                        inconclusive_probes: out.other as usize,
-                        fixture_users_of: None,
-                        writers_of: paths.clone(),
-                    });
-                    prior = Some(out);
-                    unreduced = Some(format!("they all write {}", files.join(", ")));
-                    set = Some(writers);
+                if !out.reproduced {
+                    continue;
                 }
+                let t = &mut state.tracked[idx];
+                let others = pool.len().saturating_sub(writers.len());
+                t.finding.evidence.push(format!(
+                    "the {} tests that write `{file}` (as the serial run saw) reproduced it{}: the set is all of them, not reduced further (any two writers of one fixed file can collide)",
+                    writers.len(),
+                    if others > 0 {
+                        format!(" without the other {others}")
+                    } else {
+                        String::new()
+                    }
+                ));
+                t.finding.bisection = Some(BisectionReport {
+                    candidates: candidates.len(),
+                    probes: 1,
+                    runs_per_probe: per_probe,
+                    runs: session.total_runs - runs_before,
+                    confidence: cfg.confidence,
+                    minimal: false,
+                    inconclusive_probes: out.other as usize,
+                    fixture_users_of: None,
+                    writers_of: vec![file.clone()],
+                });
+                prior = Some(out);
+                unreduced = Some(format!("they all write `{file}`"));
+                set = Some(writers);
+                break;
             }
         }
     }

@@ -230,33 +230,28 @@ pub struct HuntState {
 }
 
 impl HuntState {
-    /// The files `test` wrote that another of `among` wrote too, and every test of `among`
-    /// that wrote one of them (`test` first).
-    pub fn co_writers(&self, test: &str, among: &[String]) -> (Vec<String>, Vec<String>) {
+    /// Each file `test` wrote that another of `among` wrote too, with every test of `among`
+    /// that wrote it (`test` first), the most written file first. Per file, not pooled: a
+    /// test that wrote the ledger and a scratch file shares the ledger with the ledger's
+    /// writers only.
+    pub fn co_writers(&self, test: &str, among: &[String]) -> Vec<(String, Vec<String>)> {
         let Some((_, own)) = self.writes.iter().find(|(t, _)| t == test) else {
-            return (Vec::new(), Vec::new());
+            return Vec::new();
         };
-        let mut shared: Vec<String> = Vec::new();
-        let mut writers: Vec<String> = vec![test.to_string()];
-        for (other, paths) in &self.writes {
-            if other == test || !among.contains(other) {
-                continue;
-            }
-            let common: Vec<&String> = paths.iter().filter(|p| own.contains(p)).collect();
-            if common.is_empty() {
-                continue;
-            }
-            writers.push(other.clone());
-            for p in common {
-                if !shared.contains(p) {
-                    shared.push(p.clone());
+        let mut out: Vec<(String, Vec<String>)> = Vec::new();
+        for path in own {
+            let mut writers: Vec<String> = vec![test.to_string()];
+            for (other, paths) in &self.writes {
+                if other != test && among.contains(other) && paths.contains(path) {
+                    writers.push(other.clone());
                 }
             }
+            if writers.len() >= 2 && !out.iter().any(|(_, w)| *w == writers) {
+                out.push((path.clone(), writers));
+            }
         }
-        if writers.len() < 2 {
-            return (Vec::new(), Vec::new());
-        }
-        (shared, writers)
+        out.sort_by_key(|(_, w)| std::cmp::Reverse(w.len()));
+        out
     }
 
     /// Tests left out of parallel runs.
@@ -505,6 +500,32 @@ impl HuntState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn co_writers_are_per_file_the_most_written_first() {
+        let ids = |v: &[&str]| v.iter().map(|t| t.to_string()).collect::<Vec<String>>();
+        let state = HuntState {
+            tests: ids(&["t", "a", "b", "c", "d"]),
+            writes: vec![
+                ("t".into(), ids(&["/scratch", "/ledger.db", "/own"])),
+                ("a".into(), ids(&["/ledger.db"])),
+                ("b".into(), ids(&["/ledger.db"])),
+                ("c".into(), ids(&["/scratch"])),
+                ("d".into(), ids(&["/ledger.db"])),
+            ],
+            ..HuntState::default()
+        };
+        let among = ids(&["t", "a", "b", "c"]);
+        assert_eq!(
+            state.co_writers("t", &among),
+            vec![
+                ("/ledger.db".to_string(), ids(&["t", "a", "b"])),
+                ("/scratch".to_string(), ids(&["t", "c"])),
+            ]
+        );
+        assert!(state.co_writers("c", &ids(&["a", "b"])).is_empty());
+        assert!(state.co_writers("x", &among).is_empty());
+    }
 
     #[test]
     fn overlapping_sets_merge_so_each_test_is_in_one_group() {

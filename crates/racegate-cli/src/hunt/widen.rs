@@ -70,7 +70,7 @@ pub(super) fn widen_from_failures(
         if let Some(x) = t.key.test() {
             // A test that writes a file others write too is worked out among those writers
             // (the analysis probes them first), not through its module.
-            let writes_shared = !state.co_writers(x, &state.tests).1.is_empty();
+            let writes_shared = !state.co_writers(x, &state.tests).is_empty();
             if !grouped.iter().any(|g| g == x)
                 && !excluded.iter().any(|e| e == x)
                 && !failing.iter().any(|f| f == x)

@@ -75,7 +75,7 @@ def pytest_runtest_logreport(report):
 
 # Files each test writes, in the serial run only (RACEGATE_HUNT_WRITES): tests that write
 # one fixed path are the first suspects when one of them fails in parallel runs. An audit
-# hook sees every open for writing, sqlite3.connect, remove, rename and rmtree, in setup,
+# hook sees every open for writing, sqlite3.connect, remove and rename of a file, in setup,
 # call and teardown alike.
 _current = [None]
 _writes = {}
@@ -90,6 +90,10 @@ def _note_write(path):
     except Exception:
         return
     if path.endswith(".pyc") or "/__pycache__/" in path or path.startswith(("/dev/", "/proc/")):
+        return
+    # Files only: a directory several tests clean up (stale run directories) is housekeeping,
+    # not state they share.
+    if os.path.isdir(path):
         return
     _writes.setdefault(test, set()).add(path)
 
@@ -108,7 +112,7 @@ def _audit(event, args):
             database = args[0]
             if str(database) not in ("", ":memory:") and not str(database).startswith("file::memory:"):
                 _note_write(database)
-        elif event in ("os.remove", "os.rename", "shutil.rmtree"):
+        elif event in ("os.remove", "os.rename"):
             _note_write(args[0])
     except Exception:
         pass
