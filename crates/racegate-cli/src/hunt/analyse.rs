@@ -4,22 +4,28 @@
 //!    way there makes it *broken*, not a race.
 //! 2. **Known sets.** A set found for another finding of this round is tried first (two tests
 //!    racing for one resource fail in turn, one finding each).
-//! 3. **Writers of one file.** When the failing test wrote a fixed file that other candidates
-//!    wrote too (in the serial run), those writers are probed first; if they reproduce it, the
-//!    set is all of them. Otherwise **bisection** ([`bisect`](super::bisect)) over the candidates — the tests of the failing
-//!    process that had started by the time it failed — always holding the failing test.
-//! 4. **Confirmation.** The final set alone, K runs: its rate, with a 95% interval. A set that
+//! 3. **Shared state first.** A hang under a leaking fixture is probed among the fixture's
+//!    users; a failing test that wrote a fixed file others wrote too (in the serial run), among
+//!    that file's writers. If they reproduce it, the set is all of them, not reduced.
+//! 4. **Bisection** ([`bisect`](super::bisect)) over the candidates — the tests of the failing
+//!    process that had started by the time it failed — always holding the failing test. A
+//!    failure the candidates do not bring back under the groups may [`join`](super::join) one.
+//! 5. **Confirmation.** The final set alone, K runs: its rate, with a 95% interval. A set that
 //!    never reproduces is *unresolved*, never a race.
-//! 5. **Minimality.** The set less each member, enough runs each that a failure at the set's
+//! 6. **Minimality.** The set less each member, enough runs each that a failure at the set's
 //!    rate would show with the stated confidence; a member without which it still fails is
-//!    dropped and the set confirmed again.
+//!    dropped and the set confirmed again. A member whose [stand-in](super::bystander)
+//!    reproduces it too is a bystander, left out.
 //!
-//! A probe reproduces a finding only when the same test fails the same way; any other failure
-//! in a probe is a finding of its own, and the probe does not count as "not reproduced".
+//! A probe ([`probe`](super::probe)) reproduces a finding only when the same test fails the
+//! same way; any other failure in a probe is a finding of its own, and the probe does not count
+//! as "not reproduced".
 
 use super::bisect::{bisect_with, probe_limit, runs_per_probe};
 use super::events::{HuntEvent, Phase, RunPurpose};
-use super::model::{FailureKey, Subject, Verdict};
+use super::join::join_group;
+use super::model::Subject;
+use super::probe::{Probe, ProbeOutcome, SEARCH_CAP_STRETCH, SEARCH_TIME};
 use super::report::{
     BisectionReport, Classification, FoundIn, MemberCheck, Minimality, Reproduction, StandIn,
 };
@@ -28,18 +34,6 @@ use super::session::{Session, Stop};
 use super::state::HuntState;
 use super::stats::{runs_for_power, Rate};
 use std::time::{Duration, Instant};
-
-/// Parallelism of a probe of `tests` tests: at least `jobs`, and for small sets one worker
-/// per test (up to [`PROBE_JOBS_CAP`]). Runners place tests on workers in chunks (xdist sends
-/// each worker two consecutive tests first), so with fewer workers than tests two members of
-/// a small conflict set can land on one worker and run one after the other; with a worker each
-/// they always run at the same time.
-pub fn probe_jobs(jobs: u32, tests: usize) -> u32 {
-    jobs.max(tests.min(PROBE_JOBS_CAP as usize) as u32)
-}
-
-/// The most workers [`probe_jobs`] adds for a small set.
-pub const PROBE_JOBS_CAP: u32 = 4;
 
 /// Findings first seen in probes that are analysed in one round, at most.
 const MAX_SIDE_FINDINGS: usize = 20;
@@ -59,128 +53,10 @@ fn search_run_cap(n: usize) -> u32 {
     12 * (log + 1)
 }
 
-/// …unless its runs are cheap: a search goes on past its cap until it has taken this long
-/// (a suite whose run takes 50 ms can afford the hundreds of runs a failure seen once in
-/// ten needs, where one of 5 s cannot)…
-const SEARCH_TIME: Duration = Duration::from_secs(30);
-/// …up to this many times its cap.
-const SEARCH_CAP_STRETCH: u32 = 10;
 /// A run this short is cheap: a probe then takes `--max-runs-per-probe` runs before it calls a
 /// set clean, each member of a set gets at least that many checks (a rare set's, what its
 /// rate needs), and a round that changed nothing runs once more ([`super::converge`]).
 pub(super) const CHEAP_RUN: Duration = Duration::from_secs(1);
-
-/// What repeated runs of one set showed for one finding.
-#[derive(Debug, Clone, Copy, Default)]
-struct ProbeOutcome {
-    reproduced: bool,
-    runs: u32,
-    clean: u32,
-    other: u32,
-    /// Time its runs took, as the executor measured them.
-    elapsed: Duration,
-}
-
-/// Everything one probe needs besides the set.
-struct Probe<'k> {
-    key: &'k FailureKey,
-    /// A test to keep beside the rest when its group is serialized (the failing one).
-    beside: Option<String>,
-    jobs: u32,
-    round: u32,
-    /// Whether the groups in force are applied (all but a join probe's runs).
-    serialize: bool,
-}
-
-impl Probe<'_> {
-    /// Run `tests` until the finding shows, or `clean_runs` runs showed nothing at all (at
-    /// most twice that many runs: runs with other failures prove nothing either way).
-    fn run(
-        &self,
-        session: &mut Session<'_>,
-        state: &mut HuntState,
-        purpose: RunPurpose,
-        tests: &[String],
-        clean_runs: u32,
-    ) -> Result<ProbeOutcome, Stop> {
-        let mut tests = tests.to_vec();
-        tests.sort_by_key(|t| state.tests.iter().position(|x| x == t));
-        let groups = if self.serialize {
-            state.probe_serialization(self.round, self.beside.as_deref())
-        } else {
-            Vec::new()
-        };
-        let rotation = self
-            .beside
-            .as_ref()
-            .and_then(|b| {
-                groups
-                    .iter()
-                    .find(|g| g.contains(b))
-                    .and_then(|g| g.iter().filter(|t| tests.contains(t)).position(|t| t == b))
-            })
-            .unwrap_or(0);
-        let jobs = probe_jobs(self.jobs, tests.len());
-        let plan = RunPlan {
-            tests: &tests,
-            whole_suite: false,
-            excluded: &[],
-            jobs,
-            serialized: &groups,
-            rotation,
-        };
-        let mut out = ProbeOutcome::default();
-        let clean_runs = clean_runs.max(1);
-        let runner = session.runner;
-        // Inconclusive runs get two more chances in all, not unbounded ones.
-        while out.clean < clean_runs && out.runs < clean_runs + 2 {
-            let (obs, executions) = session.run(purpose, &plan, false)?;
-            out.runs += 1;
-            out.elapsed += executions.iter().map(|e| e.elapsed).sum::<Duration>();
-            for f in obs.failures.iter().filter(|f| !f.key.same(self.key)) {
-                state.record_side_failure(f, self.round, jobs);
-            }
-            match obs.verdict(self.key, &|t| runner.domain(t)) {
-                Verdict::Reproduced => {
-                    out.reproduced = true;
-                    break;
-                }
-                Verdict::NotReproduced => out.clean += 1,
-                Verdict::Inconclusive => out.other += 1,
-            }
-        }
-        Ok(out)
-    }
-}
-
-impl Probe<'_> {
-    /// [`Probe::run`] for a whole candidate set where runs are cheap: a failure seen in 1 of
-    /// 12 suite runs can take more than a probe's runs to show among its candidates, so the
-    /// probe goes on, `clean_runs` at a time, while it has taken under [`SEARCH_TIME`] (at
-    /// most [`SEARCH_CAP_STRETCH`] times `clean_runs`).
-    fn run_long(
-        &self,
-        session: &mut Session<'_>,
-        state: &mut HuntState,
-        tests: &[String],
-        clean_runs: u32,
-    ) -> Result<ProbeOutcome, Stop> {
-        let started = Instant::now();
-        let mut total = ProbeOutcome::default();
-        for _ in 0..SEARCH_CAP_STRETCH {
-            let out = self.run(session, state, RunPurpose::Probe, tests, clean_runs)?;
-            total.reproduced = out.reproduced;
-            total.runs += out.runs;
-            total.clean += out.clean;
-            total.other += out.other;
-            total.elapsed += out.elapsed;
-            if out.reproduced || started.elapsed() >= SEARCH_TIME {
-                break;
-            }
-        }
-        Ok(total)
-    }
-}
 
 /// Findings analysed before the round's sets are applied and the suite runs again: in a dense
 /// suite most of the rest are the same conflicts seen from another test, and disappear.
@@ -836,130 +712,4 @@ fn analyse(
     }
     t.done = true;
     Ok(())
-}
-
-/// Findings left unresolved that came back in round `round`'s suite runs, with the groups
-/// applied: each is tried among the group most of its candidates are in ([`join_group`]).
-/// Returns whether a test joined a group.
-pub fn join_recurring(
-    session: &mut Session<'_>,
-    state: &mut HuntState,
-    round: u32,
-) -> Result<bool, Stop> {
-    let cfg = session.cfg;
-    let mut joined = false;
-    for idx in 0..state.tracked.len() {
-        let t = &state.tracked[idx];
-        let grouped: Vec<String> = state.groups.iter().flat_map(|g| g.members()).collect();
-        if !t.done
-            || t.joined
-            || t.unnarrowed
-            || t.last_seen != round
-            || t.finding.classification != Classification::Unresolved
-            || t.covered_by(&grouped)
-        {
-            continue;
-        }
-        let key = t.key.clone();
-        let candidates = t.candidates.clone();
-        let mut per_probe = runs_per_probe(
-            t.finding.parallel.planning(),
-            cfg.confidence,
-            cfg.max_runs_per_probe,
-        );
-        if state.typical_run().is_some_and(|d| d < CHEAP_RUN) {
-            per_probe = cfg.max_runs_per_probe;
-        }
-        let probe = Probe {
-            key: &key,
-            beside: None,
-            jobs: t.finding.jobs.max(state.jobs).max(2),
-            round,
-            serialize: true,
-        };
-        joined |= join_group(session, state, &probe, idx, &candidates, per_probe)?;
-    }
-    Ok(joined)
-}
-
-/// A failure seen with the groups applied that its candidates, under the same groups, did
-/// not bring back: its partner is likely a group member, kept from it there by the
-/// serialization (a test that clears the environment beside a module of tests that set it).
-/// Its test and the group's members among its candidates are run unserialized; if it comes
-/// back, the test joins that group, tentatively — kept only if a round then runs clean.
-/// Returns whether it joined.
-fn join_group(
-    session: &mut Session<'_>,
-    state: &mut HuntState,
-    probe: &Probe<'_>,
-    idx: usize,
-    candidates: &[String],
-    runs: u32,
-) -> Result<bool, Stop> {
-    let Some(test) = probe.key.test().map(str::to_string) else {
-        return Ok(false);
-    };
-    if probe.round < 2 || state.groups.iter().any(|g| g.members().contains(&test)) {
-        return Ok(false);
-    }
-    // The group most of its candidates are in.
-    let best = state
-        .groups
-        .iter()
-        .enumerate()
-        .map(|(i, g)| {
-            let inside: Vec<String> = g
-                .members()
-                .into_iter()
-                .filter(|t| candidates.contains(t))
-                .collect();
-            (i, inside)
-        })
-        .filter(|(_, inside)| !inside.is_empty())
-        .max_by_key(|(i, inside)| (inside.len(), std::cmp::Reverse(*i)));
-    let Some((gi, inside)) = best else {
-        return Ok(false);
-    };
-    let mut set = vec![test.clone()];
-    set.extend(inside);
-    let unserialized = Probe {
-        key: probe.key,
-        beside: None,
-        jobs: probe.jobs,
-        round: probe.round,
-        serialize: false,
-    };
-    let out = unserialized.run(session, state, RunPurpose::Probe, &set, runs)?;
-    if !out.reproduced {
-        return Ok(false);
-    }
-    let g = &mut state.groups[gi];
-    g.joined.push(test.clone());
-    g.verified = false;
-    g.held_runs = 0;
-    state.joined_since = true;
-    let t = &mut state.tracked[idx];
-    t.joined = true;
-    t.finding.conflict_set = set.clone();
-    t.finding.evidence.push(format!(
-        "no probe of its {} candidates with the groups applied showed its partner; among the {} tests of a group it shares a process with, unserialized, it failed again (within {} runs): it joins that group, tentatively (kept only if a round then runs clean)",
-        candidates.len(),
-        set.len() - 1,
-        out.runs
-    ));
-    t.done = true;
-    Ok(true)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn small_probes_get_a_worker_per_test() {
-        assert_eq!(probe_jobs(2, 1), 2);
-        assert_eq!(probe_jobs(2, 3), 3);
-        assert_eq!(probe_jobs(2, 30), 4);
-        assert_eq!(probe_jobs(8, 3), 8);
-    }
 }

@@ -67,7 +67,7 @@ pub fn rounds(session: &mut Session<'_>, state: &mut HuntState) -> Result<(), St
         if !changed {
             // Unresolved failures that keep coming back under the groups: their partner may
             // be a group member the serialization hides from their probes.
-            match super::analyse::join_recurring(session, state, round) {
+            match super::join::join_recurring(session, state, round) {
                 Ok(j) => changed |= j,
                 Err(e) => break Err(e),
             }
