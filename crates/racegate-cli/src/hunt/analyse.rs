@@ -42,9 +42,9 @@ const MAX_SIDE_FINDINGS: usize = 20;
 /// did not narrow the failure down.
 const MAX_CHECKED_SET: usize = 8;
 
-/// The most writers of one file tried as a set: more is a file every test touches (a log),
-/// which says nothing about this failure.
-const MAX_WRITERS: usize = 16;
+/// The most writers of one file tried as a set, or widened to: more is a file every test
+/// touches (a log), which says nothing about one failure.
+pub(super) const MAX_WRITERS: usize = 16;
 
 /// Runs one search over `n` candidates may spend: twelve per probe of a pair's search
 /// (`2·ceil(log2 n) + 2` probes, `12·(ceil(log2 n) + 1)` runs)…
@@ -57,6 +57,41 @@ fn search_run_cap(n: usize) -> u32 {
 /// set clean, each member of a set gets at least that many checks (a rare set's, what its
 /// rate needs), and a round that changed nothing runs once more ([`super::converge`]).
 pub(super) const CHEAP_RUN: Duration = Duration::from_secs(1);
+
+/// The evidence for a set taken whole from one probe: `what` reproduced it (without the
+/// `others` tests of the pool), and `why` the set is not reduced further.
+fn whole_set_evidence(what: &str, others: usize, why: &str) -> String {
+    format!(
+        "{what} reproduced it{}: the set is all of them, not reduced further ({why})",
+        if others > 0 {
+            format!(" without the other {others}")
+        } else {
+            String::new()
+        }
+    )
+}
+
+/// The bisection report of a set taken whole from one probe (`out`, `runs` runs): not a
+/// search, so never minimal.
+fn one_probe(
+    candidates: usize,
+    per_probe: u32,
+    out: &ProbeOutcome,
+    confidence: f64,
+    runs: u32,
+) -> BisectionReport {
+    BisectionReport {
+        candidates,
+        probes: 1,
+        runs_per_probe: per_probe,
+        runs,
+        confidence,
+        minimal: false,
+        inconclusive_probes: out.other as usize,
+        fixture_users_of: None,
+        writers_of: Vec::new(),
+    }
+}
 
 /// Findings analysed before the round's sets are applied and the suite runs again: in a dense
 /// suite most of the rest are the same conflicts seen from another test, and disappear.
@@ -256,28 +291,26 @@ fn analyse(
                 let runs_before = session.total_runs;
                 let out = probe.run(session, state, RunPurpose::Probe, &suspects, per_probe)?;
                 if out.reproduced {
-                    let t = &mut state.tracked[idx];
                     let others = candidates.len() - suspects.len();
-                    t.finding.evidence.push(format!(
-                        "the {} users of fixture `{}` (the hung workers were blocked under it) reproduced it{}: the set is all of them, not reduced further (each user leaks, so any few of them hang together)",
+                    let what = format!(
+                        "the {} users of fixture `{}` (the hung workers were blocked under it)",
                         suspects.len(),
-                        leak.name,
-                        if others > 0 {
-                            format!(" without the other {others}")
-                        } else {
-                            String::new()
-                        }
+                        leak.name
+                    );
+                    state.tracked[idx].finding.evidence.push(whole_set_evidence(
+                        &what,
+                        others,
+                        "each user leaks, so any few of them hang together",
                     ));
-                    t.finding.bisection = Some(BisectionReport {
-                        candidates: candidates.len(),
-                        probes: 1,
-                        runs_per_probe: per_probe,
-                        runs: session.total_runs - runs_before,
-                        confidence: cfg.confidence,
-                        minimal: false,
-                        inconclusive_probes: out.other as usize,
+                    state.tracked[idx].finding.bisection = Some(BisectionReport {
                         fixture_users_of: Some(leak.name.clone()),
-                        writers_of: Vec::new(),
+                        ..one_probe(
+                            candidates.len(),
+                            per_probe,
+                            &out,
+                            cfg.confidence,
+                            session.total_runs - runs_before,
+                        )
                     });
                     prior = Some(out);
                     unreduced = Some("they share the leaking fixture".into());
@@ -319,27 +352,25 @@ fn analyse(
                 if !out.reproduced {
                     continue;
                 }
-                let t = &mut state.tracked[idx];
                 let others = pool.len().saturating_sub(writers.len());
-                t.finding.evidence.push(format!(
-                    "the {} tests that write `{file}` (as the serial run saw) reproduced it{}: the set is all of them, not reduced further (any two writers of one fixed file can collide)",
-                    writers.len(),
-                    if others > 0 {
-                        format!(" without the other {others}")
-                    } else {
-                        String::new()
-                    }
+                let what = format!(
+                    "the {} tests that write `{file}` (as the serial run saw)",
+                    writers.len()
+                );
+                state.tracked[idx].finding.evidence.push(whole_set_evidence(
+                    &what,
+                    others,
+                    "any two writers of one fixed file can collide",
                 ));
-                t.finding.bisection = Some(BisectionReport {
-                    candidates: candidates.len(),
-                    probes: 1,
-                    runs_per_probe: per_probe,
-                    runs: session.total_runs - runs_before,
-                    confidence: cfg.confidence,
-                    minimal: false,
-                    inconclusive_probes: out.other as usize,
-                    fixture_users_of: None,
+                state.tracked[idx].finding.bisection = Some(BisectionReport {
                     writers_of: vec![file.clone()],
+                    ..one_probe(
+                        candidates.len(),
+                        per_probe,
+                        &out,
+                        cfg.confidence,
+                        session.total_runs - runs_before,
+                    )
                 });
                 prior = Some(out);
                 unreduced = Some(format!("they all write `{file}`"));

@@ -15,6 +15,7 @@
 //! - from a search that could not **narrow** a failure whose candidates, many of them in its
 //!   test's unit, reproduce it together ([`widen_from_unnarrowed`]).
 
+use super::analyse::MAX_WRITERS;
 use super::events::HuntEvent;
 use super::report::Classification;
 use super::session::Session;
@@ -369,9 +370,6 @@ fn shared_file(state: &HuntState, tests: &[String]) -> Option<(String, Vec<Strin
         .collect();
     (writers.len() <= MAX_WRITERS).then_some((file, writers))
 }
-
-/// The most writers of one file a set is widened to: more is a file every test touches.
-const MAX_WRITERS: usize = 16;
 
 /// A widened group whose own tests still conflicted among themselves while it was applied
 /// (a race set of this round inside it) did not hold: back to its measured members. A set

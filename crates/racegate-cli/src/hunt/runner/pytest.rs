@@ -942,21 +942,30 @@ mod tests {
         assert!(parse_collect("no tests ran in 0.01s\n").is_empty());
     }
 
-    /// In the serial run the helper plugin reports the files each test writes — by `open`,
-    /// `sqlite3.connect` or `os.remove`, in setup as in the test — and no file only read.
-    #[test]
-    fn the_serial_run_reports_the_files_each_test_writes() {
+    /// A scratch directory holding the helper plugin, where python3 has pytest; `None` (the
+    /// test skipped, and says so) where it has not.
+    fn dir_with_plugin() -> Option<tempfile::TempDir> {
         let has_pytest = std::process::Command::new("python3")
             .args(["-c", "import pytest"])
             .output()
             .is_ok_and(|o| o.status.success());
         if !has_pytest {
             eprintln!("skipped: no pytest for python3 (tests/hunt_pytest.rs provisions it)");
-            return;
+            return None;
         }
         let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(format!("{PLUGIN}.py")), PLUGIN_SOURCE).unwrap();
+        Some(dir)
+    }
+
+    /// In the serial run the helper plugin reports the files each test writes — by `open`,
+    /// `sqlite3.connect` or `os.remove`, in setup as in the test — and no file only read.
+    #[test]
+    fn the_serial_run_reports_the_files_each_test_writes() {
+        let Some(dir) = dir_with_plugin() else {
+            return;
+        };
         let d = dir.path();
-        std::fs::write(d.join(format!("{PLUGIN}.py")), PLUGIN_SOURCE).unwrap();
         std::fs::create_dir(d.join("data")).unwrap();
         std::fs::write(d.join("data/readme.txt"), "read only\n").unwrap();
         std::fs::write(
@@ -1035,17 +1044,10 @@ mod tests {
     /// registered under its name here), and the listing probe says whether it is.
     #[test]
     fn the_gate_mark_goes_beside_xdist_group_where_the_racegate_plugin_is_registered() {
-        let has_pytest = std::process::Command::new("python3")
-            .args(["-c", "import pytest"])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !has_pytest {
-            eprintln!("skipped: no pytest for python3 (tests/hunt_pytest.rs provisions it)");
+        let Some(dir) = dir_with_plugin() else {
             return;
-        }
-        let dir = tempfile::tempdir().unwrap();
+        };
         let d = dir.path();
-        std::fs::write(d.join(format!("{PLUGIN}.py")), PLUGIN_SOURCE).unwrap();
         std::fs::write(
             d.join("standin_gate.py"),
             "class _Gate:\n    pass\n\n\ndef pytest_configure(config):\n    config.pluginmanager.register(_Gate(), \"racegate\")\n",
